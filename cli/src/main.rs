@@ -1,0 +1,2 @@
+//! The dap command line.
+fn main() {}
