@@ -1,0 +1,282 @@
+//! Configuration and fault-injection settings of the emulator.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The demo client id accepted by default. It carries a region prefix and a `#`,
+/// like real DAP client ids; the Basic header must be built from it raw.
+pub const DEMO_CLIENT_ID: &str = "us-east-1#demo-client";
+
+/// The demo client secret accepted by default.
+pub const DEMO_CLIENT_SECRET: &str = "demo-secret";
+
+/// Start of the synthetic change history, in milliseconds since the Unix epoch
+/// (2024-01-01T00:00:00Z). Base records carry this timestamp.
+pub const DEFAULT_HISTORY_ORIGIN_MS: i64 = 1_704_067_200_000;
+
+/// Settings of an emulator instance. Build one with [`EmulatorConfig::default`] and
+/// adjust the fields you need.
+#[derive(Debug, Clone)]
+pub struct EmulatorConfig {
+    /// Port of the API listener on 127.0.0.1; 0 picks a free port.
+    pub port: u16,
+    /// Port of the object-storage listener on 127.0.0.1; 0 picks a free port. Storage
+    /// always runs on its own listener so that "a different host" is observable.
+    pub storage_port: u16,
+    /// Accepted client id (compared raw, `#` included).
+    pub client_id: String,
+    /// Accepted client secret.
+    pub client_secret: String,
+    /// Lifetime of issued access tokens (whole seconds are used).
+    pub token_lifetime: Duration,
+    /// How long (emulator time) a new job stays `waiting`.
+    pub job_waiting: Duration,
+    /// How long (emulator time) a job stays `running` after waiting.
+    pub job_running: Duration,
+    /// How long a job and its objects exist after creation (`expires_at`).
+    pub job_lifetime: Duration,
+    /// Lifetime of pre-signed object URLs (`X-Amz-Expires`).
+    pub url_lifetime: Duration,
+    /// Interval between two change events of every table (emulator time, at least 1 ms).
+    pub change_interval: Duration,
+    /// Retention window: an incremental `since` older than `now - retention` is
+    /// answered with `OutOfRange`.
+    pub retention: Duration,
+    /// Start of the change history in milliseconds since the Unix epoch.
+    pub history_origin_ms: i64,
+    /// Overrides the number of rows of every table (each table has its own default).
+    pub rows_per_table: Option<u64>,
+    /// Number of objects (files) each completed job produces (at least 1).
+    pub objects_per_job: u32,
+    /// When set, every object is a synthetic "bulk" object of about this many
+    /// uncompressed bytes, made of one cached gzip member (about 1 MiB of records)
+    /// repeated; use it for benchmarks. When `None`, objects hold the real query result.
+    pub object_size_bytes: Option<u64>,
+    /// Faults and switches active from the start.
+    pub faults: Faults,
+    /// Initial offset of the emulator clock ahead of the wall clock.
+    pub clock_offset: Duration,
+}
+
+impl Default for EmulatorConfig {
+    fn default() -> Self {
+        Self {
+            port: 0,
+            storage_port: 0,
+            client_id: DEMO_CLIENT_ID.to_owned(),
+            client_secret: DEMO_CLIENT_SECRET.to_owned(),
+            token_lifetime: Duration::from_secs(3600),
+            job_waiting: Duration::ZERO,
+            job_running: Duration::ZERO,
+            job_lifetime: Duration::from_secs(24 * 3600),
+            url_lifetime: Duration::from_secs(900),
+            change_interval: Duration::from_secs(60),
+            retention: Duration::from_secs(30 * 24 * 3600),
+            history_origin_ms: DEFAULT_HISTORY_ORIGIN_MS,
+            rows_per_table: None,
+            objects_per_job: 1,
+            object_size_bytes: None,
+            faults: Faults::default(),
+            clock_offset: Duration::ZERO,
+        }
+    }
+}
+
+impl EmulatorConfig {
+    /// The parameters that determine the synthetic data (see [`crate::data`]).
+    pub fn data_params(&self) -> crate::data::DataParams {
+        crate::data::DataParams {
+            origin_ms: self.history_origin_ms,
+            change_interval_ms: u64::try_from(self.change_interval.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1),
+            rows_per_table: self.rows_per_table,
+        }
+    }
+}
+
+/// Groups of requests the emulator counts and can inject faults into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Endpoint {
+    /// `POST /ids/auth/login`.
+    Login,
+    /// `GET /dap/query/{ns}/table`.
+    Tables,
+    /// `GET /dap/query/{ns}/table/{table}/schema`.
+    Schema,
+    /// `POST /dap/query/{ns}/table/{table}/data`.
+    Query,
+    /// `GET /dap/job/{id}`.
+    Job,
+    /// `POST /dap/object/url`.
+    ObjectUrls,
+    /// Object downloads on the storage listener.
+    Storage,
+}
+
+impl Endpoint {
+    /// All endpoints, in a fixed order.
+    pub const ALL: [Self; 7] = [
+        Self::Login,
+        Self::Tables,
+        Self::Schema,
+        Self::Query,
+        Self::Job,
+        Self::ObjectUrls,
+        Self::Storage,
+    ];
+
+    /// The documented per-minute request limit of the endpoint, if it has one.
+    pub fn rate_limit_per_minute(self) -> Option<u32> {
+        match self {
+            Self::Query | Self::Tables => Some(5),
+            Self::Job | Self::Schema => Some(500),
+            Self::ObjectUrls => Some(200),
+            Self::Login | Self::Storage => None,
+        }
+    }
+
+    /// The snake_case name used in JSON and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Login => "login",
+            Self::Tables => "tables",
+            Self::Schema => "schema",
+            Self::Query => "query",
+            Self::Job => "job",
+            Self::ObjectUrls => "object_urls",
+            Self::Storage => "storage",
+        }
+    }
+}
+
+impl std::str::FromStr for Endpoint {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|e| e.name() == s)
+            .ok_or_else(|| format!("unknown endpoint `{s}`"))
+    }
+}
+
+/// The body a [`FaultAction::Status`] fault answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultBody {
+    /// The DAP JSON error envelope.
+    #[default]
+    Json,
+    /// A gateway HTML page (`text/html`).
+    Html,
+    /// A body labelled `application/json` that is not valid JSON.
+    MalformedJson,
+}
+
+/// What a fault rule does to a matching request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultAction {
+    /// Answer with this status instead of the real response (e.g. a 429 storm
+    /// with `retry_after`, or a 502/503).
+    Status {
+        /// HTTP status code.
+        status: u16,
+        /// Shape of the body.
+        #[serde(default)]
+        body: FaultBody,
+        /// Value of a `Retry-After` header (seconds), if any.
+        #[serde(default)]
+        retry_after: Option<u64>,
+    },
+    /// Delay the response by this many milliseconds (real time), then answer normally.
+    Delay {
+        /// Delay in milliseconds.
+        millis: u64,
+    },
+    /// Storage only: announce the full `Content-Length` but close the connection
+    /// after this many body bytes.
+    DropAfter {
+        /// Number of body bytes sent before the connection is dropped.
+        bytes: u64,
+    },
+    /// Storage only: serve a gzip stream cut inside its last member, with a
+    /// `Content-Length` that matches the truncated stream.
+    TruncateGzip,
+    /// Storage only: serve the object with its last CRC-32 flipped, so decoding fails
+    /// the integrity check.
+    CorruptGzip,
+}
+
+/// One fault-injection rule: applies `action` to the next `count` requests on `endpoint`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultRule {
+    /// Which requests the rule applies to.
+    pub endpoint: Endpoint,
+    /// How many more requests it applies to; the rule is dropped when it reaches 0.
+    pub count: u32,
+    /// What it does.
+    pub action: FaultAction,
+}
+
+impl FaultRule {
+    /// A rule applying `action` to the next `count` requests on `endpoint`.
+    pub fn new(endpoint: Endpoint, count: u32, action: FaultAction) -> Self {
+        Self {
+            endpoint,
+            count,
+            action,
+        }
+    }
+
+    /// The next `count` requests on `endpoint` get a 429 with `Retry-After: retry_after`.
+    pub fn rate_storm(endpoint: Endpoint, count: u32, retry_after: u64) -> Self {
+        Self::new(
+            endpoint,
+            count,
+            FaultAction::Status {
+                status: 429,
+                body: FaultBody::Json,
+                retry_after: Some(retry_after),
+            },
+        )
+    }
+
+    /// The next `count` requests on `endpoint` get `status` with the given body shape.
+    pub fn status(endpoint: Endpoint, count: u32, status: u16, body: FaultBody) -> Self {
+        Self::new(
+            endpoint,
+            count,
+            FaultAction::Status {
+                status,
+                body,
+                retry_after: None,
+            },
+        )
+    }
+}
+
+/// Fault injection and behaviour switches; settable at start
+/// ([`EmulatorConfig::faults`]) and at run time ([`crate::Emulator::set_faults`] or
+/// `PUT /_emulator/faults`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Faults {
+    /// Rules, applied in order: matching `delay` rules add up, the first matching
+    /// rule of any other kind decides the response. Each application decrements `count`.
+    pub rules: Vec<FaultRule>,
+    /// Enforce the documented per-minute rate limits (emulator clock, fixed windows).
+    pub rate_limits: bool,
+    /// New jobs end `failed` with a `ProcessingError`.
+    pub fail_jobs: bool,
+    /// Every incremental query is answered with `SnapshotRequired`.
+    pub snapshot_required: bool,
+    /// Incremental queries on these tables (`table` or `namespace.table`) are answered
+    /// with `SnapshotRequired`.
+    pub snapshot_required_tables: Vec<String>,
+    /// Overrides the token lifetime (seconds) of tokens issued from now on.
+    pub token_lifetime_secs: Option<u64>,
+}
