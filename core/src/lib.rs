@@ -1,2 +1,119 @@
-//! Placeholder.
+//! # dap-proto: a sans-IO client core for Instructure's Data Access Platform
+//!
+//! DAP (Canvas Data 2) serves bulk Canvas tables through a query API: log in with a
+//! client ID and secret, start a snapshot or incremental query job, poll it until it
+//! completes, trade its object ids for pre-signed URLs, download the gzip objects. This
+//! crate is the protocol in the middle of that, as plain values: it builds
+//! [`http::Request`]s, reads [`http::Response`]s, and decides what happens next. It
+//! never opens a socket, never reads a clock, never spawns or sleeps.
+//!
+//! **In scope:** login and token lifetime (proactive refresh, one login for any number of
+//! waiting operations, a new login after a 401), every Query API endpoint, retries with
+//! backoff and `Retry-After`, job polling, URL batching, typed errors, the download
+//! request, streaming gzip verification and record splitting, raw HTTP/1.1 bytes.
+//!
+//! **Out of scope:** sockets, TLS, timers, files. The transports `dap-hyper` (async)
+//! and `dap-ureq` (blocking) drive this crate over real networks; anything else that can
+//! move bytes can too (see [`wire`] and the `raw_tcp` example).
+//!
+//! ## Two layers
+//! 1. [`api`]: per endpoint, a pure `request` builder and a `parse` function. Use them
+//!    without a session when you manage tokens yourself.
+//! 2. [`Session`]: the state machine that composes them.
+//!
+//! ## The run loop
+//! ```
+//! use std::time::Instant;
+//! use dap_proto::{Command, Config, Output, Session};
+//!
+//! let config = Config::builder("us-east-1#my-client-id", "my-secret").build()?;
+//! let mut session = Session::new(config, Instant::now(), jiff::Timestamp::now());
+//! let op = session.start(Command::ListTables { namespace: "canvas".into() }, Instant::now());
+//! # let mut rounds = 0;
+//! loop {
+//!     match session.poll_output(Instant::now()) {
+//!         Output::Send { id, request } => {
+//!             // Send `request` with any HTTP client, then report what happened:
+//!             // session.handle_response(id, response, Instant::now())?;
+//!             // or, if it could not be completed:
+//!             session.handle_failure(id, Instant::now())?;
+//!         }
+//!         Output::Done { op, result } => {
+//!             println!("{op}: {result:?}");
+//!             break;
+//!         }
+//!         Output::Wait(deadline) => {
+//!             // Sleep until `deadline` or until a response arrives, then poll again.
+//! #           let _ = deadline; rounds += 1; if rounds > 3 { break; }
+//!         }
+//!         _ => {}
+//!     }
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## A query, step by step
+//! ```text
+//!  start(Query) ─► [token?] ─no─► POST /ids/auth/login ─► token (shared by every op)
+//!                     │yes
+//!                     ▼
+//!        POST /dap/query/{ns}/table/{t}/data ─► job (waiting | running | complete | failed)
+//!                     │ not terminal: Wait(0.5 s, doubling to 5 s)
+//!                     ▼
+//!              GET /dap/job/{id} … ─► complete (expiring in < 30 s? post again)
+//!                     ▼
+//!        POST /dap/object/url (batches) ─► Done(QueryResult { objects + URLs })
+//!
+//!  any call: 401 ─► drop token, log in once, replay (a second 401 ends the op)
+//!            429 ─► wait Retry-After (capped)   5xx / failure ─► backoff with jitter
+//! ```
+//!
+//! ## Time
+//! Every input takes `now: Instant`, which must not go backwards. Wall time is needed
+//! only to judge a job's `expires_at`, a JWT's `exp` and an HTTP-date `Retry-After`; the
+//! session takes it from the server's `Date` header, falling back to the wall time passed
+//! to [`Session::new`]. Early or spurious calls are harmless. Token expiry is receipt
+//! time plus `expires_in` (or the JWT `exp` when sooner), minus the refresh margin (at
+//! most half the lifetime).
+//!
+//! ## Errors and panics
+//! Operation failures arrive in [`Output::Done`] as an [`Error`] that says whose fault it
+//! is: the API ([`DapError`]), the server breaking the protocol ([`ProtocolError`]), the
+//! transport, or the caller. `handle_*` return `Err` only for misuse ([`Misuse`]). No
+//! input from the network makes this crate panic; fuzz targets check it.
+//!
+//! ## Secrets
+//! [`ClientSecret`], [`AccessToken`] and [`PresignedUrl`] redact themselves in `Debug`
+//! and `Display`; auth headers are marked sensitive; login and object-URL bodies are never
+//! quoted in errors.
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
+// Errors are cold and matched on by callers; boxing their payloads would cost more in
+// ergonomics than it saves in moves.
+#![allow(clippy::result_large_err)]
+
+pub mod api;
+pub mod config;
+pub mod download;
+pub mod error;
+pub mod gzip;
+pub mod model;
+pub mod records;
+pub mod secret;
+pub mod session;
+pub mod wire;
+
+pub use config::{
+    Config, ConfigBuilder, ConfigError, Credentials, PollPolicy, RetryPolicy, TokenHeader,
+};
+pub use error::{
+    ArgumentError, DapError, DapErrorKind, Error, Misuse, ProtocolError, ProtocolErrorKind,
+};
+pub use model::{
+    CompleteJob, DataRange, Format, Job, JobId, JobState, Mode, ObjectId, ObjectUrl, Query,
+    QueryRange, TableSchema,
+};
+pub use secret::{AccessToken, ClientSecret, PresignedUrl};
+pub use session::{
+    Command, OpId, Outcome, Output, QueryResult, RequestId, Session, TokenStatus, UrlSet,
+};

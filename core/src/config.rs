@@ -1,0 +1,609 @@
+//! Session configuration, built with [`ConfigBuilder`], which rejects nonsense up front.
+
+use std::fmt;
+use std::time::Duration;
+
+use http::Uri;
+
+use crate::secret::ClientSecret;
+
+/// The gateway every DAP customer uses unless told otherwise.
+pub const DEFAULT_BASE_URL: &str = "https://api-gateway.instructure.com";
+/// Path of the login (token) endpoint, relative to the base URL.
+pub const DEFAULT_TOKEN_PATH: &str = "/ids/auth/login";
+/// The default `User-Agent`: this library and its version.
+pub const DEFAULT_USER_AGENT: &str = concat!("dap-rs/", env!("CARGO_PKG_VERSION"));
+/// Default cap on any JSON body the core parses.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+
+/// A client ID and its secret.
+#[derive(Clone)]
+pub struct Credentials {
+    client_id: String,
+    secret: ClientSecret,
+}
+
+impl Credentials {
+    /// Pairs a client ID (possibly `region#uuid`) with its secret.
+    pub fn new(client_id: impl Into<String>, secret: ClientSecret) -> Self {
+        Self {
+            client_id: client_id.into(),
+            secret,
+        }
+    }
+
+    /// The client ID exactly as issued, region prefix included.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// The client secret.
+    pub fn secret(&self) -> &ClientSecret {
+        &self.secret
+    }
+
+    /// The region of a `region#id` client ID (`us-east-1` in `us-east-1#abc`), if present.
+    /// Informational only: one host serves every region.
+    pub fn region(&self) -> Option<&str> {
+        let (region, id) = self.client_id.split_once('#')?;
+        let word = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+        };
+        (word(region) && word(id)).then_some(region)
+    }
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("client_id", &self.client_id)
+            .field("secret", &self.secret)
+            .finish()
+    }
+}
+
+/// Which header carries the access token on API calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum TokenHeader {
+    /// `Authorization: Bearer <token>` (the documented form).
+    #[default]
+    Bearer,
+    /// `x-instauth: <token>` (older docs and many community scripts).
+    XInstAuth,
+}
+
+impl TokenHeader {
+    /// The header name this variant writes.
+    pub fn name(self) -> http::HeaderName {
+        match self {
+            Self::Bearer => http::header::AUTHORIZATION,
+            Self::XInstAuth => http::HeaderName::from_static("x-instauth"),
+        }
+    }
+}
+
+/// How failed requests are retried: 429 waits for `Retry-After`; 5xx and transport
+/// failures back off exponentially with jitter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RetryPolicy {
+    /// Attempts in total per request, the first included (at least 1).
+    pub max_attempts: u32,
+    /// Delay before the first retry of a 5xx or transport failure.
+    pub initial_backoff: Duration,
+    /// Ceiling of the exponential backoff.
+    pub max_backoff: Duration,
+    /// Ceiling applied to any `Retry-After` the server sends.
+    pub max_retry_after: Duration,
+    /// Wait used for a 429 that carries no usable `Retry-After`.
+    pub default_retry_after: Duration,
+    /// Seed of the jitter generator, so runs are reproducible.
+    pub jitter_seed: u64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
+            max_retry_after: Duration::from_secs(300),
+            default_retry_after: Duration::from_secs(30),
+            jitter_seed: 0x05ee_dda9,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Builds a policy from its main knobs, keeping defaults for the rest.
+    pub fn new(max_attempts: u32, initial_backoff: Duration, max_backoff: Duration) -> Self {
+        Self {
+            max_attempts,
+            initial_backoff,
+            max_backoff,
+            ..Self::default()
+        }
+    }
+}
+
+/// How jobs are polled until they end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PollPolicy {
+    /// Delay before the first status request.
+    pub initial_interval: Duration,
+    /// Ceiling of the doubling interval. Keep it at or above 120 ms per concurrent job to
+    /// stay under the documented 500 job-status calls a minute.
+    pub max_interval: Duration,
+    /// Give up on a job that has not ended after this long.
+    pub max_duration: Duration,
+    /// A complete job whose `expires_at` is closer than this is queried again.
+    pub expiry_margin: Duration,
+}
+
+impl Default for PollPolicy {
+    fn default() -> Self {
+        Self {
+            initial_interval: Duration::from_millis(500),
+            max_interval: Duration::from_secs(5),
+            max_duration: Duration::from_secs(6 * 3600),
+            expiry_margin: Duration::from_secs(30),
+        }
+    }
+}
+
+impl PollPolicy {
+    /// Builds a policy from its intervals, keeping defaults for the rest.
+    pub fn new(initial_interval: Duration, max_interval: Duration) -> Self {
+        Self {
+            initial_interval,
+            max_interval,
+            ..Self::default()
+        }
+    }
+}
+
+/// A validated configuration. Build one with [`Config::builder`].
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub(crate) base: String,
+    pub(crate) credentials: Credentials,
+    pub(crate) user_agent: http::HeaderValue,
+    pub(crate) token_path: String,
+    pub(crate) token_header: TokenHeader,
+    pub(crate) refresh_margin: Duration,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) poll: PollPolicy,
+    pub(crate) scope: Option<String>,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) url_batch_size: usize,
+}
+
+impl Config {
+    /// Starts a builder with the two things no default can supply.
+    pub fn builder(client_id: impl Into<String>, secret: impl Into<String>) -> ConfigBuilder {
+        ConfigBuilder {
+            client_id: client_id.into(),
+            secret: ClientSecret::new(secret),
+            base_url: DEFAULT_BASE_URL.to_owned(),
+            allow_plain_http: false,
+            user_agent: DEFAULT_USER_AGENT.to_owned(),
+            token_path: DEFAULT_TOKEN_PATH.to_owned(),
+            token_header: TokenHeader::Bearer,
+            refresh_margin: Duration::from_secs(300),
+            retry: RetryPolicy::default(),
+            poll: PollPolicy::default(),
+            scope: None,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            url_batch_size: 100,
+        }
+    }
+
+    /// Builds a configuration from `DAP_API_URL`, `DAP_CLIENT_ID` and `DAP_CLIENT_SECRET`
+    /// as read by `lookup` (pass `|k| std::env::var(k).ok()` for the process
+    /// environment). A missing ID or secret is an error naming the variable.
+    pub fn builder_from_vars(
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<ConfigBuilder, ConfigError> {
+        let get = |name: &'static str| {
+            lookup(name)
+                .filter(|v| !v.trim().is_empty())
+                .ok_or(ConfigError::MissingVariable(name))
+        };
+        let mut builder = Self::builder(get("DAP_CLIENT_ID")?, get("DAP_CLIENT_SECRET")?);
+        if let Ok(url) = get("DAP_API_URL") {
+            builder = builder.base_url(url);
+        }
+        Ok(builder)
+    }
+
+    /// The base URL, without a trailing slash.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// The credentials.
+    pub fn credentials(&self) -> &Credentials {
+        &self.credentials
+    }
+
+    /// The `User-Agent` sent on every request.
+    pub fn user_agent(&self) -> &http::HeaderValue {
+        &self.user_agent
+    }
+
+    /// The header that carries the token.
+    pub fn token_header(&self) -> TokenHeader {
+        self.token_header
+    }
+
+    /// How long before its expiry a token stops being used.
+    pub fn refresh_margin(&self) -> Duration {
+        self.refresh_margin
+    }
+
+    /// The retry policy.
+    pub fn retry(&self) -> &RetryPolicy {
+        &self.retry
+    }
+
+    /// The job-poll policy.
+    pub fn poll(&self) -> &PollPolicy {
+        &self.poll
+    }
+
+    /// The optional `scope` query parameter.
+    pub fn scope(&self) -> Option<&str> {
+        self.scope.as_deref()
+    }
+
+    /// The largest response body the core parses; transports should stop reading a
+    /// body after this many bytes plus one.
+    pub fn max_body_bytes(&self) -> usize {
+        self.max_body_bytes
+    }
+
+    /// How many object ids go into one object-URL request.
+    pub fn url_batch_size(&self) -> usize {
+        self.url_batch_size
+    }
+
+    /// The host (and port) of the API, used to make sure the token goes nowhere else.
+    pub fn api_authority(&self) -> Option<http::uri::Authority> {
+        self.base.parse::<Uri>().ok()?.authority().cloned()
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub(crate) fn token_url(&self) -> String {
+        self.url(&self.token_path)
+    }
+}
+
+/// Builder for [`Config`]; [`ConfigBuilder::build`] validates everything.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ConfigBuilder {
+    client_id: String,
+    secret: ClientSecret,
+    base_url: String,
+    allow_plain_http: bool,
+    user_agent: String,
+    token_path: String,
+    token_header: TokenHeader,
+    refresh_margin: Duration,
+    retry: RetryPolicy,
+    poll: PollPolicy,
+    scope: Option<String>,
+    max_body_bytes: usize,
+    url_batch_size: usize,
+}
+
+impl ConfigBuilder {
+    /// The API base URL (default [`DEFAULT_BASE_URL`]). Plain `http://` is accepted only
+    /// for loopback hosts unless [`ConfigBuilder::dangerous_allow_plain_http`] is set.
+    pub fn base_url(mut self, url: impl Into<String>) -> Self {
+        self.base_url = url.into();
+        self
+    }
+
+    /// Accepts a plain `http://` base URL on a non-loopback host. The client secret and
+    /// token then cross the network unencrypted.
+    pub fn dangerous_allow_plain_http(mut self, allow: bool) -> Self {
+        self.allow_plain_http = allow;
+        self
+    }
+
+    /// The `User-Agent` header (default [`DEFAULT_USER_AGENT`]); never empty.
+    pub fn user_agent(mut self, agent: impl Into<String>) -> Self {
+        self.user_agent = agent.into();
+        self
+    }
+
+    /// The token endpoint path (default [`DEFAULT_TOKEN_PATH`]).
+    pub fn token_path(mut self, path: impl Into<String>) -> Self {
+        self.token_path = path.into();
+        self
+    }
+
+    /// The header that carries the token.
+    pub fn token_header(mut self, header: TokenHeader) -> Self {
+        self.token_header = header;
+        self
+    }
+
+    /// How long before expiry a token is refreshed (default 5 minutes).
+    pub fn refresh_margin(mut self, margin: Duration) -> Self {
+        self.refresh_margin = margin;
+        self
+    }
+
+    /// The retry policy.
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// The job-poll policy.
+    pub fn poll(mut self, poll: PollPolicy) -> Self {
+        self.poll = poll;
+        self
+    }
+
+    /// The root-account `scope` query parameter for list, schema and data calls.
+    pub fn scope(mut self, scope: impl Into<String>) -> Self {
+        self.scope = Some(scope.into());
+        self
+    }
+
+    /// Cap on any JSON body parsed (default 32 MiB).
+    pub fn max_body_bytes(mut self, bytes: usize) -> Self {
+        self.max_body_bytes = bytes;
+        self
+    }
+
+    /// Object ids per object-URL request (default 100).
+    pub fn url_batch_size(mut self, size: usize) -> Self {
+        self.url_batch_size = size;
+        self
+    }
+
+    /// Validates and builds the configuration.
+    pub fn build(self) -> Result<Config, ConfigError> {
+        use ConfigError as E;
+        if self.client_id.trim().is_empty() {
+            return Err(E::EmptyClientId);
+        }
+        if self.client_id.contains(':') || self.client_id.chars().any(char::is_control) {
+            return Err(E::InvalidClientId);
+        }
+        if self.secret.secret().is_empty() {
+            return Err(E::EmptySecret);
+        }
+        let base = validate_base(&self.base_url, self.allow_plain_http)?;
+        if self.user_agent.trim().is_empty() {
+            return Err(E::EmptyUserAgent);
+        }
+        let user_agent =
+            http::HeaderValue::from_str(&self.user_agent).map_err(|_| E::InvalidUserAgent)?;
+        if !self.token_path.starts_with('/') || self.token_path.parse::<Uri>().is_err() {
+            return Err(E::InvalidTokenPath);
+        }
+        if self.retry.max_attempts == 0 {
+            return Err(E::ZeroAttempts);
+        }
+        if self.retry.initial_backoff > self.retry.max_backoff {
+            return Err(E::Invalid("retry initial_backoff exceeds max_backoff"));
+        }
+        if self.poll.initial_interval.is_zero()
+            || self.poll.initial_interval > self.poll.max_interval
+        {
+            return Err(E::Invalid(
+                "poll initial_interval must be non-zero and at most max_interval",
+            ));
+        }
+        if self.poll.max_duration.is_zero() {
+            return Err(E::Invalid("poll max_duration must be non-zero"));
+        }
+        if let Some(scope) = &self.scope {
+            if scope.is_empty()
+                || !scope
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.~".contains(c))
+            {
+                return Err(E::Invalid("scope must be a non-empty unreserved URL word"));
+            }
+        }
+        if self.max_body_bytes < 1024 {
+            return Err(E::Invalid("max_body_bytes must be at least 1024"));
+        }
+        if self.url_batch_size == 0 {
+            return Err(E::Invalid("url_batch_size must be at least 1"));
+        }
+        Ok(Config {
+            base,
+            credentials: Credentials::new(self.client_id, self.secret),
+            user_agent,
+            token_path: self.token_path,
+            token_header: self.token_header,
+            refresh_margin: self.refresh_margin,
+            retry: self.retry,
+            poll: self.poll,
+            scope: self.scope,
+            max_body_bytes: self.max_body_bytes,
+            url_batch_size: self.url_batch_size,
+        })
+    }
+}
+
+fn validate_base(url: &str, allow_plain_http: bool) -> Result<String, ConfigError> {
+    let uri: Uri = url
+        .parse()
+        .map_err(|_| ConfigError::InvalidBaseUrl(url.to_owned()))?;
+    let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+        return Err(ConfigError::InvalidBaseUrl(url.to_owned()));
+    };
+    if uri.query().is_some() || authority.as_str().contains('@') {
+        return Err(ConfigError::InvalidBaseUrl(url.to_owned()));
+    }
+    match scheme {
+        "https" => {}
+        "http" if allow_plain_http || is_loopback(authority.host()) => {}
+        "http" => return Err(ConfigError::PlainHttp(url.to_owned())),
+        _ => return Err(ConfigError::InvalidBaseUrl(url.to_owned())),
+    }
+    Ok(url.trim_end_matches('/').to_owned())
+}
+
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The client ID is empty.
+    #[error("the client ID is empty")]
+    EmptyClientId,
+    /// The client ID contains `:` or control characters and cannot go into Basic auth.
+    #[error("the client ID contains ':' or control characters")]
+    InvalidClientId,
+    /// The client secret is empty.
+    #[error("the client secret is empty")]
+    EmptySecret,
+    /// The base URL is not an absolute `http(s)://host` URL.
+    #[error("the base URL {0:?} is not an absolute http(s) URL without query or userinfo")]
+    InvalidBaseUrl(String),
+    /// Plain HTTP to a non-loopback host without the explicit opt-in.
+    #[error(
+        "the base URL {0:?} is plain http on a non-loopback host; use https or opt in with dangerous_allow_plain_http"
+    )]
+    PlainHttp(String),
+    /// The User-Agent is empty.
+    #[error("the User-Agent is empty; the API refuses requests without one")]
+    EmptyUserAgent,
+    /// The User-Agent is not a valid header value.
+    #[error("the User-Agent is not a valid header value")]
+    InvalidUserAgent,
+    /// The token path does not start with `/` or is not a valid path.
+    #[error("the token path must be an absolute path such as /ids/auth/login")]
+    InvalidTokenPath,
+    /// The retry policy allows zero attempts.
+    #[error("the retry policy must allow at least one attempt")]
+    ZeroAttempts,
+    /// A required environment variable is missing or empty.
+    #[error("the environment variable {0} is not set")]
+    MissingVariable(&'static str),
+    /// Another setting is out of range.
+    #[error("invalid configuration: {0}")]
+    Invalid(&'static str),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok() -> ConfigBuilder {
+        Config::builder("us-east-1#abc", "s3cr3t")
+    }
+
+    #[test]
+    fn defaults_build() {
+        let c = ok().build().unwrap();
+        assert_eq!(c.base_url(), DEFAULT_BASE_URL);
+        assert_eq!(c.credentials().region(), Some("us-east-1"));
+        assert_eq!(c.refresh_margin(), Duration::from_secs(300));
+        assert!(c.user_agent().to_str().unwrap().starts_with("dap-rs/"));
+    }
+
+    #[test]
+    fn region_absent() {
+        let c = Config::builder("plain-id", "s").build().unwrap();
+        assert_eq!(c.credentials().region(), None);
+    }
+
+    #[test]
+    fn rejects_nonsense() {
+        use ConfigError as E;
+        let cases: Vec<(ConfigBuilder, ConfigError)> = vec![
+            (Config::builder("", "s"), E::EmptyClientId),
+            (Config::builder("a:b", "s"), E::InvalidClientId),
+            (Config::builder("id", ""), E::EmptySecret),
+            (
+                ok().base_url("api.example.com"),
+                E::InvalidBaseUrl("api.example.com".into()),
+            ),
+            (
+                ok().base_url("ftp://x"),
+                E::InvalidBaseUrl("ftp://x".into()),
+            ),
+            (
+                ok().base_url("http://example.com"),
+                E::PlainHttp("http://example.com".into()),
+            ),
+            (ok().user_agent(""), E::EmptyUserAgent),
+            (ok().user_agent("a\nb"), E::InvalidUserAgent),
+            (ok().token_path("login"), E::InvalidTokenPath),
+            (
+                ok().retry(RetryPolicy {
+                    max_attempts: 0,
+                    ..RetryPolicy::default()
+                }),
+                E::ZeroAttempts,
+            ),
+        ];
+        for (builder, expected) in cases {
+            assert_eq!(builder.build().unwrap_err(), expected);
+        }
+    }
+
+    #[test]
+    fn plain_http_loopback_and_opt_in() {
+        for url in [
+            "http://127.0.0.1:8080",
+            "http://localhost:1/",
+            "http://[::1]:9",
+        ] {
+            ok().base_url(url).build().unwrap();
+        }
+        let c = ok()
+            .base_url("http://dap.internal/")
+            .dangerous_allow_plain_http(true)
+            .build()
+            .unwrap();
+        assert_eq!(c.base_url(), "http://dap.internal");
+    }
+
+    #[test]
+    fn from_vars_names_missing_variable() {
+        let err =
+            Config::builder_from_vars(|k| (k == "DAP_CLIENT_ID").then(|| "id".into())).unwrap_err();
+        assert_eq!(err, ConfigError::MissingVariable("DAP_CLIENT_SECRET"));
+        let c = Config::builder_from_vars(|k| match k {
+            "DAP_CLIENT_ID" => Some("id".into()),
+            "DAP_CLIENT_SECRET" => Some("sec".into()),
+            "DAP_API_URL" => Some("http://127.0.0.1:9".into()),
+            _ => None,
+        })
+        .unwrap()
+        .build()
+        .unwrap();
+        assert_eq!(c.base_url(), "http://127.0.0.1:9");
+    }
+
+    #[test]
+    fn debug_hides_secret() {
+        let c = ok().build().unwrap();
+        assert!(!format!("{c:?}").contains("s3cr3t"));
+    }
+}

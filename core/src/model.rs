@@ -1,0 +1,323 @@
+//! The values the API speaks about: formats, queries, jobs, schemas, objects.
+
+use std::fmt;
+use std::str::FromStr;
+
+use jiff::Timestamp;
+
+use crate::error::{ArgumentError, DapError};
+use crate::secret::PresignedUrl;
+
+/// Output format of a query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Format {
+    /// JSON Lines, gzip-compressed.
+    Jsonl,
+    /// CSV (RFC 4180 with a header), gzip-compressed.
+    Csv,
+    /// TSV (PostgreSQL COPY escaping), gzip-compressed.
+    Tsv,
+    /// Parquet (not gzip-wrapped).
+    Parquet,
+}
+
+impl Format {
+    /// Every format, in the order the API documents them.
+    pub const ALL: [Self; 4] = [Self::Tsv, Self::Csv, Self::Jsonl, Self::Parquet];
+
+    /// The wire name (`jsonl`, `csv`, `tsv`, `parquet`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Jsonl => "jsonl",
+            Self::Csv => "csv",
+            Self::Tsv => "tsv",
+            Self::Parquet => "parquet",
+        }
+    }
+
+    /// Whether objects of this format are gzip streams.
+    pub fn is_gzip(self) -> bool {
+        !matches!(self, Self::Parquet)
+    }
+
+    /// Whether the format accepts a [`Mode`].
+    pub fn accepts_mode(self) -> bool {
+        matches!(self, Self::Csv | Self::Tsv)
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Format {
+    type Err = ArgumentError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|f| f.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| {
+                ArgumentError::new(format!(
+                    "unknown format {s:?}; expected jsonl, csv, tsv or parquet"
+                ))
+            })
+    }
+}
+
+/// How CSV/TSV output lays out nested fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Mode {
+    /// One column per nested field.
+    Expanded,
+    /// Nested values kept as JSON in one column.
+    Condensed,
+}
+
+impl Mode {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Expanded => "expanded",
+            Self::Condensed => "condensed",
+        }
+    }
+}
+
+impl FromStr for Mode {
+    type Err = ArgumentError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "expanded" => Ok(Self::Expanded),
+            "condensed" => Ok(Self::Condensed),
+            _ => Err(ArgumentError::new(format!(
+                "unknown mode {s:?}; expected expanded or condensed"
+            ))),
+        }
+    }
+}
+
+/// Which rows a query asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum QueryRange {
+    /// The table's full current state.
+    Snapshot,
+    /// Changes committed in `[since, until)`; `until` defaults to the server's now.
+    Incremental {
+        /// Inclusive lower bound.
+        since: Timestamp,
+        /// Exclusive upper bound.
+        until: Option<Timestamp>,
+    },
+}
+
+/// A validated table query. Timestamps are [`jiff::Timestamp`]s, so a time without an
+/// offset cannot be expressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Query {
+    format: Format,
+    mode: Option<Mode>,
+    range: QueryRange,
+}
+
+impl Query {
+    /// A snapshot query.
+    pub fn snapshot(format: Format) -> Self {
+        Self {
+            format,
+            mode: None,
+            range: QueryRange::Snapshot,
+        }
+    }
+
+    /// An incremental query from `since` (inclusive) to the server's now.
+    pub fn incremental(format: Format, since: Timestamp) -> Self {
+        Self {
+            format,
+            mode: None,
+            range: QueryRange::Incremental { since, until: None },
+        }
+    }
+
+    /// Sets the exclusive upper bound of an incremental query; it must lie after `since`.
+    pub fn until(mut self, until: Timestamp) -> Result<Self, ArgumentError> {
+        match &mut self.range {
+            QueryRange::Snapshot => Err(ArgumentError::new(
+                "`until` applies to incremental queries only",
+            )),
+            QueryRange::Incremental { since, .. } if until <= *since => Err(ArgumentError::new(
+                format!("`until` ({until}) must be after `since` ({since})"),
+            )),
+            QueryRange::Incremental { until: slot, .. } => {
+                *slot = Some(until);
+                Ok(self)
+            }
+        }
+    }
+
+    /// Sets the CSV/TSV layout; refused for jsonl and parquet.
+    pub fn mode(mut self, mode: Mode) -> Result<Self, ArgumentError> {
+        if !self.format.accepts_mode() {
+            return Err(ArgumentError::new(format!(
+                "`mode` applies to csv and tsv only, not {}",
+                self.format
+            )));
+        }
+        self.mode = Some(mode);
+        Ok(self)
+    }
+
+    /// The format.
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// The layout mode, if set.
+    pub fn layout(&self) -> Option<Mode> {
+        self.mode
+    }
+
+    /// The range.
+    pub fn range(&self) -> QueryRange {
+        self.range
+    }
+}
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Wraps a raw id.
+            pub fn new(id: impl Into<String>) -> Self {
+                Self(id.into())
+            }
+            /// The raw id.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(id: &str) -> Self {
+                Self(id.to_owned())
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(id: String) -> Self {
+                Self(id)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// The id of a query job.
+    JobId
+);
+id_type!(
+    /// The id of an output object of a job.
+    ObjectId
+);
+
+/// A table's JSON Schema and its version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableSchema {
+    /// The JSON Schema, kept as a value.
+    pub schema: serde_json::Value,
+    /// The schema version.
+    pub version: u64,
+}
+
+/// What a finished job covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DataRange {
+    /// A snapshot as of `at`; chain the next incremental from it.
+    Snapshot {
+        /// The instant the snapshot reflects.
+        at: Timestamp,
+    },
+    /// Changes in `[since, until)`; chain the next incremental from `until`.
+    Incremental {
+        /// Inclusive lower bound.
+        since: Timestamp,
+        /// Exclusive upper bound.
+        until: Timestamp,
+    },
+}
+
+impl DataRange {
+    /// The `since` of the next incremental query in a chain.
+    pub fn next_since(&self) -> Timestamp {
+        match *self {
+            Self::Snapshot { at } => at,
+            Self::Incremental { until, .. } => until,
+        }
+    }
+}
+
+/// The payload of a complete job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompleteJob {
+    /// Output objects, in the server's order.
+    pub objects: Vec<ObjectId>,
+    /// The schema version the data follows.
+    pub schema_version: u64,
+    /// What the data covers.
+    pub range: DataRange,
+}
+
+/// Where a job stands.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum JobState {
+    /// Queued.
+    Waiting,
+    /// Running.
+    Running,
+    /// Finished with output.
+    Complete(CompleteJob),
+    /// Finished with an error.
+    Failed(DapError),
+}
+
+impl JobState {
+    /// Whether the job has ended.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, Self::Complete(_) | Self::Failed(_))
+    }
+}
+
+/// A query job as the API reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    /// The job id.
+    pub id: JobId,
+    /// When the job and its objects are deleted, if the server says.
+    pub expires_at: Option<Timestamp>,
+    /// The job's state.
+    pub state: JobState,
+}
+
+/// An object and its pre-signed download URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectUrl {
+    /// The object id.
+    pub id: ObjectId,
+    /// The pre-signed URL (its query string is a credential).
+    pub url: PresignedUrl,
+}

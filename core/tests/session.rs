@@ -1,0 +1,745 @@
+//! Session scenarios on a virtual clock against a scripted peer.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use dap_proto::{
+    Command, DapErrorKind, DataRange, Error, Format, JobId, JobState, Misuse, ObjectId, Outcome,
+    Output, PollPolicy, ProtocolErrorKind, Query, RequestId, TokenStatus,
+};
+
+fn tables() -> Command {
+    Command::ListTables {
+        namespace: "canvas".into(),
+    }
+}
+
+fn tables_ok() -> Reply {
+    json(200, r#"{"tables":["accounts","users"]}"#)
+}
+
+/// A peer that logs in with `token`/`lifetime` and answers table lists.
+fn simple_peer(lifetime: u64) -> impl FnMut(&Seen, &http::Request<Vec<u8>>) -> Reply {
+    let mut n = 0;
+    move |seen, _| {
+        if seen.is_login() {
+            n += 1;
+            login_ok(&format!("tok{n}"), lifetime)
+        } else {
+            tables_ok()
+        }
+    }
+}
+
+#[test]
+fn ten_operations_one_login() {
+    let mut h = Harness::new(config().build().unwrap());
+    let ops: Vec<_> = (0..10).map(|_| h.start(tables())).collect();
+    h.run(100, simple_peer(3600));
+    assert_eq!(h.logins(), 1);
+    assert_eq!(h.seen.len(), 11);
+    for op in ops {
+        assert!(matches!(h.result(op), Ok(Outcome::Tables(t)) if t.len() == 2));
+    }
+    assert!(
+        h.seen
+            .iter()
+            .filter(|s| !s.is_login())
+            .all(|s| s.auth.as_deref() == Some("Bearer tok1"))
+    );
+}
+
+#[test]
+fn one_login_in_flight_while_operations_arrive() {
+    let mut h = Harness::new(config().build().unwrap());
+    h.start(tables());
+    let Output::Send { id: login, request } = h.session.poll_output(h.now) else {
+        panic!()
+    };
+    assert!(request.uri().path().ends_with("/ids/auth/login"));
+    for _ in 0..5 {
+        h.start(tables());
+        assert!(matches!(h.session.poll_output(h.now), Output::Wait(None)));
+    }
+    assert_eq!(h.session.token_status(), TokenStatus::LoggingIn);
+    let Reply::Respond(r) = login_ok("tok", 3600) else {
+        panic!()
+    };
+    h.session.handle_response(login, r, h.now).unwrap();
+    h.run(50, simple_peer(3600));
+    assert_eq!(h.session.logins(), 1);
+    assert_eq!(h.done.len(), 6);
+}
+
+#[test]
+fn token_refreshed_before_expiry_and_never_used_after() {
+    let config = config()
+        .refresh_margin(Duration::from_secs(300))
+        .build()
+        .unwrap();
+    let mut h = Harness::new(config);
+    // Operations spread over two hours against tokens that live one hour.
+    let mut peer = simple_peer(3600);
+    let mut issued: Vec<(String, std::time::Instant)> = Vec::new();
+    for _ in 0..9 {
+        h.start(tables());
+        h.run(20, |seen, req| {
+            let reply = peer(seen, req);
+            if seen.is_login() {
+                issued.push((format!("Bearer tok{}", issued.len() + 1), seen.at));
+            }
+            reply
+        });
+        h.now += Duration::from_secs(15 * 60);
+    }
+    assert_eq!(
+        h.logins(),
+        3,
+        "refresh after 55 minutes: tokens at 0, 60 and 120 min"
+    );
+    for s in h.seen.iter().filter(|s| !s.is_login()) {
+        let (_, at) = issued
+            .iter()
+            .find(|(t, _)| Some(t.as_str()) == s.auth.as_deref())
+            .unwrap();
+        let age = s.at - *at;
+        assert!(
+            age < Duration::from_secs(3600 - 300),
+            "token used at age {age:?}"
+        );
+    }
+}
+
+#[test]
+fn short_lived_token_margin_is_capped_at_half_its_life() {
+    let mut h = Harness::new(config().build().unwrap());
+    h.start(tables());
+    h.run(20, simple_peer(60));
+    assert!(
+        matches!(h.session.token_status(), TokenStatus::Valid(t) if t == h.now + Duration::from_secs(30))
+    );
+}
+
+#[test]
+fn jwt_exp_shortens_lifetime() {
+    use base64::Engine as _;
+    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r#"{"exp": 1795911000}"#); // 2026-11-29T00:00:00Z + 600 s
+    let token = format!("eyJhbGciOiJIUzI1NiJ9.{payload}.sig");
+    let mut h = Harness::new(config().refresh_margin(Duration::ZERO).build().unwrap());
+    h.start(tables());
+    h.run(20, |seen, _| {
+        if seen.is_login() {
+            login_ok(&token, 3600)
+        } else {
+            tables_ok()
+        }
+    });
+    let wall: jiff::Timestamp = "2026-11-29T00:00:00Z".parse().unwrap();
+    let expected = Duration::from_secs((1795911000 - wall.as_second()) as u64);
+    assert_eq!(expected, Duration::from_secs(600));
+    assert!(matches!(h.session.token_status(), TokenStatus::Valid(t) if t == h.now + expected));
+}
+
+#[test]
+fn unauthorized_mid_flow_relogs_once_and_replays() {
+    let mut h = Harness::new(config().build().unwrap());
+    let op = h.start(tables());
+    let mut calls = 0;
+    let mut peer = simple_peer(3600);
+    h.run(50, |seen, req| {
+        if seen.is_login() {
+            return peer(seen, req);
+        }
+        calls += 1;
+        if calls == 1 {
+            dap_error(401, "AuthenticationError", "expired")
+        } else {
+            tables_ok()
+        }
+    });
+    assert_eq!(h.logins(), 2);
+    assert!(h.result(op).is_ok());
+    assert_eq!(h.seen.last().unwrap().auth.as_deref(), Some("Bearer tok2"));
+}
+
+#[test]
+fn second_unauthorized_ends_the_operation() {
+    let mut h = Harness::new(config().build().unwrap());
+    let op = h.start(tables());
+    let mut peer = simple_peer(3600);
+    h.run(50, |seen, req| {
+        if seen.is_login() {
+            peer(seen, req)
+        } else {
+            dap_error(401, "AuthenticationError", "no")
+        }
+    });
+    assert_eq!(h.logins(), 2);
+    let err = h.result(op).as_ref().unwrap_err();
+    assert_eq!(err.dap().unwrap().kind, DapErrorKind::Authentication);
+}
+
+#[test]
+fn concurrent_unauthorized_causes_one_relogin() {
+    let mut h = Harness::new(config().build().unwrap());
+    for _ in 0..5 {
+        h.start(tables());
+    }
+    let mut peer = simple_peer(3600);
+    // Send all five with tok1 before answering any.
+    let mut pending = Vec::new();
+    loop {
+        match h.session.poll_output(h.now) {
+            Output::Send { id, request } if request.uri().path().ends_with("login") => {
+                let Reply::Respond(r) = login_ok("tok1", 3600) else {
+                    panic!()
+                };
+                h.session.handle_response(id, r, h.now).unwrap();
+            }
+            Output::Send { id, .. } => pending.push(id),
+            _ => break,
+        }
+    }
+    assert_eq!(pending.len(), 5);
+    for id in pending {
+        let Reply::Respond(r) = dap_error(401, "AuthenticationError", "revoked") else {
+            panic!()
+        };
+        h.session.handle_response(id, r, h.now).unwrap();
+    }
+    h.run(50, |seen, req| {
+        if seen.is_login() {
+            let _ = peer(seen, req);
+            login_ok("tok2", 3600)
+        } else {
+            tables_ok()
+        }
+    });
+    assert_eq!(h.session.logins(), 2, "one login, one re-login");
+    assert_eq!(h.done.iter().filter(|(_, r)| r.is_ok()).count(), 5);
+}
+
+#[test]
+fn rate_limited_waits_for_retry_after_seconds() {
+    let mut h = Harness::new(config().build().unwrap());
+    let op = h.start(tables());
+    let mut peer = simple_peer(3600);
+    let mut limited_at = None;
+    h.run(50, |seen, req| {
+        if seen.is_login() {
+            return peer(seen, req);
+        }
+        if limited_at.is_none() {
+            limited_at = Some(seen.at);
+            return with_header(
+                dap_error(429, "TooManyRequests", "slow down"),
+                "retry-after",
+                "7",
+            );
+        }
+        tables_ok()
+    });
+    assert!(h.result(op).is_ok());
+    assert_eq!(
+        h.seen.last().unwrap().at - limited_at.unwrap(),
+        Duration::from_secs(7)
+    );
+}
+
+#[test]
+fn rate_limited_http_date_and_cap() {
+    for (retry_after, expected) in [
+        ("Sun, 29 Nov 2026 00:00:20 GMT", Duration::from_secs(20)),
+        ("999999999", Duration::from_secs(300)),
+        ("garbage", Duration::from_secs(30)),
+    ] {
+        let mut h = Harness::new(config().build().unwrap());
+        h.start(tables());
+        let mut peer = simple_peer(3600);
+        let mut first = None;
+        h.run(50, |seen, req| {
+            if seen.is_login() {
+                return peer(seen, req);
+            }
+            if first.is_none() {
+                first = Some(seen.at);
+                let r = with_header(
+                    dap_error(429, "TooManyRequests", "x"),
+                    "retry-after",
+                    retry_after,
+                );
+                return with_header(r, "date", "Sun, 29 Nov 2026 00:00:00 GMT");
+            }
+            tables_ok()
+        });
+        assert_eq!(
+            h.seen.last().unwrap().at - first.unwrap(),
+            expected,
+            "{retry_after}"
+        );
+    }
+}
+
+#[test]
+fn server_errors_back_off_then_give_up() {
+    let mut h = Harness::new(config().build().unwrap());
+    let op = h.start(tables());
+    let mut peer = simple_peer(3600);
+    h.run(50, |seen, req| {
+        if seen.is_login() {
+            peer(seen, req)
+        } else {
+            dap_error(503, "ServerError", "down")
+        }
+    });
+    let api_calls: Vec<_> = h
+        .seen
+        .iter()
+        .filter(|s| !s.is_login())
+        .map(|s| s.at)
+        .collect();
+    assert_eq!(api_calls.len(), 3, "max_attempts = 3");
+    let gaps: Vec<_> = api_calls.windows(2).map(|w| w[1] - w[0]).collect();
+    // Equal jitter: attempt n waits between base/2 and base, base = 100 ms * 2^(n-1).
+    assert!(
+        gaps[0] >= Duration::from_millis(50) && gaps[0] <= Duration::from_millis(100),
+        "{gaps:?}"
+    );
+    assert!(
+        gaps[1] >= Duration::from_millis(100) && gaps[1] <= Duration::from_millis(200),
+        "{gaps:?}"
+    );
+    let err = h.result(op).as_ref().unwrap_err();
+    assert_eq!(err.dap().unwrap().status, 503);
+}
+
+#[test]
+fn html_gateway_error_is_retried_then_reported() {
+    let mut h = Harness::new(config().build().unwrap());
+    let op = h.start(tables());
+    let mut peer = simple_peer(3600);
+    h.run(50, |seen, req| {
+        if seen.is_login() {
+            return peer(seen, req);
+        }
+        Reply::Respond(
+            http::Response::builder()
+                .status(502)
+                .header("content-type", "text/html")
+                .body(b"<html>502 Bad Gateway</html>".to_vec())
+                .unwrap(),
+        )
+    });
+    let Err(Error::Protocol(p)) = h.result(op) else {
+        panic!()
+    };
+    assert_eq!(p.status, 502);
+    assert!(matches!(p.kind, ProtocolErrorKind::NotJson { .. }));
+    assert_eq!(h.seen.len(), 4);
+}
+
+#[test]
+fn transport_failures_are_bounded() {
+    let mut h = Harness::new(config().build().unwrap());
+    let op = h.start(tables());
+    let mut peer = simple_peer(3600);
+    h.run(50, |seen, req| {
+        if seen.is_login() {
+            peer(seen, req)
+        } else {
+            Reply::Fail
+        }
+    });
+    assert_eq!(
+        h.result(op),
+        &Err(Error::Transport {
+            what: "list tables",
+            attempts: 3
+        })
+    );
+}
+
+#[test]
+fn login_failures_retry_then_fail_every_waiting_operation() {
+    let mut h = Harness::new(config().build().unwrap());
+    let a = h.start(tables());
+    let b = h.start(Command::Schema {
+        namespace: "canvas".into(),
+        table: "accounts".into(),
+    });
+    h.run(50, |_, _| Reply::Fail);
+    assert_eq!(h.logins(), 3);
+    for op in [a, b] {
+        assert_eq!(
+            h.result(op),
+            &Err(Error::Transport {
+                what: "login",
+                attempts: 3
+            })
+        );
+    }
+}
+
+#[test]
+fn bad_credentials_fail_at_once_and_never_leak() {
+    let mut h = Harness::new(config().build().unwrap());
+    let ops: Vec<_> = (0..3).map(|_| h.start(tables())).collect();
+    h.run(50, |_, _| {
+        dap_error(401, "AuthenticationError", "Invalid client credentials")
+    });
+    assert_eq!(h.logins(), 1, "login is not retried on 401");
+    for op in ops {
+        let err = h.result(op).as_ref().unwrap_err();
+        assert!(err.is_fatal());
+        let text = format!("{err} {err:?}");
+        assert!(!text.contains(SECRET));
+    }
+    assert!(!format!("{:?}", h.session).contains(SECRET));
+}
+
+fn job_body(status: &str, extra: &str) -> String {
+    format!(r#"{{"id":"job-1","status":"{status}","expires_at":"2026-11-30T00:00:00Z"{extra}}}"#)
+}
+
+const COMPLETE: &str = r#","objects":[{"id":"job-1/a.json.gz"},{"id":"job-1/b.json.gz"},{"id":"job-1/c.json.gz"}],"schema_version":3,"at":"2026-11-29T00:00:05Z""#;
+
+/// A peer for whole queries: the job runs for `polls` status calls.
+fn job_peer(polls: usize) -> impl FnMut(&Seen, &http::Request<Vec<u8>>) -> Reply {
+    let mut status_calls = 0;
+    let mut login = simple_peer(3600);
+    move |seen, req| {
+        if seen.is_login() {
+            return login(seen, req);
+        }
+        match seen.path.as_str() {
+            p if p.ends_with("/data") => json(202, &job_body("waiting", "")),
+            "/dap/job/job-1" => {
+                status_calls += 1;
+                if status_calls <= polls {
+                    json(202, &job_body("running", ""))
+                } else {
+                    json(200, &job_body("complete", COMPLETE))
+                }
+            }
+            "/dap/object/url" => {
+                let ids: Vec<serde_json::Value> = serde_json::from_str(&seen.body).unwrap();
+                let urls: serde_json::Map<_, _> = ids
+                    .iter()
+                    .map(|o| {
+                        let id = o["id"].as_str().unwrap();
+                        (id.to_owned(), serde_json::json!({"url": format!("https://store.example/{id}?X-Amz-Signature=SIG")}))
+                    })
+                    .collect();
+                json(200, &serde_json::json!({ "urls": urls }).to_string())
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+}
+
+#[test]
+fn snapshot_runs_to_completion_with_backing_off_polls() {
+    let config = config().url_batch_size(2).build().unwrap();
+    let mut h = Harness::new(config);
+    let op = h.start(Command::Query {
+        namespace: "canvas".into(),
+        table: "accounts".into(),
+        query: Query::snapshot(Format::Jsonl),
+    });
+    h.run(200, job_peer(6));
+    let Ok(Outcome::Query(result)) = h.result(op) else {
+        panic!("{:?}", h.result(op))
+    };
+    assert_eq!(result.job, JobId::new("job-1"));
+    assert_eq!(result.schema_version, 3);
+    assert_eq!(
+        result.range,
+        DataRange::Snapshot {
+            at: "2026-11-29T00:00:05Z".parse().unwrap()
+        }
+    );
+    assert_eq!(result.objects.len(), 3);
+    assert_eq!(result.objects[2].id, ObjectId::new("job-1/c.json.gz"));
+    assert!(!format!("{result:?}").contains("SIG"));
+    let polls: Vec<_> = h
+        .seen
+        .iter()
+        .filter(|s| s.path.starts_with("/dap/job/"))
+        .map(|s| s.at)
+        .collect();
+    let post = h
+        .seen
+        .iter()
+        .find(|s| s.path.ends_with("/data"))
+        .unwrap()
+        .at;
+    let mut intervals = vec![polls[0] - post];
+    intervals.extend(polls.windows(2).map(|w| w[1] - w[0]));
+    let ms: Vec<u128> = intervals.iter().map(Duration::as_millis).collect();
+    assert_eq!(ms, [500, 1000, 2000, 4000, 5000, 5000, 5000]);
+    let url_calls = h
+        .seen
+        .iter()
+        .filter(|s| s.path == "/dap/object/url")
+        .count();
+    assert_eq!(url_calls, 2, "three ids in batches of two");
+}
+
+#[test]
+fn job_already_complete_on_post() {
+    let mut h = Harness::new(config().build().unwrap());
+    let since = "2026-11-28T00:00:00Z".parse().unwrap();
+    let op = h.start(Command::Query {
+        namespace: "canvas".into(),
+        table: "accounts".into(),
+        query: Query::incremental(Format::Csv, since),
+    });
+    let mut peer = job_peer(0);
+    h.run(50, |seen, req| {
+        if seen.path.ends_with("/data") {
+            assert_eq!(
+                seen.body,
+                r#"{"format":"csv","since":"2026-11-28T00:00:00Z"}"#
+            );
+            return json(
+                200,
+                &job_body(
+                    "complete",
+                    &COMPLETE.replace(
+                        r#""at":"2026-11-29T00:00:05Z""#,
+                        r#""since":"2026-11-28T00:00:00Z","until":"2026-11-29T00:00:00Z""#,
+                    ),
+                ),
+            );
+        }
+        peer(seen, req)
+    });
+    let Ok(Outcome::Query(result)) = h.result(op) else {
+        panic!()
+    };
+    assert_eq!(
+        result.range.next_since(),
+        "2026-11-29T00:00:00Z".parse::<jiff::Timestamp>().unwrap()
+    );
+    assert!(!h.seen.iter().any(|s| s.path.starts_with("/dap/job/")));
+}
+
+#[test]
+fn failed_job_ends_with_its_error() {
+    let mut h = Harness::new(config().build().unwrap());
+    let op = h.start(Command::Query {
+        namespace: "canvas".into(),
+        table: "accounts".into(),
+        query: Query::snapshot(Format::Tsv),
+    });
+    let mut peer = job_peer(0);
+    h.run(50, |seen, req| {
+        if seen.path == "/dap/job/job-1" {
+            return json(
+                200,
+                &job_body(
+                    "failed",
+                    r#","error":{"type":"ProcessingError","uuid":"x","message":"boom"}"#,
+                ),
+            );
+        }
+        peer(seen, req)
+    });
+    let Err(Error::JobFailed { job, error }) = h.result(op) else {
+        panic!()
+    };
+    assert_eq!(job.as_str(), "job-1");
+    assert_eq!(error.kind, DapErrorKind::Processing);
+    assert_eq!(error.message, "boom");
+}
+
+#[test]
+fn expiring_cached_job_is_posted_again() {
+    let mut h = Harness::new(config().build().unwrap());
+    let op = h.start(Command::Query {
+        namespace: "canvas".into(),
+        table: "accounts".into(),
+        query: Query::snapshot(Format::Jsonl),
+    });
+    let mut posts = 0;
+    let mut peer = job_peer(0);
+    h.run(100, |seen, req| {
+        if seen.path.ends_with("/data") {
+            posts += 1;
+            if posts == 1 {
+                // Deduplicated job that expires 10 s from the server's now.
+                let body = job_body("complete", COMPLETE)
+                    .replace("2026-11-30T00:00:00Z", "2026-11-29T00:00:10Z");
+                return with_header(json(200, &body), "date", "Sun, 29 Nov 2026 00:00:00 GMT");
+            }
+            return json(202, &job_body("waiting", ""));
+        }
+        peer(seen, req)
+    });
+    assert_eq!(posts, 2);
+    assert!(matches!(h.result(op), Ok(Outcome::Query(_))));
+}
+
+#[test]
+fn job_that_never_ends_times_out() {
+    let config = config()
+        .poll({
+            let mut p = PollPolicy::new(Duration::from_millis(500), Duration::from_secs(5));
+            p.max_duration = Duration::from_secs(60);
+            p
+        })
+        .build()
+        .unwrap();
+    let mut h = Harness::new(config);
+    let op = h.start(Command::Query {
+        namespace: "canvas".into(),
+        table: "accounts".into(),
+        query: Query::snapshot(Format::Jsonl),
+    });
+    h.run(200, job_peer(usize::MAX));
+    assert!(matches!(h.result(op), Err(Error::JobTimedOut { .. })));
+    assert!(h.elapsed() <= Duration::from_secs(61));
+    assert!(
+        h.seen
+            .iter()
+            .filter(|s| s.path.starts_with("/dap/job"))
+            .count()
+            <= 20
+    );
+}
+
+#[test]
+fn token_expiring_between_polls_is_refreshed() {
+    let mut h = Harness::new(config().build().unwrap());
+    let op = h.start(Command::Query {
+        namespace: "canvas".into(),
+        table: "accounts".into(),
+        query: Query::snapshot(Format::Jsonl),
+    });
+    let mut n = 0;
+    let mut peer = job_peer(30);
+    h.run(300, |seen, req| {
+        if seen.is_login() {
+            n += 1;
+            return login_ok(&format!("t{n}"), 60);
+        }
+        peer(seen, req)
+    });
+    assert!(matches!(h.result(op), Ok(Outcome::Query(_))));
+    assert!(
+        h.logins() >= 4,
+        "a 60 s token over a ~140 s job: {}",
+        h.logins()
+    );
+}
+
+#[test]
+fn malformed_empty_and_oversized_bodies() {
+    let big = format!(r#"{{"tables":["{}"]}}"#, "x".repeat(4096));
+    for (body, status, check) in [
+        ("{", 200, "malformed"),
+        ("", 200, "malformed"),
+        (r#"{"tables": 5}"#, 200, "shape"),
+        (big.as_str(), 200, "large"),
+        (r#"{"message": "no envelope"}"#, 400, "envelope"),
+    ] {
+        let mut h = Harness::new(config().max_body_bytes(2048).build().unwrap());
+        let op = h.start(tables());
+        let mut peer = simple_peer(3600);
+        h.run(50, |seen, req| {
+            if seen.is_login() {
+                peer(seen, req)
+            } else {
+                json(status, body)
+            }
+        });
+        let Err(Error::Protocol(p)) = h.result(op) else {
+            panic!("{check}: {:?}", h.result(op))
+        };
+        let ok = match check {
+            "malformed" => matches!(p.kind, ProtocolErrorKind::MalformedJson { .. }),
+            "shape" => matches!(p.kind, ProtocolErrorKind::InvalidShape { .. }),
+            "large" => matches!(p.kind, ProtocolErrorKind::BodyTooLarge { limit: 2048 }),
+            _ => matches!(p.kind, ProtocolErrorKind::NoErrorEnvelope),
+        };
+        assert!(ok, "{check}: {p}");
+        assert_eq!(h.seen.len(), 2, "{check}: not retried");
+    }
+}
+
+#[test]
+fn bad_arguments_end_without_a_request() {
+    let mut h = Harness::new(config().build().unwrap());
+    let op = h.start(Command::ListTables {
+        namespace: "../etc".into(),
+    });
+    h.run(20, simple_peer(3600));
+    assert!(matches!(h.result(op), Err(Error::Argument(_))));
+}
+
+#[test]
+fn misuse_is_an_error_not_a_panic() {
+    let mut h = Harness::new(config().build().unwrap());
+    let r = http::Response::new(Vec::<u8>::new());
+    assert_eq!(
+        h.session.handle_response(RequestId::from_raw(42), r, h.now),
+        Err(Misuse::UnknownRequest(42))
+    );
+    assert_eq!(
+        h.session.handle_failure(RequestId::from_raw(7), h.now),
+        Err(Misuse::UnknownRequest(7))
+    );
+    h.start(tables());
+    let Output::Send { id, .. } = h.session.poll_output(h.now) else {
+        panic!()
+    };
+    h.session.handle_failure(id, h.now).unwrap();
+    assert_eq!(
+        h.session.handle_failure(id, h.now),
+        Err(Misuse::UnknownRequest(id.into_raw()))
+    );
+}
+
+#[test]
+fn cancelled_operation_is_dropped() {
+    let mut h = Harness::new(config().build().unwrap());
+    let op = h.start(tables());
+    h.session.cancel(op).unwrap();
+    h.run(10, simple_peer(3600));
+    assert!(h.done.is_empty());
+    assert_eq!(h.logins(), 0);
+    assert!(h.session.cancel(op).is_err());
+}
+
+#[test]
+fn object_urls_command_and_get_job() {
+    let mut h = Harness::new(config().url_batch_size(1).build().unwrap());
+    let urls = h.start(Command::ObjectUrls {
+        objects: vec![
+            ObjectId::new("job-1/a.json.gz"),
+            ObjectId::new("job-1/b.json.gz"),
+        ],
+    });
+    let job = h.start(Command::GetJob {
+        job: JobId::new("job-1"),
+    });
+    let empty = h.start(Command::ObjectUrls { objects: vec![] });
+    h.run(50, job_peer(0));
+    let Ok(Outcome::Urls(set)) = h.result(urls) else {
+        panic!()
+    };
+    assert_eq!(set.urls.len(), 2);
+    let Ok(Outcome::Job(j)) = h.result(job) else {
+        panic!()
+    };
+    assert!(matches!(j.state, JobState::Complete(_)));
+    assert!(matches!(h.result(empty), Ok(Outcome::Urls(s)) if s.urls.is_empty()));
+}
+
+#[test]
+fn idle_session_waits_forever() {
+    let mut h = Harness::new(config().build().unwrap());
+    assert!(matches!(h.session.poll_output(h.now), Output::Wait(None)));
+}
