@@ -93,6 +93,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod api;
+mod backoff;
 pub mod config;
 pub mod download;
 pub mod error;
@@ -101,6 +102,7 @@ pub mod model;
 pub mod records;
 pub mod secret;
 pub mod session;
+pub mod transfer;
 pub mod wire;
 
 pub use config::{
@@ -117,3 +119,4 @@ pub use secret::{AccessToken, ClientSecret, PresignedUrl};
 pub use session::{
     Command, OpId, Outcome, Output, QueryResult, RequestId, Session, TokenStatus, UrlSet,
 };
+pub use transfer::{HeadAction, Transfer, TransferError, TransferStep, TransferSummary};

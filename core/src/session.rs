@@ -9,6 +9,7 @@ use http::{Request, Response, StatusCode};
 use jiff::Timestamp;
 
 use crate::api;
+use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::error::{Error, Misuse, ProtocolError};
 use crate::model::{
@@ -307,7 +308,7 @@ pub struct Session {
     done: VecDeque<(OpId, Result<Outcome, Error>)>,
     next_op: u64,
     next_request: u64,
-    rng: u64,
+    jitter: Backoff,
     last_now: Option<Instant>,
     wall: (Instant, Timestamp),
     logins: u64,
@@ -333,7 +334,7 @@ impl Session {
     /// and the wall clock; wall time is used only where the server's `Date` header is
     /// missing (job expiry, JWT `exp`, HTTP-date `Retry-After`).
     pub fn new(config: Config, now: Instant, wall: Timestamp) -> Self {
-        let rng = config.retry().jitter_seed ^ 0x9e37_79b9_7f4a_7c15;
+        let jitter = Backoff::new(config.retry().jitter_seed);
         Self {
             config,
             token: Token::None,
@@ -343,7 +344,7 @@ impl Session {
             done: VecDeque::new(),
             next_op: 0,
             next_request: 0,
-            rng,
+            jitter,
             last_now: Some(now),
             wall: (now, wall),
             logins: 0,
@@ -814,34 +815,8 @@ impl Session {
             .map(|d| d.min(self.config.retry().max_retry_after))
     }
 
-    /// Exponential backoff with "equal jitter" for the `attempt`-th failure.
     fn backoff(&mut self, attempt: u32) -> Duration {
-        let retry = self.config.retry();
-        let factor = 1u32
-            .checked_shl(attempt.saturating_sub(1))
-            .unwrap_or(u32::MAX);
-        let base = retry
-            .initial_backoff
-            .checked_mul(factor)
-            .unwrap_or(retry.max_backoff)
-            .min(retry.max_backoff);
-        let half = base / 2;
-        let nanos = u64::try_from(half.as_nanos()).unwrap_or(u64::MAX);
-        let jitter = if nanos == 0 {
-            0
-        } else {
-            self.next_random() % (nanos + 1)
-        };
-        half + Duration::from_nanos(jitter)
-    }
-
-    fn next_random(&mut self) -> u64 {
-        // splitmix64
-        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.rng;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.jitter.delay(self.config.retry(), attempt)
     }
 
     fn on_api_response<B: AsRef<[u8]>>(

@@ -1,0 +1,411 @@
+//! The download state machine against scripted storage answers.
+
+use std::io::Write as _;
+use std::time::{Duration, Instant};
+
+use dap_proto::download::StorageError;
+use dap_proto::gzip::GzipError;
+use dap_proto::{
+    Config, Format, HeadAction, ObjectId, ObjectUrl, PresignedUrl, RetryPolicy, Transfer,
+    TransferError, TransferStep,
+};
+use http::{HeaderMap, StatusCode};
+
+fn gz(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+fn config() -> Config {
+    Config::builder("id", "secret")
+        .retry(RetryPolicy::new(
+            3,
+            Duration::from_millis(10),
+            Duration::from_millis(100),
+        ))
+        .build()
+        .unwrap()
+}
+
+fn object(url: &str) -> ObjectUrl {
+    ObjectUrl {
+        id: ObjectId::new("job/part-0.json.gz"),
+        url: PresignedUrl::new(url),
+    }
+}
+
+fn headers(pairs: &[(&str, String)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in pairs {
+        h.insert(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    h
+}
+
+#[allow(clippy::disallowed_methods)] // an arbitrary origin for the virtual clock
+fn origin() -> Instant {
+    Instant::now()
+}
+
+fn expect_send(t: &mut Transfer, now: Instant) -> http::Request<Vec<u8>> {
+    match t.poll(now) {
+        TransferStep::Send(r) => r,
+        other => panic!("expected Send, got {other:?}"),
+    }
+}
+
+fn run_to_end(t: &mut Transfer, mut now: Instant) -> TransferStep {
+    loop {
+        match t.poll(now) {
+            TransferStep::Wait(until) => now = until,
+            other => return other,
+        }
+    }
+}
+
+#[test]
+fn full_download_verified() {
+    let data = b"{\"key\":{\"id\":1}}\n".repeat(1000);
+    let body = gz(&data);
+    let now = origin();
+    let mut t = Transfer::new(
+        &config(),
+        object("https://s/o/part-0.json.gz?X-Amz-Signature=S"),
+        Format::Jsonl,
+        false,
+    )
+    .unwrap();
+    let req = expect_send(&mut t, now);
+    assert!(req.headers().get("authorization").is_none());
+    assert!(req.headers().get("range").is_none());
+    let h = headers(&[("content-length", body.len().to_string())]);
+    assert_eq!(
+        t.on_head(StatusCode::OK, &h, now),
+        HeadAction::ReadBody { truncate: false }
+    );
+    let mut file = Vec::new();
+    for chunk in body.chunks(100) {
+        t.on_body(chunk, |b| file.extend_from_slice(b)).unwrap();
+    }
+    t.on_body_end(now);
+    let TransferStep::Done(s) = t.poll(now) else {
+        panic!()
+    };
+    assert_eq!(file, body);
+    assert_eq!(s.bytes, body.len() as u64);
+    assert_eq!(s.decompressed_bytes, Some(data.len() as u64));
+    assert_eq!(s.file_name, "part-0.json.gz");
+}
+
+#[test]
+fn decompressed_output_and_name() {
+    let data = b"a\tb\n".repeat(100);
+    let body = gz(&data);
+    let now = origin();
+    let mut t = Transfer::new(
+        &config(),
+        object("https://s/o/part-0.tsv.gz?sig"),
+        Format::Tsv,
+        true,
+    )
+    .unwrap();
+    assert_eq!(t.file_name(), "part-0.tsv");
+    expect_send(&mut t, now);
+    t.on_head(StatusCode::OK, &HeaderMap::new(), now);
+    let mut out = Vec::new();
+    t.on_body(&body, |b| out.extend_from_slice(b)).unwrap();
+    t.on_body_end(now);
+    assert!(matches!(t.poll(now), TransferStep::Done(_)));
+    assert_eq!(out, data);
+}
+
+#[test]
+fn dropped_connection_resumes_with_range() {
+    let body = gz(&b"x,y\n".repeat(5000));
+    let now = origin();
+    let mut t = Transfer::new(
+        &config(),
+        object("https://s/o/p.csv.gz?sig"),
+        Format::Csv,
+        false,
+    )
+    .unwrap();
+    expect_send(&mut t, now);
+    t.on_head(
+        StatusCode::OK,
+        &headers(&[("content-length", body.len().to_string())]),
+        now,
+    );
+    let mut file = Vec::new();
+    let cut = body.len() / 2;
+    t.on_body(&body[..cut], |b| file.extend_from_slice(b))
+        .unwrap();
+    t.on_failure(now);
+    let TransferStep::Wait(later) = t.poll(now) else {
+        panic!()
+    };
+    let req = expect_send(&mut t, later);
+    assert_eq!(req.headers()["range"], format!("bytes={cut}-"));
+    let h = headers(&[
+        ("content-length", (body.len() - cut).to_string()),
+        (
+            "content-range",
+            format!("bytes {cut}-{}/{}", body.len() - 1, body.len()),
+        ),
+    ]);
+    assert_eq!(
+        t.on_head(StatusCode::PARTIAL_CONTENT, &h, later),
+        HeadAction::ReadBody { truncate: false }
+    );
+    t.on_body(&body[cut..], |b| file.extend_from_slice(b))
+        .unwrap();
+    t.on_body_end(later);
+    let TransferStep::Done(s) = t.poll(later) else {
+        panic!()
+    };
+    assert_eq!(s.resumes, 1);
+    assert_eq!(file, body);
+}
+
+#[test]
+fn short_body_resumes_and_ignored_range_restarts() {
+    let body = gz(&b"0123456789\n".repeat(3000));
+    let now = origin();
+    let mut t = Transfer::new(
+        &config(),
+        object("https://s/o/p.json.gz?sig"),
+        Format::Jsonl,
+        false,
+    )
+    .unwrap();
+    expect_send(&mut t, now);
+    t.on_head(
+        StatusCode::OK,
+        &headers(&[("content-length", body.len().to_string())]),
+        now,
+    );
+    let mut file = Vec::new();
+    t.on_body(&body[..100], |b| file.extend_from_slice(b))
+        .unwrap();
+    t.on_body_end(now); // ended early without an error
+    let TransferStep::Wait(later) = t.poll(now) else {
+        panic!()
+    };
+    let req = expect_send(&mut t, later);
+    assert_eq!(req.headers()["range"], "bytes=100-");
+    // The server ignores Range and sends everything again.
+    let action = t.on_head(
+        StatusCode::OK,
+        &headers(&[("content-length", body.len().to_string())]),
+        later,
+    );
+    assert_eq!(action, HeadAction::ReadBody { truncate: true });
+    file.clear();
+    t.on_body(&body, |b| file.extend_from_slice(b)).unwrap();
+    t.on_body_end(later);
+    assert!(matches!(t.poll(later), TransferStep::Done(_)));
+    assert_eq!(file, body);
+}
+
+#[test]
+fn expired_url_asks_for_a_new_one() {
+    let body = gz(b"hello\n");
+    let now = origin();
+    let mut t = Transfer::new(
+        &config(),
+        object("https://s/o/p.json.gz?old"),
+        Format::Jsonl,
+        false,
+    )
+    .unwrap();
+    expect_send(&mut t, now);
+    assert_eq!(
+        t.on_head(StatusCode::FORBIDDEN, &HeaderMap::new(), now),
+        HeadAction::Discard
+    );
+    assert!(matches!(t.poll(now), TransferStep::NeedUrl));
+    t.set_url(PresignedUrl::new("https://s/o/p.json.gz?new"));
+    let req = expect_send(&mut t, now);
+    assert!(req.uri().to_string().ends_with("?new"));
+    t.on_head(StatusCode::OK, &HeaderMap::new(), now);
+    t.on_body(&body, |_| {}).unwrap();
+    t.on_body_end(now);
+    let TransferStep::Done(s) = t.poll(now) else {
+        panic!()
+    };
+    assert_eq!(s.url_refreshes, 1);
+}
+
+#[test]
+fn url_refresh_is_bounded() {
+    let now = origin();
+    let mut t = Transfer::new(
+        &config(),
+        object("https://s/o/p.json.gz?x"),
+        Format::Jsonl,
+        false,
+    )
+    .unwrap();
+    for _ in 0..10 {
+        match t.poll(now) {
+            TransferStep::Send(_) => {
+                t.on_head(StatusCode::FORBIDDEN, &HeaderMap::new(), now);
+            }
+            TransferStep::NeedUrl => t.set_url(PresignedUrl::new("https://s/o/p.json.gz?y")),
+            TransferStep::Failed(TransferError::Storage {
+                error: StorageError::UrlRefused(403),
+                ..
+            }) => return,
+            other => panic!("{other:?}"),
+        }
+    }
+    panic!("never gave up");
+}
+
+#[test]
+fn corrupt_and_truncated_gzip_fail() {
+    let mut body = gz(&b"abcdef\n".repeat(1000));
+    let now = origin();
+    // Truncated object, with a Content-Length that matches the truncated size.
+    let mut t = Transfer::new(
+        &config(),
+        object("https://s/o/p.json.gz?x"),
+        Format::Jsonl,
+        false,
+    )
+    .unwrap();
+    expect_send(&mut t, now);
+    let short = &body[..body.len() - 10];
+    t.on_head(
+        StatusCode::OK,
+        &headers(&[("content-length", short.len().to_string())]),
+        now,
+    );
+    t.on_body(short, |_| {}).unwrap();
+    t.on_body_end(now);
+    assert!(matches!(
+        t.poll(now),
+        TransferStep::Failed(TransferError::Corrupt {
+            error: GzipError::Truncated,
+            ..
+        })
+    ));
+    // A flipped byte in the CRC trailer.
+    let n = body.len();
+    body[n - 6] ^= 0xff;
+    let mut t = Transfer::new(
+        &config(),
+        object("https://s/o/p.json.gz?x"),
+        Format::Jsonl,
+        false,
+    )
+    .unwrap();
+    expect_send(&mut t, now);
+    t.on_head(StatusCode::OK, &HeaderMap::new(), now);
+    let r = t.on_body(&body, |_| {});
+    t.on_body_end(now);
+    assert!(
+        r.is_err()
+            || matches!(
+                t.poll(now),
+                TransferStep::Failed(TransferError::Corrupt { .. })
+            )
+    );
+    assert!(matches!(
+        t.poll(now),
+        TransferStep::Failed(TransferError::Corrupt { .. })
+    ));
+}
+
+#[test]
+fn longer_body_than_announced_fails() {
+    let now = origin();
+    let mut t = Transfer::new(
+        &config(),
+        object("https://s/o/p.parquet?x"),
+        Format::Parquet,
+        false,
+    )
+    .unwrap();
+    expect_send(&mut t, now);
+    t.on_head(
+        StatusCode::OK,
+        &headers(&[("content-length", "4".into())]),
+        now,
+    );
+    assert!(matches!(
+        t.on_body(b"12345", |_| {}),
+        Err(TransferError::TooLong { expected: 4, .. })
+    ));
+}
+
+#[test]
+fn server_errors_and_drops_are_bounded() {
+    let now = origin();
+    let mut t = Transfer::new(
+        &config(),
+        object("https://s/o/p.json.gz?x"),
+        Format::Jsonl,
+        false,
+    )
+    .unwrap();
+    let mut sends = 0;
+    let mut clock = now;
+    loop {
+        match t.poll(clock) {
+            TransferStep::Send(_) => {
+                sends += 1;
+                t.on_head(StatusCode::SERVICE_UNAVAILABLE, &HeaderMap::new(), clock);
+            }
+            TransferStep::Wait(until) => clock = until,
+            TransferStep::Failed(TransferError::Storage {
+                error: StorageError::Server(503),
+                ..
+            }) => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(sends, 3);
+    let mut t = Transfer::new(
+        &config(),
+        object("https://s/o/p.json.gz?x"),
+        Format::Jsonl,
+        false,
+    )
+    .unwrap();
+    let mut sends = 0;
+    let step = loop {
+        match t.poll(clock) {
+            TransferStep::Send(_) => {
+                sends += 1;
+                t.on_failure(clock);
+            }
+            TransferStep::Wait(until) => clock = until,
+            other => break other,
+        }
+    };
+    assert!(matches!(
+        step,
+        TransferStep::Failed(TransferError::Transport { attempts: 3, .. })
+    ));
+    assert_eq!(sends, 3);
+    let _ = run_to_end;
+}
+
+#[test]
+fn unusable_file_name_is_refused() {
+    assert!(Transfer::new(&config(), object("https://s/o/..?x"), Format::Jsonl, false).is_err());
+    let t = Transfer::new(
+        &config(),
+        object("https://s/a/..%2F..%2Fevil.gz?x"),
+        Format::Jsonl,
+        false,
+    )
+    .unwrap();
+    assert_eq!(t.file_name(), "evil.gz");
+    assert!(!format!("{t:?}").contains("?x"));
+}
