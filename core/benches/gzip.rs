@@ -1,8 +1,8 @@
 //! Throughput of `GzipDecoder` vs `flate2::read::MultiGzDecoder` on ~64 MiB
-#![allow(clippy::disallowed_methods)] // a benchmark measures wall time
 //! of JSON lines compressed at level 6, fed in 64 KiB chunks.
 //!
 //! Run with `cargo bench --bench gzip`.
+#![allow(clippy::disallowed_methods)] // a benchmark measures wall time
 
 use std::hint::black_box;
 use std::io::{Read, Write};
