@@ -393,7 +393,7 @@ pub enum Scalar {
     /// String (also timestamps and enums).
     Str(String),
     /// Nested object (fixed fields, in schema order).
-    Object(Vec<(&'static str, Scalar)>),
+    Object(Vec<(&'static str, Self)>),
 }
 
 impl Scalar {
@@ -555,9 +555,10 @@ impl Record {
         let (_, v) = value.iter().find(|(n, _)| *n == head)?;
         match (sub, v) {
             (None, v) => Some(v.to_text()),
-            (Some(sub), Scalar::Object(fields)) => {
-                fields.iter().find(|(n, _)| *n == sub).map(|(_, v)| v.to_text())
-            }
+            (Some(sub), Scalar::Object(fields)) => fields
+                .iter()
+                .find(|(n, _)| *n == sub)
+                .map(|(_, v)| v.to_text()),
             (Some(_), Scalar::Null) => Some(None),
             (Some(_), _) => None,
         }
@@ -747,8 +748,9 @@ impl TableDef {
 }
 
 fn event_ts(p: &DataParams, n: u64) -> i64 {
-    p.origin_ms
-        .saturating_add(((n as i128 + 1) * p.change_interval_ms as i128).min(i64::MAX as i128) as i64)
+    p.origin_ms.saturating_add(
+        ((n as i128 + 1) * p.change_interval_ms as i128).min(i64::MAX as i128) as i64,
+    )
 }
 
 /// Number of change events with `ts < t`.

@@ -48,7 +48,8 @@ pub(crate) fn verify(key: &[u8], token: &str) -> Option<Claims> {
     m.update(b".");
     m.update(p.as_bytes());
     m.verify_slice(&sig).ok()?;
-    let header: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(h).ok()?).ok()?;
+    let header: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(h).ok()?).ok()?;
     if header.get("alg")?.as_str()? != "HS256" {
         return None;
     }

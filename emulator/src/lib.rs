@@ -267,7 +267,9 @@ fn run(
                 return;
             }
         };
-        let addrs = api.local_addr().and_then(|a| Ok((a, storage.local_addr()?)));
+        let addrs = api
+            .local_addr()
+            .and_then(|a| Ok((a, storage.local_addr()?)));
         let (api_addr, storage_addr) = match addrs {
             Ok(a) => a,
             Err(e) => {

@@ -156,7 +156,11 @@ fn fault_response(
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let reason = status.canonical_reason().unwrap_or("Error");
     let mut r = match body {
-        FaultBody::Json if storage => s3_error(status, "SlowDown", &format!("injected HTTP {}", status.as_u16())),
+        FaultBody::Json if storage => s3_error(
+            status,
+            "SlowDown",
+            &format!("injected HTTP {}", status.as_u16()),
+        ),
         FaultBody::Json => {
             let kind = match status.as_u16() {
                 429 => "TooManyRequests",
@@ -164,7 +168,12 @@ fn fault_response(
                 s if s >= 500 => "ServerError",
                 _ => "Error",
             };
-            error(shared, status, kind, format!("injected HTTP {}", status.as_u16()))
+            error(
+                shared,
+                status,
+                kind,
+                format!("injected HTTP {}", status.as_u16()),
+            )
         }
         FaultBody::Html => {
             let code = status.as_u16();
@@ -233,9 +242,11 @@ fn route(method: &Method, path: &str) -> Route {
     let parts: Vec<&str> = rest.split('/').collect();
     let nonempty = |s: &str| !s.is_empty();
     match parts.as_slice() {
-        ["query", ns, "table"] if nonempty(ns) => {
-            want(Method::GET, Route::Tables((*ns).to_owned()), Endpoint::Tables)
-        }
+        ["query", ns, "table"] if nonempty(ns) => want(
+            Method::GET,
+            Route::Tables((*ns).to_owned()),
+            Endpoint::Tables,
+        ),
         ["query", ns, "table", t, "schema"] if nonempty(ns) && nonempty(t) => want(
             Method::GET,
             Route::Schema((*ns).to_owned(), (*t).to_owned()),
@@ -246,7 +257,9 @@ fn route(method: &Method, path: &str) -> Route {
             Route::Query((*ns).to_owned(), (*t).to_owned()),
             Endpoint::Query,
         ),
-        ["job", id] if nonempty(id) => want(Method::GET, Route::Job((*id).to_owned()), Endpoint::Job),
+        ["job", id] if nonempty(id) => {
+            want(Method::GET, Route::Job((*id).to_owned()), Endpoint::Job)
+        }
         ["object", "url"] => want(Method::POST, Route::ObjectUrls, Endpoint::ObjectUrls),
         _ => Route::NotFound,
     }
@@ -327,7 +340,12 @@ pub(crate) async fn handle_api(
 }
 
 fn unreachable_control(shared: &Shared) -> Resp {
-    error(shared, StatusCode::NOT_FOUND, "NotFound", "no such resource")
+    error(
+        shared,
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        "no such resource",
+    )
 }
 
 fn query_param(query: Option<&str>, name: &str) -> Option<String> {
@@ -344,7 +362,10 @@ fn percent_decode(s: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'%' if i + 2 < bytes.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                match u8::from_str_radix(
+                    std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
+                    16,
+                ) {
                     Ok(b) => {
                         out.push(b);
                         i += 3;
@@ -416,7 +437,11 @@ fn check_token(shared: &Shared, req: &Request<Incoming>) -> Result<(), &'static 
             rest.trim().to_owned()
         }
         None => match req.headers().get("x-instauth") {
-            Some(v) => v.to_str().map_err(|_| "malformed x-instauth header")?.trim().to_owned(),
+            Some(v) => v
+                .to_str()
+                .map_err(|_| "malformed x-instauth header")?
+                .trim()
+                .to_owned(),
             None => return Err("missing bearer token"),
         },
     };
@@ -445,9 +470,10 @@ async fn login(shared: &Shared, req: Request<Incoming>) -> Resp {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| {
-            ct.split(';')
-                .next()
-                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+            ct.split(';').next().is_some_and(|m| {
+                m.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            })
         });
     let body = read_body(req.into_body()).await;
     let creds_ok = auth
@@ -535,17 +561,17 @@ fn list_tables(shared: &Shared, ns: &str) -> Resp {
     }
 }
 
-fn lookup<'a>(shared: &Shared, ns: &str, t: &str) -> Result<&'static data::TableDef, Resp> {
+fn lookup(shared: &Shared, ns: &str, t: &str) -> Result<&'static data::TableDef, Box<Resp>> {
     if data::tables(ns).is_none() {
-        return Err(not_found(shared, "namespace", ns));
+        return Err(Box::new(not_found(shared, "namespace", ns)));
     }
-    data::table(ns, t).ok_or_else(|| not_found(shared, "table", t))
+    data::table(ns, t).ok_or_else(|| Box::new(not_found(shared, "table", t)))
 }
 
 fn schema(shared: &Shared, ns: &str, t: &str) -> Resp {
     match lookup(shared, ns, t) {
         Ok(def) => json_response(StatusCode::OK, crate::schema::versioned_schema_json(def)),
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -598,7 +624,7 @@ fn start_query(
 ) -> Resp {
     let def = match lookup(shared, ns, t) {
         Ok(d) => d,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Some(body) = body else {
         return validation(shared, "request body too large or unreadable", START);
@@ -686,15 +712,27 @@ fn start_query(
     let range = match times {
         [None, None] => QueryRange::Snapshot { at_ms: now_s },
         [None, Some(_)] => {
-            return validation(shared, "`until` requires `since`", location_of(&text, "until"));
+            return validation(
+                shared,
+                "`until` requires `since`",
+                location_of(&text, "until"),
+            );
         }
         [Some(since), until] => {
             if since > now {
-                return validation(shared, "`since` is in the future", location_of(&text, "since"));
+                return validation(
+                    shared,
+                    "`since` is in the future",
+                    location_of(&text, "since"),
+                );
             }
             if let Some(u) = until {
                 if u > now {
-                    return validation(shared, "`until` is in the future", location_of(&text, "until"));
+                    return validation(
+                        shared,
+                        "`until` is in the future",
+                        location_of(&text, "until"),
+                    );
                 }
                 if u <= since {
                     return validation(
@@ -705,7 +743,8 @@ fn start_query(
                 }
             }
             let until_ms = until.unwrap_or(now_s).max(since + 1);
-            let earliest = (now - shared.config.retention.as_millis() as i64).div_euclid(1000) * 1000;
+            let earliest =
+                (now - shared.config.retention.as_millis() as i64).div_euclid(1000) * 1000;
             if since < earliest {
                 let since_text = field("since").and_then(Value::as_str).unwrap_or_default();
                 return error_with(
@@ -723,13 +762,14 @@ fn start_query(
                     },
                 );
             }
-            let reload = {
-                let st = shared.lock();
-                st.faults.snapshot_required
-                    || st.faults.snapshot_required_tables.iter().any(|n| {
-                        n == def.name || *n == format!("{}.{}", def.namespace, def.name)
-                    })
-            };
+            let reload =
+                {
+                    let st = shared.lock();
+                    st.faults.snapshot_required
+                        || st.faults.snapshot_required_tables.iter().any(|n| {
+                            n == def.name || *n == format!("{}.{}", def.namespace, def.name)
+                        })
+                };
             if reload {
                 return error_with(
                     shared,
@@ -743,7 +783,10 @@ fn start_query(
                     },
                 );
             }
-            QueryRange::Incremental { since_ms: since, until_ms }
+            QueryRange::Incremental {
+                since_ms: since,
+                until_ms,
+            }
         }
     };
     let fingerprint = format!(
@@ -898,7 +941,11 @@ fn object_urls(shared: &Shared, body: Option<Bytes>) -> Resp {
         }
     };
     let Some(items) = value.as_array() else {
-        return validation(shared, "expected a JSON array of {\"id\": ...} objects", START);
+        return validation(
+            shared,
+            "expected a JSON array of {\"id\": ...} objects",
+            START,
+        );
     };
     let mut ids = Vec::with_capacity(items.len());
     for item in items {
@@ -924,7 +971,8 @@ fn object_urls(shared: &Shared, body: Option<Bytes>) -> Resp {
         let found = id.split_once('/').and_then(|(job_id, file)| {
             let job = find_job(shared, job_id, now)?;
             let complete = job.status(&shared.config, now) == JobStatus::Complete;
-            (complete && job.files.iter().any(|f| f == file)).then(|| (job_id.to_owned(), file.to_owned()))
+            (complete && job.files.iter().any(|f| f == file))
+                .then(|| (job_id.to_owned(), file.to_owned()))
         });
         let Some((job_id, file)) = found else {
             return not_found(shared, "object", &id);
@@ -981,7 +1029,10 @@ async fn control(shared: &Shared, req: Request<Incoming>) -> Resp {
             match adv {
                 Ok(a) if a.seconds.is_finite() && a.seconds >= 0.0 && a.millis >= 0 => {
                     shared.advance((a.seconds * 1000.0) as i64 + a.millis);
-                    to_json(StatusCode::OK, &json!({ "now": format_ts_millis(shared.now_ms()) }))
+                    to_json(
+                        StatusCode::OK,
+                        &json!({ "now": format_ts_millis(shared.now_ms()) }),
+                    )
                 }
                 Ok(_) => bad("advance must be finite and non-negative".to_owned()),
                 Err(e) => bad(format!("invalid advance: {e}")),
@@ -991,9 +1042,10 @@ async fn control(shared: &Shared, req: Request<Incoming>) -> Resp {
             let n = crate::revoke(shared);
             to_json(StatusCode::OK, &json!({ "revoked": n }))
         }
-        (Method::GET, "/_emulator/now") => {
-            to_json(StatusCode::OK, &json!({ "now": format_ts_millis(shared.now_ms()) }))
-        }
+        (Method::GET, "/_emulator/now") => to_json(
+            StatusCode::OK,
+            &json!({ "now": format_ts_millis(shared.now_ms()) }),
+        ),
         (Method::GET, "/_emulator/info") => to_json(
             StatusCode::OK,
             &json!({
@@ -1021,7 +1073,10 @@ fn expected(shared: &Shared, query: Option<&str>) -> Resp {
             .map(|t| t.as_millisecond())
     };
     let (Some(ns), Some(t)) = (p("namespace"), p("table")) else {
-        return to_json(StatusCode::BAD_REQUEST, &json!({"error": "namespace and table are required"}));
+        return to_json(
+            StatusCode::BAD_REQUEST,
+            &json!({"error": "namespace and table are required"}),
+        );
     };
     let range = match (ts("at"), ts("since"), ts("until")) {
         (Some(at_ms), None, None) => QueryRange::Snapshot { at_ms },
@@ -1100,15 +1155,27 @@ pub(crate) async fn handle_storage(
         .strip_prefix(STORAGE_PREFIX)
         .and_then(|rest| rest.split_once('/'))
     else {
-        return Ok(s3_error(StatusCode::NOT_FOUND, "NoSuchKey", "The specified key does not exist."));
+        return Ok(s3_error(
+            StatusCode::NOT_FOUND,
+            "NoSuchKey",
+            "The specified key does not exist.",
+        ));
     };
     match storage::verify(&shared, path, req.uri().query().unwrap_or(""), now) {
         Ok(()) => {}
         Err(SignatureError::Expired) => {
-            return Ok(s3_error(StatusCode::FORBIDDEN, "AccessDenied", "Request has expired"));
+            return Ok(s3_error(
+                StatusCode::FORBIDDEN,
+                "AccessDenied",
+                "Request has expired",
+            ));
         }
         Err(SignatureError::Missing) => {
-            return Ok(s3_error(StatusCode::FORBIDDEN, "AccessDenied", "Access Denied"));
+            return Ok(s3_error(
+                StatusCode::FORBIDDEN,
+                "AccessDenied",
+                "Access Denied",
+            ));
         }
         Err(SignatureError::Mismatch) => {
             return Ok(s3_error(
@@ -1123,11 +1190,19 @@ pub(crate) async fn handle_storage(
         Some((job, index))
     });
     let Some((job, index)) = found else {
-        return Ok(s3_error(StatusCode::NOT_FOUND, "NoSuchKey", "The specified key does not exist."));
+        return Ok(s3_error(
+            StatusCode::NOT_FOUND,
+            "NoSuchKey",
+            "The specified key does not exist.",
+        ));
     };
     let object_id = format!("{job_id}/{file}");
     let Some(layout) = storage::layout(&shared, &job, index) else {
-        return Ok(s3_error(StatusCode::NOT_FOUND, "NoSuchKey", "The specified key does not exist."));
+        return Ok(s3_error(
+            StatusCode::NOT_FOUND,
+            "NoSuchKey",
+            "The specified key does not exist.",
+        ));
     };
     let variant = match &fault.action {
         Some(FaultAction::TruncateGzip) => "truncated",
@@ -1168,6 +1243,7 @@ pub(crate) async fn handle_storage(
             pos: start,
             end,
             drop_at,
+            drop_timer: None,
         })
     };
     let mut r = Response::new(body);

@@ -203,7 +203,11 @@ impl Shared {
         let hasher = std::collections::hash_map::RandomState::new();
         let mut jwt_key = [0u8; 32];
         let mut url_key = [0u8; 32];
-        for (i, chunk) in jwt_key.chunks_mut(8).chain(url_key.chunks_mut(8)).enumerate() {
+        for (i, chunk) in jwt_key
+            .chunks_mut(8)
+            .chain(url_key.chunks_mut(8))
+            .enumerate()
+        {
             chunk.copy_from_slice(&hasher.hash_one(("key", i)).to_le_bytes());
         }
         let state = State {
@@ -274,7 +278,9 @@ impl Shared {
             }
             let storage_only = matches!(
                 rule.action,
-                FaultAction::DropAfter { .. } | FaultAction::TruncateGzip | FaultAction::CorruptGzip
+                FaultAction::DropAfter { .. }
+                    | FaultAction::TruncateGzip
+                    | FaultAction::CorruptGzip
             );
             if storage_only && endpoint != Endpoint::Storage {
                 continue;

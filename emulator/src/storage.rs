@@ -4,6 +4,7 @@
 //! `/output/rootAccountId=emulator/queryId=<job id>/<file>` with S3-style query
 //! parameters. The signature is `hex(HMAC-SHA256(key, "GET\n<path>\n<X-Amz-Date>\n<X-Amz-Expires>"))`.
 
+use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -20,7 +21,8 @@ use crate::state::{Job, Shared};
 /// Path prefix of objects on the storage listener.
 pub(crate) const STORAGE_PREFIX: &str = "/output/rootAccountId=emulator/queryId=";
 
-/// Uncompressed size of the cached member of bulk objects.
+/// Largest uncompressed size of the cached member of bulk objects (a quarter of the
+/// object size, at least 64 KiB, at most this).
 const MEMBER_TARGET: usize = 1 << 20;
 
 /// Key of the bulk-member cache.
@@ -41,7 +43,13 @@ pub(crate) struct Member {
     body_raw_len: u64,
 }
 
-fn build_member(table: &TableDef, format: Format, mode: Mode, incremental: bool) -> Member {
+fn build_member(
+    table: &TableDef,
+    format: Format,
+    mode: Mode,
+    incremental: bool,
+    target: usize,
+) -> Member {
     let enc = Encoder::new(table, format, mode, incremental);
     let header = match format {
         Format::Jsonl => None,
@@ -51,9 +59,9 @@ fn build_member(table: &TableDef, format: Format, mode: Mode, incremental: bool)
             Some(Bytes::from(gzip(h.as_bytes())))
         }
     };
-    let mut raw = String::with_capacity(MEMBER_TARGET + 4096);
+    let mut raw = String::with_capacity(target + 4096);
     let mut id: i64 = 1;
-    while raw.len() < MEMBER_TARGET {
+    while raw.len() < target {
         let r = crate::data::Record {
             id,
             value: Some(table.values_of(id, 1)),
@@ -156,7 +164,16 @@ pub(crate) fn layout(shared: &Shared, job: &Job, index: usize) -> Option<Layout>
             Some(m) => m,
             None => {
                 // Built outside the lock; two racing builders produce equal members.
-                let m = Arc::new(build_member(job.table, job.format, job.mode, incremental));
+                let target = usize::try_from(size / 4)
+                    .unwrap_or(MEMBER_TARGET)
+                    .clamp(64 << 10, MEMBER_TARGET);
+                let m = Arc::new(build_member(
+                    job.table,
+                    job.format,
+                    job.mode,
+                    incremental,
+                    target,
+                ));
                 shared
                     .members
                     .lock()
@@ -175,7 +192,9 @@ pub(crate) fn layout(shared: &Shared, job: &Job, index: usize) -> Option<Layout>
         return Some(Layout::new(segs));
     }
     let content = job.content.get_or_init(|| real_objects(shared, job));
-    content.get(index).map(|b| Layout::new(vec![(b.clone(), 1)]))
+    content
+        .get(index)
+        .map(|b| Layout::new(vec![(b.clone(), 1)]))
 }
 
 fn real_objects(shared: &Shared, job: &Job) -> Vec<Bytes> {
@@ -372,6 +391,8 @@ pub(crate) struct ObjectBody {
     pub(crate) pos: u64,
     pub(crate) end: u64,
     pub(crate) drop_at: Option<u64>,
+    /// Started when the drop point is reached, so the bytes before it get flushed.
+    pub(crate) drop_timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl http_body::Body for Body {
@@ -380,7 +401,7 @@ impl http_body::Body for Body {
 
     fn poll_frame(
         self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
+        cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match self.get_mut() {
             Self::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
@@ -391,6 +412,12 @@ impl http_body::Body for Body {
                 let mut end = o.end;
                 if let Some(d) = o.drop_at {
                     if o.pos >= d {
+                        let timer = o.drop_timer.get_or_insert_with(|| {
+                            Box::pin(tokio::time::sleep(std::time::Duration::from_millis(30)))
+                        });
+                        if timer.as_mut().poll(cx).is_pending() {
+                            return Poll::Pending;
+                        }
                         return Poll::Ready(Some(Err(std::io::Error::new(
                             std::io::ErrorKind::ConnectionAborted,
                             "injected connection drop",
@@ -444,7 +471,10 @@ mod tests {
 
     #[test]
     fn layout_chunks_cover_everything() {
-        let l = Layout::new(vec![(Bytes::from_static(b"ab"), 1), (Bytes::from_static(b"xyz"), 3)]);
+        let l = Layout::new(vec![
+            (Bytes::from_static(b"ab"), 1),
+            (Bytes::from_static(b"xyz"), 3),
+        ]);
         assert_eq!(l.len, 11);
         let mut out = Vec::new();
         let mut pos = 1;

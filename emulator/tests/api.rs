@@ -1,0 +1,783 @@
+//! The API over real TCP: login, catalog, queries in every format, jobs, chaining.
+
+mod common;
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use common::{Client, UA, download_all, login_raw, parse_csv, request, tsv_unescape};
+use dap_emulator::data::Action;
+use dap_emulator::{Emulator, EmulatorConfig, Faults, QueryRange, Record};
+use serde_json::{Value, json};
+
+fn start() -> Emulator {
+    Emulator::start(EmulatorConfig::default()).expect("emulator starts")
+}
+
+fn ts_ms(v: &Value) -> i64 {
+    v.as_str()
+        .unwrap()
+        .parse::<jiff::Timestamp>()
+        .unwrap()
+        .as_millisecond()
+}
+
+#[test]
+fn login_issues_a_signed_jwt() {
+    let emu = start();
+    let r = login_raw(
+        &emu,
+        dap_emulator::DEMO_CLIENT_ID,
+        dap_emulator::DEMO_CLIENT_SECRET,
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let v = r.json();
+    let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["access_token", "expires_in", "scope", "token_type"]);
+    assert_eq!(v["expires_in"], 3600);
+    assert_eq!(v["token_type"], "bearer");
+    assert_eq!(
+        v["scope"],
+        "dap principal:demo-client partner:instructure region:us-east-1"
+    );
+    let parts: Vec<&str> = v["access_token"].as_str().unwrap().split('.').collect();
+    assert_eq!(parts.len(), 3);
+    let payload: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(parts[1])
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(payload["sub"], "us-east-1#demo-client");
+    let iat = payload["iat"].as_i64().unwrap();
+    assert_eq!(payload["exp"].as_i64().unwrap() - iat, 3600);
+    assert!((iat - emu.now_ms() / 1000).abs() <= 2);
+    let stats = emu.stats();
+    assert_eq!((stats.logins, stats.tokens_issued), (1, 1));
+}
+
+#[test]
+fn login_rejects_bad_requests() {
+    let emu = start();
+    let bad = login_raw(&emu, emu.client_id(), "wrong");
+    assert_eq!(bad.status, 401);
+    let e = bad.error();
+    assert_eq!(e["type"], "AuthenticationError");
+    assert_eq!(
+        e.as_object().unwrap().len(),
+        3,
+        "type, uuid, message only: {e}"
+    );
+    // The id must be checked raw: a form-encoded `#` is a different id.
+    let encoded = login_raw(&emu, "us-east-1%23demo-client", emu.client_secret());
+    assert_eq!(encoded.status, 401);
+    let url = format!("{}/ids/auth/login", emu.base_url());
+    let auth = common::basic(emu.client_id(), emu.client_secret());
+    let no_ct = request(
+        "POST",
+        &url,
+        &[UA, ("Authorization", &auth)],
+        b"grant_type=client_credentials",
+    );
+    assert_eq!(no_ct.status, 400);
+    assert_eq!(no_ct.error()["type"], "ValidationError");
+    let wrong_grant = request(
+        "POST",
+        &url,
+        &[
+            UA,
+            ("Authorization", &auth),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        b"grant_type=password",
+    );
+    assert_eq!(wrong_grant.status, 400);
+    let no_auth = request("POST", &url, &[UA], b"");
+    assert_eq!(no_auth.status, 401);
+    let get = request("GET", &url, &[UA], b"");
+    assert_eq!(get.status, 405);
+    assert_eq!(emu.stats().login_failures, 5);
+}
+
+#[test]
+fn dap_requires_user_agent_and_valid_token() {
+    let emu = start();
+    let c = Client::login(&emu);
+    let url = format!("{}/dap/query/canvas/table", emu.base_url());
+    let bearer = format!("Bearer {}", c.token);
+    let no_ua = request("GET", &url, &[("Authorization", &bearer)], b"");
+    assert_eq!(no_ua.status, 403);
+    assert!(
+        no_ua.error()["message"]
+            .as_str()
+            .unwrap()
+            .contains("User-Agent")
+    );
+    let no_token = request("GET", &url, &[UA], b"");
+    assert_eq!(no_token.status, 401);
+    assert_eq!(
+        no_token.header("www-authenticate"),
+        Some("Bearer error=\"invalid_token\"")
+    );
+    assert_eq!(no_token.error()["type"], "AuthenticationError");
+    let forged = request("GET", &url, &[UA, ("Authorization", "Bearer a.b.c")], b"");
+    assert_eq!(forged.status, 401);
+    let instauth = request("GET", &url, &[UA, ("x-instauth", &c.token)], b"");
+    assert_eq!(instauth.status, 200);
+    let scoped = c.get("/dap/query/canvas/table?scope=root");
+    assert_eq!(scoped.status, 200);
+    let s = emu.stats();
+    assert_eq!((s.missing_user_agent, s.unauthorized), (1, 2));
+    assert_eq!(s.requests.tables, 5);
+}
+
+#[test]
+fn tokens_expire_and_can_be_revoked() {
+    let emu = Emulator::start(EmulatorConfig {
+        token_lifetime: Duration::from_secs(60),
+        ..EmulatorConfig::default()
+    })
+    .unwrap();
+    let c = Client::login(&emu);
+    assert_eq!(c.get("/dap/query/canvas/table").status, 200);
+    emu.advance_clock(Duration::from_secs(61));
+    let r = c.get("/dap/query/canvas/table");
+    assert_eq!(r.status, 401);
+    assert!(r.error()["message"].as_str().unwrap().contains("expired"));
+
+    let c = Client::login(&emu);
+    assert_eq!(c.get("/dap/query/canvas/table").status, 200);
+    assert_eq!(emu.revoke_tokens(), 2);
+    let r = c.get("/dap/query/canvas/table");
+    assert_eq!(r.status, 401);
+    assert!(r.error()["message"].as_str().unwrap().contains("revoked"));
+    let c = Client::login(&emu);
+    assert_eq!(c.get("/dap/query/canvas/table").status, 200);
+
+    // A runtime short lifetime.
+    emu.set_faults(Faults {
+        token_lifetime_secs: Some(5),
+        ..Faults::default()
+    });
+    let r = login_raw(&emu, emu.client_id(), emu.client_secret());
+    assert_eq!(r.json()["expires_in"], 5);
+}
+
+#[test]
+fn catalog_and_schemas() {
+    let emu = start();
+    let c = Client::login(&emu);
+    for ns in dap_emulator::data::NAMESPACES {
+        let r = c.get(&format!("/dap/query/{ns}/table"));
+        assert_eq!(r.status, 200);
+        let tables: Vec<String> = serde_json::from_value(r.json()["tables"].clone()).unwrap();
+        assert_eq!(tables, dap_emulator::data::tables(ns).unwrap());
+        for t in &tables {
+            let r = c.get(&format!("/dap/query/{ns}/table/{t}/schema"));
+            assert_eq!(r.status, 200);
+            let v = r.json();
+            assert_eq!(v.as_object().unwrap().len(), 2);
+            assert!(v["version"].as_u64().unwrap() >= 1);
+            let props = &v["schema"]["properties"];
+            assert_eq!(props["key"]["required"], json!(["id"]));
+            assert_eq!(
+                props["meta"]["properties"]["action"]["enum"],
+                json!(["U", "D"])
+            );
+        }
+    }
+    assert!(
+        c.get("/dap/query/canvas/table").json()["tables"]
+            .as_array()
+            .unwrap()
+            .len()
+            >= 10
+    );
+    let r = c.get("/dap/query/nosuch/table");
+    assert_eq!(r.status, 404);
+    assert_eq!(
+        r.error(),
+        json!({"type": "ObjectNotFound", "uuid": r.error()["uuid"], "message": "namespace not found: nosuch", "id": "nosuch", "kind": "namespace"})
+    );
+    let r = c.get("/dap/query/canvas/table/nosuch/schema");
+    assert_eq!(r.status, 404);
+    assert_eq!(r.error()["kind"], "table");
+    let r = c.get("/dap/query/canvas/table/accounts/schema");
+    assert_eq!(
+        r.json()["schema"]["properties"]["value"]["properties"]["name"]["maxLength"],
+        255
+    );
+}
+
+/// Checks a CSV or TSV export against the expected records.
+fn check_tabular(format: &str, text: &str, expected: &[Record]) {
+    let rows: Vec<Vec<(String, bool)>> = if format == "csv" {
+        parse_csv(text)
+    } else {
+        let mut lines: Vec<&str> = text.split('\n').collect();
+        assert_eq!(lines.pop(), Some(""), "ends with a newline");
+        lines
+            .iter()
+            .map(|l| l.split('\t').map(|c| (c.to_owned(), false)).collect())
+            .collect()
+    };
+    let header: Vec<String> = rows[0].iter().map(|(c, _)| c.clone()).collect();
+    assert_eq!(
+        &header[..3],
+        [
+            "meta.ts",
+            if expected.iter().any(|r| r.action.is_some()) {
+                "meta.action"
+            } else {
+                "key.id"
+            },
+            header[2].as_str()
+        ]
+    );
+    assert_eq!(rows.len() - 1, expected.len(), "row count");
+    for (row, rec) in rows[1..].iter().zip(expected) {
+        assert_eq!(row.len(), header.len());
+        for (col, (cell, quoted)) in header.iter().zip(row) {
+            let want = rec.column(col).unwrap_or_else(|| panic!("no column {col}"));
+            let missing = rec.value.is_none() && col.starts_with("value.");
+            if format == "csv" {
+                match want {
+                    None if missing => assert_eq!((cell.as_str(), *quoted), ("", false), "{col}"),
+                    None => assert_eq!((cell.as_str(), *quoted), ("NULL", false), "{col}"),
+                    Some(w) => {
+                        assert_eq!(cell, &w, "{col} of {}", rec.id);
+                        if w.is_empty() || w == "NULL" {
+                            assert!(quoted, "{col}: {w:?} must be quoted");
+                        }
+                    }
+                }
+            } else {
+                assert_eq!(tsv_unescape(cell), want, "{col} of {}", rec.id);
+            }
+        }
+    }
+}
+
+fn check_export(format: &str, files: &[String], expected: &[Record]) {
+    match format {
+        "jsonl" => {
+            let got: Vec<Value> = files
+                .iter()
+                .flat_map(|f| f.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()))
+                .collect();
+            let want: Vec<Value> = expected.iter().map(Record::to_json).collect();
+            assert_eq!(got, want);
+        }
+        _ => {
+            assert_eq!(files.len(), 1);
+            check_tabular(format, &files[0], expected);
+        }
+    }
+}
+
+#[test]
+fn snapshot_then_incremental_in_every_format() {
+    let emu = start();
+    let mut c = Client::login(&emu);
+    let mut awkward_seen = false;
+    for (ns, table) in [
+        ("canvas", "courses"),
+        ("canvas", "submissions"),
+        ("canvas_logs", "web_logs"),
+        ("catalog", "products"),
+    ] {
+        let mut ats = Vec::new();
+        for format in ["jsonl", "csv", "tsv"] {
+            let job = c.complete_job(ns, table, &json!({"format": format}).to_string());
+            assert_eq!(job["status"], "complete");
+            let keys: Vec<&String> = job.as_object().unwrap().keys().collect();
+            assert_eq!(
+                keys,
+                [
+                    "at",
+                    "expires_at",
+                    "id",
+                    "objects",
+                    "schema_version",
+                    "status"
+                ]
+            );
+            let oid = job["objects"][0]["id"].as_str().unwrap();
+            let ext = if format == "jsonl" { "json" } else { format };
+            assert!(
+                oid.starts_with(job["id"].as_str().unwrap())
+                    && oid.ends_with(&format!("-c000.{ext}.gz")),
+                "{oid}"
+            );
+            let at = ts_ms(&job["at"]);
+            assert_eq!(at % 1000, 0);
+            let expected = emu
+                .expected_records(ns, table, QueryRange::Snapshot { at_ms: at })
+                .unwrap();
+            assert!(!expected.is_empty());
+            let files = download_all(&c, &job);
+            awkward_seen |= files[0].contains("日本語");
+            check_export(format, &files, &expected);
+            ats.push((format, job["at"].clone()));
+        }
+        emu.advance_clock(Duration::from_secs(3600));
+        // The one-hour token expired with the jump.
+        c = Client::login(&emu);
+        for (format, at) in ats {
+            let body = json!({"format": format, "since": at}).to_string();
+            let job = c.complete_job(ns, table, &body);
+            assert_eq!(job["since"], at);
+            let keys: Vec<&String> = job.as_object().unwrap().keys().collect();
+            assert_eq!(
+                keys,
+                [
+                    "expires_at",
+                    "id",
+                    "objects",
+                    "schema_version",
+                    "since",
+                    "status",
+                    "until"
+                ]
+            );
+            let range = QueryRange::Incremental {
+                since_ms: ts_ms(&at),
+                until_ms: ts_ms(&job["until"]),
+            };
+            let expected = emu.expected_records(ns, table, range).unwrap();
+            // One hour at one change per minute touches up to 60 keys.
+            assert!(expected.len() >= 30, "{} changes", expected.len());
+            assert!(expected.iter().any(|r| r.action == Some(Action::Delete)));
+            let files = download_all(&c, &job);
+            check_export(format, &files, &expected);
+        }
+    }
+    assert!(awkward_seen);
+}
+
+#[test]
+fn chained_incrementals_rebuild_the_snapshot() {
+    let emu = start();
+    let c = Client::login(&emu);
+    let snap = c.complete_job("canvas", "users", r#"{"format":"jsonl"}"#);
+    let mut state: std::collections::BTreeMap<i64, Value> = download_all(&c, &snap)[0]
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            (v["key"]["id"].as_i64().unwrap(), v)
+        })
+        .collect();
+    let mut since = snap["at"].clone();
+    for _ in 0..3 {
+        emu.advance_clock(Duration::from_secs(1800));
+        let c = Client::login(&emu);
+        let job = c.complete_job(
+            "canvas",
+            "users",
+            &json!({"format": "jsonl", "since": since}).to_string(),
+        );
+        for l in download_all(&c, &job)[0].lines() {
+            let mut v: Value = serde_json::from_str(l).unwrap();
+            let id = v["key"]["id"].as_i64().unwrap();
+            if v["meta"]["action"] == "D" {
+                assert!(v.get("value").is_none());
+                state.remove(&id);
+            } else {
+                v["meta"].as_object_mut().unwrap().remove("action");
+                state.insert(id, v);
+            }
+        }
+        since = job["until"].clone();
+    }
+    let expected: Vec<Value> = emu
+        .expected_records(
+            "canvas",
+            "users",
+            QueryRange::Snapshot {
+                at_ms: ts_ms(&since),
+            },
+        )
+        .unwrap()
+        .iter()
+        .map(Record::to_json)
+        .collect();
+    assert_eq!(state.into_values().collect::<Vec<_>>(), expected);
+}
+
+#[test]
+fn condensed_mode_keeps_nested_fields_together() {
+    let emu = start();
+    let c = Client::login(&emu);
+    let job = c.complete_job(
+        "canvas",
+        "courses",
+        r#"{"format":"tsv","mode":"condensed"}"#,
+    );
+    let text = &download_all(&c, &job)[0];
+    let header = text.lines().next().unwrap();
+    assert!(header.contains("\tvalue.settings\t"), "{header}");
+    assert!(!header.contains("value.settings."));
+    let expected = emu
+        .expected_records(
+            "canvas",
+            "courses",
+            QueryRange::Snapshot {
+                at_ms: ts_ms(&job["at"]),
+            },
+        )
+        .unwrap();
+    check_tabular("tsv", text, &expected);
+    let expanded = c.complete_job("canvas", "courses", r#"{"format":"csv","mode":"expanded"}"#);
+    assert!(download_all(&c, &expanded)[0].contains(",value.settings.hide_final_grades,"));
+}
+
+#[test]
+fn jobs_progress_deduplicate_and_expire() {
+    let emu = Emulator::start(EmulatorConfig {
+        job_waiting: Duration::from_secs(10),
+        job_running: Duration::from_secs(10),
+        ..EmulatorConfig::default()
+    })
+    .unwrap();
+    let c = Client::login(&emu);
+    let r = c.query("canvas", "accounts", r#"{"format":"jsonl"}"#);
+    assert_eq!(r.status, 202);
+    let job = r.json();
+    assert_eq!(job["status"], "waiting");
+    assert_eq!(job.as_object().unwrap().len(), 3, "{job}");
+    let id = job["id"].as_str().unwrap().to_owned();
+    let expires = ts_ms(&job["expires_at"]);
+    assert!(job["expires_at"].as_str().unwrap().ends_with('Z'));
+    assert!((expires - emu.now_ms() - 24 * 3600 * 1000).abs() < 5000);
+    let again = c.query("canvas", "accounts", r#"{ "format": "jsonl" }"#);
+    assert_eq!(again.json()["id"], id.as_str());
+    let other = c.query("canvas", "accounts", r#"{"format":"csv"}"#);
+    assert_ne!(other.json()["id"], id.as_str());
+    emu.advance_clock(Duration::from_secs(10));
+    let r = c.get(&format!("/dap/job/{id}"));
+    assert_eq!(
+        (r.status, r.json()["status"].as_str().unwrap()),
+        (202, "running")
+    );
+    emu.advance_clock(Duration::from_secs(10));
+    let r = c.get(&format!("/dap/job/{id}"));
+    assert_eq!(
+        (r.status, r.json()["status"].as_str().unwrap()),
+        (200, "complete")
+    );
+    let r = c.query("canvas", "accounts", r#"{"format":"jsonl"}"#);
+    assert_eq!(
+        (r.status, r.json()["id"].as_str().unwrap()),
+        (200, id.as_str())
+    );
+    assert_eq!(r.json()["expires_at"], job["expires_at"]);
+    emu.advance_clock(Duration::from_secs(24 * 3600));
+    let c = Client::login(&emu);
+    let r = c.get(&format!("/dap/job/{id}"));
+    assert_eq!(r.status, 404);
+    let e = r.error();
+    assert_eq!(
+        (e["type"].as_str(), e["kind"].as_str(), e["id"].as_str()),
+        (Some("ObjectNotFound"), Some("job"), Some(id.as_str()))
+    );
+    // After expiry the same query makes a new job.
+    let r = c.query("canvas", "accounts", r#"{"format":"jsonl"}"#);
+    assert_ne!(r.json()["id"], id.as_str());
+    assert_eq!(emu.stats().jobs_created, 3);
+}
+
+#[test]
+fn query_validation_errors() {
+    let emu = start();
+    let c = Client::login(&emu);
+    let q = |body: &str| {
+        let r = c.query("canvas", "accounts", body);
+        assert_eq!(r.status, 400, "{body}: {}", r.text());
+        r.error()
+    };
+    let e = q("{\"format\":\"jsonl\",\n  \"filter\": {}}");
+    assert_eq!(e["type"], "ValidationError");
+    assert_eq!(
+        e["location"],
+        json!({"line": 2, "column": 3, "character": 22})
+    );
+    assert_eq!(e.as_object().unwrap().len(), 4);
+    assert!(
+        q(r#"{"format":"xml"}"#)["message"]
+            .as_str()
+            .unwrap()
+            .contains("must be one of")
+    );
+    assert!(
+        q(r#"{"format":"parquet"}"#)["message"]
+            .as_str()
+            .unwrap()
+            .contains("not supported by the emulator")
+    );
+    assert_eq!(
+        q(r#"{"format":"jsonl","mode":"expanded"}"#)["type"],
+        "ValidationError"
+    );
+    assert_eq!(
+        q(r#"{"format":"csv","mode":"wide"}"#)["type"],
+        "ValidationError"
+    );
+    assert_eq!(q(r#"{}"#)["type"], "ValidationError");
+    assert_eq!(q(r#"[1]"#)["type"], "ValidationError");
+    let e = q("{\"format\": ");
+    assert_eq!(e["type"], "ValidationError");
+    assert_eq!(e["location"]["line"], 1);
+    q(r#"{"format":"csv","since":"yesterday"}"#);
+    q(r#"{"format":"csv","since":"2026-01-01T00:00:00"}"#);
+    q(r#"{"format":"csv","until":"2026-01-01T00:00:00Z"}"#);
+    let now = emu.now();
+    let recent = (now - jiff::SignedDuration::from_hours(1)).to_string();
+    let later = (now - jiff::SignedDuration::from_hours(2)).to_string();
+    q(&json!({"format": "csv", "since": recent, "until": later}).to_string());
+    q(&json!({"format": "csv", "since": recent, "until": recent}).to_string());
+    let future = (now + jiff::SignedDuration::from_hours(1)).to_string();
+    q(&json!({"format": "csv", "since": future}).to_string());
+    let e = q(r#"{"format":"csv","since":"2020-01-01T00:00:00Z"}"#);
+    assert_eq!(e["type"], "OutOfRange");
+    assert_eq!(
+        e["message"].as_str().unwrap(),
+        format!(
+            "The 'since' parameter in the request (2020-01-01T00:00:00Z) precedes the earliest data available ({}).",
+            e["since"].as_str().unwrap()
+        )
+    );
+    assert_eq!(e.as_object().unwrap().len(), 5);
+    let earliest = ts_ms(&e["since"]);
+    assert!((emu.now_ms() - earliest - 30 * 86_400_000).abs() < 5000);
+    // An unknown table is a 404 for queries too; an offset other than Z is accepted.
+    assert_eq!(
+        c.query("canvas", "nosuch", r#"{"format":"csv"}"#).status,
+        404
+    );
+    let offset = (now - jiff::SignedDuration::from_hours(1))
+        .display_with_offset(jiff::tz::offset(2))
+        .to_string();
+    assert!(offset.contains("+02:00"), "{offset}");
+    assert_eq!(
+        c.query(
+            "canvas",
+            "accounts",
+            &json!({"format": "csv", "since": offset}).to_string()
+        )
+        .status,
+        200
+    );
+}
+
+#[test]
+fn snapshot_required_switch_and_failed_jobs() {
+    let emu = start();
+    let c = Client::login(&emu);
+    let since = (emu.now() - jiff::SignedDuration::from_hours(1)).to_string();
+    let body = json!({"format": "jsonl", "since": since}).to_string();
+    emu.set_faults(Faults {
+        snapshot_required_tables: vec!["canvas.users".into()],
+        ..Faults::default()
+    });
+    let r = c.query("canvas", "users", &body);
+    assert_eq!(r.status, 400);
+    let e = r.error();
+    assert_eq!(e["type"], "SnapshotRequired");
+    assert!(e["since"].is_string() && e["until"].is_string());
+    assert_eq!(c.query("canvas", "accounts", &body).status, 200);
+    emu.set_faults(Faults {
+        snapshot_required: true,
+        ..Faults::default()
+    });
+    assert_eq!(
+        c.query(
+            "canvas",
+            "accounts",
+            &json!({"format": "csv", "since": since}).to_string()
+        )
+        .status,
+        400
+    );
+    // Snapshots are unaffected.
+    assert_eq!(
+        c.query("canvas", "accounts", r#"{"format":"csv"}"#).status,
+        200
+    );
+
+    emu.set_faults(Faults {
+        fail_jobs: true,
+        ..Faults::default()
+    });
+    let r = c.query("canvas", "quizzes", r#"{"format":"jsonl"}"#);
+    assert_eq!(r.status, 200);
+    let job = r.json();
+    assert_eq!(job["status"], "failed");
+    let keys: Vec<&String> = job.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["error", "expires_at", "id", "status"]);
+    assert_eq!(job["error"]["type"], "ProcessingError");
+    assert_eq!(job["error"].as_object().unwrap().len(), 3);
+    let r = c.post(
+        "/dap/object/url",
+        &json!([{"id": format!("{}/x", job["id"].as_str().unwrap())}]).to_string(),
+    );
+    assert_eq!(r.status, 404);
+}
+
+#[test]
+fn object_url_errors() {
+    let emu = start();
+    let c = Client::login(&emu);
+    let r = c.post("/dap/object/url", r#"[{"id":"nope/part-00000.json.gz"}]"#);
+    assert_eq!(r.status, 404);
+    assert_eq!(r.error()["kind"], "object");
+    assert_eq!(c.post("/dap/object/url", "{").status, 400);
+    assert_eq!(c.post("/dap/object/url", r#"{"id":"x"}"#).status, 400);
+    assert_eq!(
+        c.post("/dap/object/url", r#"[{"id":"x","y":1}]"#).status,
+        400
+    );
+    assert_eq!(c.post("/dap/object/url", "[]").json(), json!({"urls": {}}));
+    let job = c.complete_job("canvas", "accounts", r#"{"format":"csv"}"#);
+    let urls = c.urls(&job);
+    assert!(urls[0].starts_with(&emu.storage_url()), "{}", urls[0]);
+    assert_ne!(emu.storage_url(), emu.base_url());
+    assert!(urls[0].contains("X-Amz-Expires=900") && urls[0].contains("X-Amz-Signature="));
+}
+
+#[test]
+fn several_objects_per_job_split_the_records() {
+    let emu = Emulator::start(EmulatorConfig {
+        objects_per_job: 3,
+        ..EmulatorConfig::default()
+    })
+    .unwrap();
+    let c = Client::login(&emu);
+    let job = c.complete_job("canvas", "users", r#"{"format":"jsonl"}"#);
+    assert_eq!(job["objects"].as_array().unwrap().len(), 3);
+    let files = download_all(&c, &job);
+    let expected = emu
+        .expected_records(
+            "canvas",
+            "users",
+            QueryRange::Snapshot {
+                at_ms: ts_ms(&job["at"]),
+            },
+        )
+        .unwrap();
+    check_export("jsonl", &files, &expected);
+    assert!(files.iter().all(|f| !f.is_empty()));
+}
+
+#[test]
+fn weird_requests_get_http_errors() {
+    let emu = start();
+    let c = Client::login(&emu);
+    for path in [
+        "/",
+        "/dap",
+        "/dap/",
+        "/dap/job/",
+        "/dap/query//table",
+        "/dap/query/canvas/table/accounts",
+        "/dap/%ff/x",
+        "/ids/auth/login/x",
+    ] {
+        let r = c.get(path);
+        assert!((400..500).contains(&r.status), "{path}: {}", r.status);
+    }
+    assert_eq!(c.post("/dap/query/canvas/table", "{}").status, 405);
+    let big = "x".repeat(2 << 20);
+    let r = c.query("canvas", "accounts", &big);
+    assert_eq!(r.status, 400);
+    let r = c.query("canvas", "accounts", "\u{0}\u{1}binary");
+    assert_eq!(r.status, 400);
+    // A garbage request line is refused by the HTTP layer; the server keeps working.
+    let mut s = std::net::TcpStream::connect(emu.addr()).unwrap();
+    std::io::Write::write_all(&mut s, b"NOT HTTP\r\n\r\n").unwrap();
+    let mut buf = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut s, &mut buf);
+    assert_eq!(c.get("/dap/query/canvas/table").status, 200);
+}
+
+#[test]
+fn control_endpoints_over_http() {
+    let emu = start();
+    let base = emu.base_url();
+    let c = Client::login(&emu);
+    let faults = json!({"rules": [{"endpoint": "tables", "count": 1, "action": {"status": {"status": 503}}}]});
+    let r = request(
+        "PUT",
+        &format!("{base}/_emulator/faults"),
+        &[("Content-Type", "application/json")],
+        faults.to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(emu.faults().rules.len(), 1);
+    assert_eq!(c.get("/dap/query/canvas/table").status, 503);
+    assert_eq!(c.get("/dap/query/canvas/table").status, 200);
+    let bad = request(
+        "PUT",
+        &format!("{base}/_emulator/faults"),
+        &[],
+        br#"{"nope": 1}"#,
+    );
+    assert_eq!(bad.status, 400);
+    let before = emu.now_ms();
+    let r = request(
+        "POST",
+        &format!("{base}/_emulator/advance"),
+        &[],
+        br#"{"seconds": 7200}"#,
+    );
+    assert_eq!(r.status, 200);
+    assert!(emu.now_ms() - before >= 7_200_000);
+    let r = request(
+        "POST",
+        &format!("{base}/_emulator/advance?seconds=60"),
+        &[],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    assert!(emu.now_ms() - before >= 7_260_000);
+    let r = request("POST", &format!("{base}/_emulator/revoke"), &[], b"");
+    assert_eq!(r.json()["revoked"], 1);
+    assert_eq!(c.get("/dap/query/canvas/table").status, 401);
+    let stats = request("GET", &format!("{base}/_emulator/stats"), &[], b"").json();
+    assert_eq!(stats["requests"]["tables"], 3);
+    assert_eq!(stats["logins"], 1);
+    let info = request("GET", &format!("{base}/_emulator/info"), &[], b"").json();
+    assert_eq!(info["client_id"], emu.client_id());
+    assert_eq!(info["storage_url"], emu.storage_url());
+    let at = emu.now().to_string();
+    let exp = request(
+        "GET",
+        &format!("{base}/_emulator/expected?namespace=canvas&table=accounts&at={at}"),
+        &[],
+        b"",
+    );
+    assert_eq!(exp.status, 200);
+    assert!(exp.text().lines().count() > 5);
+    let r = request("POST", &format!("{base}/_emulator/stats/reset"), &[], b"");
+    assert_eq!(r.status, 200);
+    assert_eq!(emu.stats(), dap_emulator::Stats::default());
+}
+
+#[tokio::test]
+async fn starts_and_stops_inside_an_async_runtime() {
+    let emu = Emulator::start(EmulatorConfig::default()).unwrap();
+    let url = format!("{}/_emulator/now", emu.base_url());
+    let r = tokio::task::spawn_blocking(move || request("GET", &url, &[], b""))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    drop(emu);
+}
+
+#[test]
+fn drop_shuts_down_the_listeners() {
+    let emu = start();
+    let addr = emu.addr();
+    drop(emu);
+    assert!(std::net::TcpStream::connect(addr).is_err());
+}
