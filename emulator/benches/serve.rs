@@ -2,7 +2,7 @@
 //! concurrently over loopback and prints the gzip bytes served per second.
 //!
 //! `cargo bench -p dap-emulator --bench serve` (env `DAP_BENCH_OBJECTS`, default 8;
-//! `DAP_BENCH_MIB`, default 64; `DAP_BENCH_ROUNDS`, default 3).
+//! `DAP_BENCH_MIB`, default 64; `DAP_BENCH_ROUNDS`, default 5).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -83,7 +83,7 @@ fn json(body: &[u8]) -> serde_json::Value {
 fn main() {
     let objects = env("DAP_BENCH_OBJECTS", 8) as u32;
     let mib = env("DAP_BENCH_MIB", 64);
-    let rounds = env("DAP_BENCH_ROUNDS", 3);
+    let rounds = env("DAP_BENCH_ROUNDS", 5);
     let emu = Emulator::start(EmulatorConfig {
         objects_per_job: objects,
         object_size_bytes: Some(mib << 20),

@@ -170,6 +170,11 @@ impl Emulator {
         self.shared.lock().faults = faults;
     }
 
+    /// Appends one fault rule to the current faults.
+    pub fn add_fault(&self, rule: FaultRule) {
+        self.shared.lock().faults.rules.push(rule);
+    }
+
     /// Moves the emulator clock forward.
     pub fn advance_clock(&self, by: Duration) {
         self.shared

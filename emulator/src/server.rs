@@ -743,8 +743,12 @@ fn start_query(
                 }
             }
             let until_ms = until.unwrap_or(now_s).max(since + 1);
-            let earliest =
-                (now - shared.config.retention.as_millis() as i64).div_euclid(1000) * 1000;
+            let earliest = now
+                .saturating_sub(
+                    i64::try_from(shared.config.retention.as_millis()).unwrap_or(i64::MAX),
+                )
+                .div_euclid(1000)
+                * 1000;
             if since < earliest {
                 let since_text = field("since").and_then(Value::as_str).unwrap_or_default();
                 return error_with(
@@ -820,7 +824,9 @@ fn start_query(
                 mode: mode.unwrap_or_default(),
                 range,
                 created_ms: now,
-                expires_ms: now + shared.config.job_lifetime.as_millis() as i64,
+                expires_ms: now.saturating_add(
+                    i64::try_from(shared.config.job_lifetime.as_millis()).unwrap_or(i64::MAX),
+                ),
                 failed: st.faults.fail_jobs.then(|| shared.uuid()),
                 files,
                 content: std::sync::OnceLock::new(),

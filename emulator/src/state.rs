@@ -142,10 +142,10 @@ impl Job {
     pub(crate) fn status(&self, cfg: &EmulatorConfig, now_ms: i64) -> JobStatus {
         let waiting = cfg.job_waiting.as_millis() as i64;
         let running = cfg.job_running.as_millis() as i64;
-        let age = now_ms - self.created_ms;
+        let age = now_ms.saturating_sub(self.created_ms);
         if age < waiting {
             JobStatus::Waiting
-        } else if age < waiting + running {
+        } else if age < waiting.saturating_add(running) {
             JobStatus::Running
         } else if self.failed.is_some() {
             JobStatus::Failed
@@ -241,11 +241,17 @@ impl Shared {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
-        real + self.offset_ms.load(Ordering::Relaxed)
+        real.saturating_add(self.offset_ms.load(Ordering::Relaxed))
+            .clamp(0, 253_402_300_799_000)
     }
 
     pub(crate) fn advance(&self, ms: i64) {
-        self.offset_ms.fetch_add(ms, Ordering::Relaxed);
+        let ms = ms.clamp(0, 100 * 365 * 86_400_000);
+        let _ = self
+            .offset_ms
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |o| {
+                Some(o.saturating_add(ms))
+            });
     }
 
     /// A fresh random UUID (version 4 layout).
