@@ -280,3 +280,28 @@ pub struct Faults {
     /// Overrides the token lifetime (seconds) of tokens issued from now on.
     pub token_lifetime_secs: Option<u64>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The faults example in the README parses.
+    #[test]
+    fn readme_faults_example_parses() {
+        let readme = include_str!("../README.md");
+        let start = readme.find("```json\n").expect("json block") + 8;
+        let end = start + readme[start..].find("```").expect("block end");
+        let f: Faults = serde_json::from_str(&readme[start..end]).expect("valid faults");
+        assert_eq!(f.rules.len(), 7);
+        assert_eq!(
+            f.rules[1].action,
+            FaultAction::Status {
+                status: 502,
+                body: FaultBody::Html,
+                retry_after: None
+            }
+        );
+        assert_eq!(f.rules[5].action, FaultAction::TruncateGzip);
+        assert_eq!(f.token_lifetime_secs, Some(30));
+    }
+}

@@ -22,6 +22,7 @@
 //!   `POST /dap/query/{ns}/table/{t}/data`, `GET /dap/job/{id}`, `POST /dap/object/url`.
 //! * Control (no authentication) under the same base: `GET /_emulator/stats`,
 //!   `POST /_emulator/stats/reset`, `GET|PUT /_emulator/faults` (JSON [`Faults`]),
+//!   `POST /_emulator/faults/rules` (append one JSON [`FaultRule`]),
 //!   `POST /_emulator/advance` (`{"seconds": N}` or `{"millis": N}` or `?seconds=N`),
 //!   `POST /_emulator/revoke`, `GET /_emulator/now`, `GET /_emulator/info`,
 //!   `GET /_emulator/expected?namespace=&table=&at=` (or `&since=&until=`, JSON Lines).

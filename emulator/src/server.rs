@@ -742,7 +742,7 @@ fn start_query(
                     );
                 }
             }
-            let until_ms = until.unwrap_or(now_s).max(since + 1);
+            let until_ms = until.unwrap_or(now_s.max(since));
             let earliest = now
                 .saturating_sub(
                     i64::try_from(shared.config.retention.as_millis()).unwrap_or(i64::MAX),
@@ -1020,6 +1020,16 @@ async fn control(shared: &Shared, req: Request<Incoming>) -> Resp {
             }
             Err(e) => bad(format!("invalid faults: {e}")),
         },
+        (Method::POST, "/_emulator/faults/rules") => {
+            match serde_json::from_slice::<crate::FaultRule>(&body) {
+                Ok(rule) => {
+                    let mut st = shared.lock();
+                    st.faults.rules.push(rule);
+                    to_json(StatusCode::OK, &st.faults)
+                }
+                Err(e) => bad(format!("invalid fault rule: {e}")),
+            }
+        }
         (Method::POST, "/_emulator/advance") => {
             let adv = if body.iter().all(u8::is_ascii_whitespace) {
                 let secs = query_param(query.as_deref(), "seconds")

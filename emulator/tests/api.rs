@@ -716,6 +716,15 @@ fn control_endpoints_over_http() {
     assert_eq!(emu.faults().rules.len(), 1);
     assert_eq!(c.get("/dap/query/canvas/table").status, 503);
     assert_eq!(c.get("/dap/query/canvas/table").status, 200);
+    let rule = json!({"endpoint": "tables", "count": 1, "action": {"status": {"status": 502, "body": "html"}}});
+    let r = request(
+        "POST",
+        &format!("{base}/_emulator/faults/rules"),
+        &[],
+        rule.to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(c.get("/dap/query/canvas/table").status, 502);
     let bad = request(
         "PUT",
         &format!("{base}/_emulator/faults"),
@@ -744,7 +753,7 @@ fn control_endpoints_over_http() {
     assert_eq!(r.json()["revoked"], 1);
     assert_eq!(c.get("/dap/query/canvas/table").status, 401);
     let stats = request("GET", &format!("{base}/_emulator/stats"), &[], b"").json();
-    assert_eq!(stats["requests"]["tables"], 3);
+    assert_eq!(stats["requests"]["tables"], 4, "{stats}");
     assert_eq!(stats["logins"], 1);
     let info = request("GET", &format!("{base}/_emulator/info"), &[], b"").json();
     assert_eq!(info["client_id"], emu.client_id());
