@@ -25,9 +25,9 @@ pub const BODY_EXCERPT_BYTES: usize = 512;
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The API refused the request with a DAP error.
+    /// The API refused the request with a DAP error (boxed: errors are cold, results hot).
     #[error(transparent)]
-    Api(#[from] DapError),
+    Api(Box<DapError>),
     /// The server's answer broke the protocol.
     #[error(transparent)]
     Protocol(#[from] ProtocolError),
@@ -45,7 +45,7 @@ pub enum Error {
         /// The job.
         job: JobId,
         /// The processing error the server reported.
-        error: DapError,
+        error: Box<DapError>,
     },
     /// The job did not end within the configured poll duration.
     #[error("job {job} did not finish within {waited:?}")]
@@ -61,6 +61,12 @@ pub enum Error {
     /// The operation was cancelled by the caller.
     #[error("the operation was cancelled")]
     Cancelled,
+}
+
+impl From<DapError> for Error {
+    fn from(e: DapError) -> Self {
+        Self::Api(Box::new(e))
+    }
 }
 
 impl Error {

@@ -88,9 +88,6 @@
 //! quoted in errors.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
-// Errors are cold and matched on by callers; boxing their payloads would cost more in
-// ergonomics than it saves in moves.
-#![allow(clippy::result_large_err)]
 
 pub mod api;
 mod backoff;

@@ -965,7 +965,7 @@ impl Session {
             JobState::Failed(error) => {
                 let error = Error::JobFailed {
                     job: job.id.clone(),
-                    error: error.clone(),
+                    error: Box::new(error.clone()),
                 };
                 self.finish(id, Err(error));
             }

@@ -281,9 +281,9 @@ pub(crate) fn error_response<B: AsRef<[u8]>>(
         .then(|| serde_json::from_slice::<Envelope>(body).ok())
         .flatten();
     match envelope {
-        Some(envelope) => Error::Api(envelope.error.into_error(status, retry_after)),
+        Some(envelope) => envelope.error.into_error(status, retry_after).into(),
         None if matches!(status.as_u16(), 401 | 429) => {
-            Error::Api(ErrorBody::default().into_error(status, retry_after))
+            ErrorBody::default().into_error(status, retry_after).into()
         }
         None => {
             let kind = if status.is_client_error() || status.is_server_error() {

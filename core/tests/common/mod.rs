@@ -67,7 +67,7 @@ impl Seen {
     }
 }
 
-pub const SECRET: &str = "TOPSECRET-xyz";
+pub const SECRET: &str = "TOPSECRET";
 
 pub fn config() -> dap_proto::ConfigBuilder {
     Config::builder("us-east-1#client", SECRET)
