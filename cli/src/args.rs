@@ -1,0 +1,291 @@
+//! Command-line arguments, compatible with the official `dap` CLI.
+//!
+//! Global options go before the command, as in the official CLI (they are also accepted
+//! after it). Options of the official CLI that make no sense here (usage tracking,
+//! console themes) are accepted and ignored so existing scripts keep working.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Fetch Canvas Data 2 tables from Instructure's Data Access Platform (DAP).
+///
+/// A drop-in for the official `dap` command: same options, same files, same exit codes
+/// (0 success, 5 error, 125 interrupted). It sends no usage tracking of any kind.
+#[derive(Debug, Parser)]
+#[command(
+    name = "dap",
+    version,
+    about,
+    long_about = None,
+    after_help = "Try `dap demo` to see the whole workflow against a local emulator, \
+                  with no credentials and no network."
+)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) global: GlobalArgs,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Options that apply to every command.
+#[derive(Debug, Args)]
+pub(crate) struct GlobalArgs {
+    /// Base URL of the DAP API.
+    #[arg(
+        long,
+        env = "DAP_API_URL",
+        value_name = "URL",
+        default_value = dap_proto::config::DEFAULT_BASE_URL,
+        global = true
+    )]
+    pub(crate) base_url: String,
+    /// OAuth client ID obtained from the Identity Service.
+    #[arg(long, env = "DAP_CLIENT_ID", value_name = "CLIENTID", global = true)]
+    pub(crate) client_id: Option<String>,
+    /// OAuth client secret obtained from the Identity Service (never printed).
+    #[arg(
+        long,
+        env = "DAP_CLIENT_SECRET",
+        hide_env_values = true,
+        value_name = "CLIENTSECRET",
+        global = true
+    )]
+    pub(crate) client_secret: Option<String>,
+    /// Log verbosity [default: info; warning for `demo`].
+    #[arg(long, value_enum, value_name = "LEVEL", global = true)]
+    pub(crate) loglevel: Option<LogLevel>,
+    /// Also write logs to this file (appended).
+    #[arg(long, value_name = "LOGFILE", global = true)]
+    pub(crate) logfile: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "plain", global = true)]
+    pub(crate) logformat: LogFormat,
+    /// Do not log to the console (stderr); errors are still shown.
+    #[arg(long, global = true)]
+    pub(crate) no_log_to_console: bool,
+    /// Run in non-interactive mode for scripts: no progress bars.
+    #[arg(long, global = true)]
+    pub(crate) non_interactive: bool,
+    /// Print a machine-readable JSON result on stdout (same as `--output json`).
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    /// Format of the result printed on stdout.
+    #[arg(long, value_enum, value_name = "FORMAT", global = true)]
+    pub(crate) output: Option<OutputFormat>,
+    /// Accepted for compatibility; this CLI never tracks usage.
+    #[arg(long, hide = true, global = true)]
+    pub(crate) no_tracking: bool,
+    /// Accepted for compatibility; ignored.
+    #[arg(long, value_name = "THEME", hide = true, global = true)]
+    pub(crate) console_theme: Option<String>,
+    /// Job poll interval in milliseconds (for tests and emulators).
+    #[arg(
+        long,
+        env = "DAP_CLI_POLL_INTERVAL_MS",
+        hide = true,
+        hide_env = true,
+        global = true
+    )]
+    pub(crate) poll_interval_ms: Option<u64>,
+    /// Initial retry backoff in milliseconds (for tests and emulators).
+    #[arg(
+        long,
+        env = "DAP_CLI_RETRY_BACKOFF_MS",
+        hide = true,
+        hide_env = true,
+        global = true
+    )]
+    pub(crate) retry_backoff_ms: Option<u64>,
+}
+
+impl GlobalArgs {
+    /// Whether the result goes to stdout as JSON.
+    pub(crate) fn json_output(&self) -> bool {
+        self.json || self.output == Some(OutputFormat::Json)
+    }
+}
+
+/// Log verbosity, as the official CLI names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LogLevel {
+    /// Everything, including each request.
+    #[value(alias = "trace")]
+    Debug,
+    /// Progress of each table.
+    Info,
+    /// Problems that were worked around.
+    #[value(alias = "warn")]
+    Warning,
+    /// Failures only.
+    Error,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LogFormat {
+    /// `date time - LEVEL - message`, as the official CLI.
+    Plain,
+    /// One JSON object per line.
+    Json,
+}
+
+/// What goes to stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum OutputFormat {
+    /// Human-readable text.
+    Text,
+    /// One JSON document.
+    Json,
+}
+
+/// Data format of a query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum FormatArg {
+    /// Tab-separated values (PostgreSQL COPY escaping), gzip-compressed.
+    Tsv,
+    /// Comma-separated values, gzip-compressed.
+    Csv,
+    /// JSON Lines, gzip-compressed.
+    Jsonl,
+    /// Apache Parquet.
+    Parquet,
+}
+
+impl From<FormatArg> for dap_proto::Format {
+    fn from(f: FormatArg) -> Self {
+        match f {
+            FormatArg::Tsv => Self::Tsv,
+            FormatArg::Csv => Self::Csv,
+            FormatArg::Jsonl => Self::Jsonl,
+            FormatArg::Parquet => Self::Parquet,
+        }
+    }
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Performs a snapshot query.
+    Snapshot(QueryArgs),
+    /// Performs an incremental query with a given start, and (optionally) end timestamp.
+    Incremental(IncrementalArgs),
+    /// Lists the name of all tables available for querying in the specified namespace.
+    List(ListArgs),
+    /// Returns the JSON schema that records in the table conform to.
+    Schema(SchemaArgs),
+    /// Keeps a directory up to date: a snapshot first, then incrementals chained from it.
+    Sync(SyncArgs),
+    /// Runs the whole workflow against a built-in emulator: no credentials, no network.
+    Demo(DemoArgs),
+    /// Not supported here (database replication of the official CLI).
+    Initdb(DbArgs),
+    /// Not supported here (database replication of the official CLI).
+    Syncdb(DbArgs),
+    /// Not supported here (database replication of the official CLI).
+    Dropdb(DbArgs),
+    /// Not supported here (database replication of the official CLI).
+    Listdb(DbArgs),
+}
+
+/// `--namespace`.
+#[derive(Debug, Args)]
+pub(crate) struct ListArgs {
+    /// Identifies the data source (canvas, canvas_logs, catalog, new_quizzes).
+    #[arg(long, value_name = "NAMESPACE")]
+    pub(crate) namespace: String,
+}
+
+/// `--namespace --table --output-directory`.
+#[derive(Debug, Args)]
+pub(crate) struct SchemaArgs {
+    /// Identifies the data source.
+    #[arg(long, value_name = "NAMESPACE")]
+    pub(crate) namespace: String,
+    /// Table name or comma separated list of table names. Use 'all' for every table in
+    /// the namespace.
+    #[arg(long, value_name = "TABLE")]
+    pub(crate) table: String,
+    /// Directory where the result is written; absolute or relative.
+    #[arg(long, value_name = "DIR", default_value = "downloads")]
+    pub(crate) output_directory: PathBuf,
+}
+
+/// Options shared by the commands that download data.
+#[derive(Debug, Args)]
+pub(crate) struct QueryArgs {
+    /// Identifies the data source.
+    #[arg(long, value_name = "NAMESPACE")]
+    pub(crate) namespace: String,
+    /// Table name or comma separated list of table names. Use 'all' for every table in
+    /// the namespace.
+    #[arg(long, value_name = "TABLE")]
+    pub(crate) table: String,
+    /// Data output format.
+    #[arg(long, value_enum, default_value = "jsonl")]
+    pub(crate) format: FormatArg,
+    /// Directory where the result is written; absolute or relative.
+    #[arg(long, value_name = "DIR", default_value = "downloads")]
+    pub(crate) output_directory: PathBuf,
+    /// Write plain files instead of the gzip objects (verified either way).
+    #[arg(long)]
+    pub(crate) decompress: bool,
+    /// How many objects download at once.
+    #[arg(long, value_name = "N", default_value_t = 4,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub(crate) concurrency: u16,
+}
+
+/// Incremental query options.
+#[derive(Debug, Args)]
+pub(crate) struct IncrementalArgs {
+    #[command(flatten)]
+    pub(crate) query: QueryArgs,
+    /// Start (inclusive), with Z or an offset: 2022-06-13T09:30:00Z or
+    /// 2022-06-13T09:30:00+02:00.
+    #[arg(long, value_name = "DATETIME")]
+    pub(crate) since: String,
+    /// End (exclusive), with Z or an offset; default: the server's now.
+    #[arg(long, value_name = "DATETIME")]
+    pub(crate) until: Option<String>,
+}
+
+/// `dap sync` options.
+#[derive(Debug, Args)]
+pub(crate) struct SyncArgs {
+    #[command(flatten)]
+    pub(crate) query: QueryArgs,
+    /// Take a fresh snapshot even when the directory already holds a sync position.
+    #[arg(long)]
+    pub(crate) force_snapshot: bool,
+}
+
+/// `dap demo` options.
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    /// Keep the files in this directory (default: a temporary directory, removed after).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) output_directory: Option<PathBuf>,
+    /// The emulated table to use.
+    #[arg(long, value_name = "TABLE", default_value = "users")]
+    pub(crate) table: String,
+}
+
+/// Arguments of the database commands, accepted so the refusal is a clear message.
+#[derive(Debug, Args)]
+pub(crate) struct DbArgs {
+    /// Any arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    pub(crate) args: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_valid() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,178 @@
+//! The machine-readable result printed by `--json` / `--output json`.
+
+use std::path::Path;
+
+use dap_proto::{DataRange, QueryResult};
+use serde::Serialize;
+
+use crate::errors::{CliError, HintContext};
+use crate::logging::redact;
+
+/// One downloaded file.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct FileReport {
+    /// Path of the file.
+    pub(crate) path: String,
+    /// Bytes written.
+    pub(crate) bytes: u64,
+    /// Bytes of the object as stored (compressed).
+    pub(crate) compressed_bytes: u64,
+    /// Decompressed size of a gzip object.
+    pub(crate) decompressed_bytes: Option<u64>,
+}
+
+impl FileReport {
+    /// From the transport's description of a file.
+    pub(crate) fn from_download(f: &dap_hyper::DownloadedFile) -> Self {
+        Self {
+            path: display_path(&f.path),
+            bytes: f.bytes,
+            compressed_bytes: f.compressed_bytes,
+            decompressed_bytes: f.decompressed_bytes,
+        }
+    }
+}
+
+/// An error, for scripts.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct ErrorReport {
+    /// A stable category (`authentication`, `not_found`, `snapshot_required`, ...).
+    pub(crate) category: &'static str,
+    /// What happened.
+    pub(crate) message: String,
+    /// What to do about it.
+    pub(crate) hint: Option<String>,
+}
+
+impl ErrorReport {
+    /// Describes `e`.
+    pub(crate) fn new(e: &CliError, ctx: &HintContext<'_>) -> Self {
+        Self {
+            category: e.category(),
+            message: redact(&e.to_string()),
+            hint: e.hint(ctx),
+        }
+    }
+}
+
+/// A schema version change seen by `sync`.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub(crate) struct SchemaChange {
+    /// The version before.
+    pub(crate) from: u64,
+    /// The version now.
+    pub(crate) to: u64,
+}
+
+/// What happened to one table.
+#[derive(Debug, Clone, Default, Serialize)]
+pub(crate) struct TableReport {
+    /// The table.
+    pub(crate) table: String,
+    /// `ok`, `failed` or `skipped`.
+    pub(crate) status: &'static str,
+    /// `snapshot` or `incremental` (data commands).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) query: Option<&'static str>,
+    /// Why `sync` chose its query.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) reason: Option<String>,
+    /// The job id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) job_id: Option<String>,
+    /// A snapshot's instant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) at: Option<String>,
+    /// An incremental's start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) since: Option<String>,
+    /// An incremental's end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) until: Option<String>,
+    /// The schema version of the data or of the schema file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) schema_version: Option<u64>,
+    /// A schema version change (`sync`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) schema_changed: Option<SchemaChange>,
+    /// The schema file written, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) schema_file: Option<String>,
+    /// The job directory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) directory: Option<String>,
+    /// The files written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) files: Option<Vec<FileReport>>,
+    /// Total bytes written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) bytes: Option<u64>,
+    /// Wall time spent on the table.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) elapsed_ms: Option<u64>,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) error: Option<ErrorReport>,
+}
+
+impl TableReport {
+    /// A successful table.
+    pub(crate) fn ok(table: &str) -> Self {
+        Self {
+            table: table.to_owned(),
+            status: "ok",
+            ..Self::default()
+        }
+    }
+
+    /// A failed table.
+    pub(crate) fn failed(table: &str, error: ErrorReport) -> Self {
+        Self {
+            table: table.to_owned(),
+            status: "failed",
+            error: Some(error),
+            ..Self::default()
+        }
+    }
+
+    /// A table not attempted after a fatal error.
+    pub(crate) fn skipped(table: &str) -> Self {
+        Self {
+            table: table.to_owned(),
+            status: "skipped",
+            ..Self::default()
+        }
+    }
+
+    /// Fills in the job, range, schema version and files of a finished query.
+    pub(crate) fn with_result(
+        mut self,
+        result: &QueryResult,
+        dir: &Path,
+        files: &[dap_hyper::DownloadedFile],
+    ) -> Self {
+        self.job_id = Some(result.job.to_string());
+        match result.range {
+            DataRange::Snapshot { at } => {
+                self.query = Some("snapshot");
+                self.at = Some(at.to_string());
+            }
+            DataRange::Incremental { since, until } => {
+                self.query = Some("incremental");
+                self.since = Some(since.to_string());
+                self.until = Some(until.to_string());
+            }
+            _ => {}
+        }
+        self.schema_version = Some(result.schema_version);
+        self.directory = Some(display_path(dir));
+        self.bytes = Some(files.iter().map(|f| f.bytes).sum());
+        self.files = Some(files.iter().map(FileReport::from_download).collect());
+        self
+    }
+}
+
+/// A path as text.
+pub(crate) fn display_path(p: &Path) -> String {
+    p.display().to_string()
+}
