@@ -57,6 +57,10 @@ pub struct EmulatorConfig {
     pub faults: Faults,
     /// Initial offset of the emulator clock ahead of the wall clock.
     pub clock_offset: Duration,
+    /// When set, the emulator clock is frozen at this instant (milliseconds since the
+    /// Unix epoch, plus `clock_offset`) and moves only through
+    /// [`crate::Emulator::advance_clock`]: fully deterministic timestamps for tests.
+    pub frozen_clock_ms: Option<i64>,
 }
 
 impl Default for EmulatorConfig {
@@ -79,6 +83,7 @@ impl Default for EmulatorConfig {
             object_size_bytes: None,
             faults: Faults::default(),
             clock_offset: Duration::ZERO,
+            frozen_clock_ms: None,
         }
     }
 }

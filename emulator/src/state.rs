@@ -237,10 +237,12 @@ impl Shared {
 
     /// Emulator time in milliseconds since the Unix epoch.
     pub(crate) fn now_ms(&self) -> i64 {
-        let real = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
+        let real = self.config.frozen_clock_ms.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0)
+        });
         real.saturating_add(self.offset_ms.load(Ordering::Relaxed))
             .clamp(0, 253_402_300_799_000)
     }

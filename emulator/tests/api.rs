@@ -790,3 +790,61 @@ fn drop_shuts_down_the_listeners() {
     drop(emu);
     assert!(std::net::TcpStream::connect(addr).is_err());
 }
+
+#[test]
+fn a_frozen_clock_moves_only_when_advanced() {
+    let t0 = 1_790_000_000_000; // 2026-09-21T14:13:20Z
+    let emu = Emulator::start(EmulatorConfig {
+        frozen_clock_ms: Some(t0),
+        ..EmulatorConfig::default()
+    })
+    .unwrap();
+    assert_eq!(emu.now_ms(), t0);
+    let c = Client::login(&emu);
+    let job = c.complete_job("canvas", "accounts", r#"{"format":"jsonl"}"#);
+    assert_eq!(ts_ms(&job["at"]), t0);
+    emu.advance_clock(Duration::from_millis(1500));
+    assert_eq!(emu.now_ms(), t0 + 1500);
+}
+
+#[test]
+fn the_binary_prints_its_url_and_credentials() {
+    use std::io::BufRead as _;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dap-emulator"))
+        .args(["--port", "0", "--token-lifetime", "120"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("binary starts");
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let base = first.rsplit(' ').next().unwrap().to_owned();
+    assert!(base.starts_with("http://127.0.0.1:"), "{first}");
+    let rest: Vec<String> = lines.by_ref().take(8).map(Result::unwrap).collect();
+    assert!(
+        rest.iter()
+            .any(|l| l == "export DAP_CLIENT_ID='us-east-1#demo-client'"),
+        "{rest:?}"
+    );
+    assert!(
+        rest.iter()
+            .any(|l| l == &format!("export DAP_API_URL={base}"))
+    );
+    let url = format!("{base}/ids/auth/login");
+    let auth = common::basic(
+        dap_emulator::DEMO_CLIENT_ID,
+        dap_emulator::DEMO_CLIENT_SECRET,
+    );
+    let r = request(
+        "POST",
+        &url,
+        &[
+            UA,
+            ("Authorization", &auth),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        b"grant_type=client_credentials",
+    );
+    assert_eq!(r.json()["expires_in"], 120);
+    let _ = child.kill();
+    let _ = child.wait();
+}
