@@ -5,7 +5,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{Client, Resp, UA, login_raw, request};
@@ -17,7 +17,7 @@ fn vectors_dir() -> Option<PathBuf> {
     dir.is_dir().then_some(dir)
 }
 
-fn vector(dir: &PathBuf, name: &str) -> Value {
+fn vector(dir: &Path, name: &str) -> Value {
     let text = std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap();
     serde_json::from_str(&text).unwrap()
 }
@@ -46,7 +46,7 @@ fn shape(v: &Value) -> Value {
     }
 }
 
-fn assert_like(dir: &PathBuf, name: &str, got: &Resp) {
+fn assert_like(dir: &Path, name: &str, got: &Resp) {
     let v = vector(dir, name);
     assert_eq!(
         u64::from(got.status),
