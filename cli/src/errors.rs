@@ -189,6 +189,10 @@ impl CliError {
                         Some(s) => format!("use a --since at or after {s}, or take a new snapshot"),
                         None => "use a later --since, or take a new snapshot".to_owned(),
                     }),
+                    DapErrorKind::Validation { .. } => Some(
+                        "the API refused the request as invalid; check --since/--until (not in the future, since before until) and --format"
+                            .to_owned(),
+                    ),
                     DapErrorKind::RateLimited => Some(
                         "the API kept answering 429 (rate limited); wait a minute and run again".to_owned(),
                     ),
