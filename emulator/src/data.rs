@@ -363,7 +363,8 @@ pub fn tables(namespace: &str) -> Option<Vec<&'static str>> {
 }
 
 /// Strings that exercise every escaping rule: empty, quotes, commas, tabs, newlines,
-/// carriage returns, backslashes, the words CSV/TSV use for NULL, and non-ASCII text.
+/// carriage returns, backslashes, the words CSV/TSV use for NULL, non-ASCII text, and
+/// DAP's marker for oversized values.
 pub const AWKWARD_STRINGS: &[&str] = &[
     "",
     "O'Brien said \"hi\"",
@@ -376,6 +377,7 @@ pub const AWKWARD_STRINGS: &[&str] = &[
     "NULL",
     "Ünïcødé — 日本語 ✓ 🎓",
     " padded ",
+    "__cd2_oversized_truncated__",
     "plain",
 ];
 
