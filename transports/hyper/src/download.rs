@@ -22,7 +22,7 @@ use crate::error::Error;
 use crate::net::next_chunk;
 
 /// Body chunks in flight between the network reader and the worker, per object.
-const CHUNKS_IN_FLIGHT: usize = 16;
+const CHUNKS_IN_FLIGHT: usize = 4;
 /// Write buffer of a file sink.
 const WRITE_BUFFER: usize = 256 * 1024;
 

@@ -431,3 +431,84 @@ fn missing_env_variable_is_named() {
     assert!(matches!(err, Error::Config(_)), "{err:?}");
     assert!(err.to_string().contains("DAP_CLIENT_ID"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_server_hits_the_read_timeout() {
+    let emu = start(EmulatorConfig {
+        faults: Faults {
+            rules: vec![FaultRule::new(
+                Endpoint::Tables,
+                10,
+                FaultAction::Delay { millis: 2_000 },
+            )],
+            ..Faults::default()
+        },
+        ..EmulatorConfig::default()
+    });
+    let config = Config::builder(emu.client_id(), emu.client_secret())
+        .base_url(emu.base_url())
+        .retry(RetryPolicy::new(
+            2,
+            Duration::from_millis(1),
+            Duration::from_millis(5),
+        ))
+        .build()
+        .unwrap();
+    let options = dap_hyper::Options::default()
+        .connect_timeout(Duration::from_millis(100))
+        .read_timeout(Duration::from_millis(100));
+    let client = Client::with_options(config, options).unwrap();
+    let err = client.list_tables("canvas").await.unwrap_err();
+    match &err {
+        Error::Transport {
+            what,
+            attempts,
+            last,
+        } => {
+            assert_eq!((*what, *attempts), ("list tables", 2));
+            assert!(last.contains("no response within"), "{last}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_client_outlives_its_first_runtime() {
+    let emu = emulator();
+    let client = client(&emu);
+    for _ in 0..2 {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let tables = runtime.block_on(client.list_tables("canvas")).unwrap();
+        assert!(!tables.is_empty());
+    }
+    // A new runtime means a new driver and session, so a second login.
+    assert_eq!(emu.stats().logins, 2);
+}
+
+#[test]
+fn extra_ca_file_errors() {
+    let config = Config::builder("id", "secret").build().unwrap();
+    let missing = dap_hyper::Options::default().extra_ca_file("/nonexistent/ca.pem");
+    let err = Client::with_options(config.clone(), missing).unwrap_err();
+    assert!(matches!(err, Error::Io { .. }), "{err:?}");
+    let tmp = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(tmp.path(), "not a certificate\n").unwrap();
+    let empty = dap_hyper::Options::default().extra_ca_file(tmp.path());
+    let err = Client::with_options(config, empty).unwrap_err();
+    assert!(matches!(err, Error::Tls(_)), "{err:?}");
+}
+
+#[test]
+fn calls_outside_a_runtime_are_refused_not_panicking() {
+    let config = Config::builder("id", "secret").build().unwrap();
+    let client = Client::new(config).unwrap();
+    // Poll the future by hand with a no-op executor: no tokio runtime is current.
+    let err = futures_util::FutureExt::now_or_never(client.list_tables("canvas"))
+        .expect("ready at once")
+        .unwrap_err();
+    assert!(matches!(err, Error::Usage(_)), "{err:?}");
+}
