@@ -207,9 +207,10 @@ fn fetch(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "storage response"
     );
-    let truncate = match transfer.on_head(status, response.headers(), Instant::now()) {
-        HeadAction::ReadBody { truncate } => truncate,
-        _ => return Ok(()),
+    let HeadAction::ReadBody { truncate } =
+        transfer.on_head(status, response.headers(), Instant::now())
+    else {
+        return Ok(());
     };
     if truncate {
         out.truncate()?;
@@ -304,7 +305,7 @@ impl PartialFile {
                 .ok_or_else(|| io::Error::other("the file is already closed"))?;
             w.flush()?;
             let file = w.into_inner().map_err(|e| e.into_error())?;
-            file.sync_all()?;
+            file.sync_data()?;
             drop(file);
             Ok(())
         })();

@@ -46,7 +46,10 @@
 //! file, `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY` honouring `NO_PROXY` (see [`Options`]),
 //! connect and idle-read timeouts, connection reuse, no redirects, no automatic
 //! decompression. Logs (`tracing`, debug level) name method, host and path, never a
-//! header value or a pre-signed URL's query string.
+//! header value or a pre-signed URL's query string. ureq itself logs through the `log`
+//! crate, and at *trace* level its records include full request paths with query
+//! strings: if you bridge `log` into your logger, keep the `ureq` target at debug or
+//! below.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 // The error type wraps the core's errors by value, like the core itself does.

@@ -1,0 +1,35 @@
+//! Lists the tables of a namespace, takes a snapshot of one and downloads it.
+//!
+//! ```text
+//! DAP_API_URL=... DAP_CLIENT_ID=... DAP_CLIENT_SECRET=... \
+//!     cargo run -p dap-ureq --example list_tables -- [table] [output dir]
+//! ```
+//! Try it offline against the emulator: `cargo run -p dap-emulator` prints the variables.
+#![allow(clippy::result_large_err)]
+
+use dap_proto::Format;
+use dap_ureq::{Client, DownloadOptions, Error};
+
+fn main() -> Result<(), Error> {
+    let mut args = std::env::args().skip(1);
+    let table = args.next().unwrap_or_else(|| "accounts".to_owned());
+    let dir = args.next().unwrap_or_else(|| "dap-out".to_owned());
+
+    let client = Client::from_env()?;
+    let tables = client.list_tables("canvas")?;
+    println!("{} tables in canvas: {}", tables.len(), tables.join(", "));
+
+    let result = client.snapshot("canvas", &table, Format::Jsonl)?;
+    println!(
+        "job {} complete: {} objects, data as of {:?}",
+        result.job,
+        result.objects.len(),
+        result.range
+    );
+    let files = client.download(&result, dir.as_ref(), &DownloadOptions::default())?;
+    for file in &files {
+        println!("{} ({} bytes, verified)", file.path.display(), file.bytes);
+    }
+    println!("next incremental since {}", result.range.next_since());
+    Ok(())
+}
