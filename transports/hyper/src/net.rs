@@ -22,7 +22,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
 use crate::Options;
-use crate::error::{Error, error_text, redact};
+use crate::error::{Error, error_text};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -166,7 +166,7 @@ impl tower_service::Service<Uri> for RouteConnector {
                     Ok(Conn { io, proxied: false })
                 }
                 Some(proxy) if dst.scheme_str() == Some("https") => {
-                    tracing::debug!(proxy = %redact(&proxy.uri().to_string()), "connecting through a CONNECT tunnel");
+                    tracing::debug!(proxy = %proxy_host(proxy.uri()), "connecting through a CONNECT tunnel");
                     let mut tunnel = Tunnel::new(proxy.uri().clone(), http);
                     if let Some(auth) = proxy.basic_auth() {
                         tunnel = tunnel.with_auth(auth.clone());
@@ -180,12 +180,21 @@ impl tower_service::Service<Uri> for RouteConnector {
                     Ok(Conn { io, proxied: false })
                 }
                 Some(proxy) => {
-                    tracing::debug!(proxy = %redact(&proxy.uri().to_string()), "connecting to an HTTP proxy");
+                    tracing::debug!(proxy = %proxy_host(proxy.uri()), "connecting to an HTTP proxy");
                     let io = tower_service::Service::call(&mut http, proxy.uri().clone()).await?;
                     Ok(Conn { io, proxied: true })
                 }
             }
         })
+    }
+}
+
+/// Host and port of a proxy, for logs (never its credentials).
+fn proxy_host(uri: &Uri) -> String {
+    match (uri.host(), uri.port_u16()) {
+        (Some(host), Some(port)) => format!("{host}:{port}"),
+        (Some(host), None) => host.to_owned(),
+        _ => "(unknown)".to_owned(),
     }
 }
 
@@ -273,15 +282,19 @@ pub(crate) struct Net {
 
 impl Net {
     pub(crate) fn new(options: Options) -> Result<Self, Error> {
+        let matcher = options.proxy_from_env.then(Matcher::from_env);
+        Self::with_matcher(options, matcher)
+    }
+
+    /// A client routed by `matcher` (`None`: always direct).
+    pub(crate) fn with_matcher(options: Options, matcher: Option<Matcher>) -> Result<Self, Error> {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(options.connect_timeout));
         let route = RouteConnector {
             http,
-            matcher: options
-                .proxy_from_env
-                .then(|| Arc::new(Matcher::from_env())),
+            matcher: matcher.map(Arc::new),
             connect_timeout: options.connect_timeout,
         };
         let client = build_client(&options, route.clone())?;
@@ -304,5 +317,148 @@ impl Net {
                 .or_insert(auth);
         }
         send(&self.client, &self.options, request).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// A one-shot proxy: answers the first request with `reply` and returns its head.
+    async fn proxy(reply: impl Into<String>) -> (Uri, tokio::task::JoinHandle<String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let reply = reply.into();
+        let task = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = socket.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    break;
+                }
+                head.extend_from_slice(&buf[..n]);
+            }
+            socket.write_all(reply.as_bytes()).await.unwrap();
+            String::from_utf8_lossy(&head).into_owned()
+        });
+        (format!("http://user:pw@{addr}").parse().unwrap(), task)
+    }
+
+    fn net(matcher: Matcher) -> Net {
+        let options = Options::default()
+            .connect_timeout(Duration::from_secs(2))
+            .read_timeout(Duration::from_secs(2));
+        Net::with_matcher(options, Some(matcher)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn plain_http_goes_to_the_proxy_in_absolute_form() {
+        let (uri, seen) = proxy("HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n").await;
+        let net = net(Matcher::builder().http(uri.to_string()).build());
+        let request = Request::get("http://dap.example.invalid/x?sig=1")
+            .body(Vec::new())
+            .unwrap();
+        let response = exchange(&net, request, 1024).await.unwrap();
+        assert_eq!(response.status(), 204);
+        let head = seen.await.unwrap();
+        assert!(
+            head.starts_with("GET http://dap.example.invalid/x?sig=1 HTTP/1.1\r\n"),
+            "{head}"
+        );
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("proxy-authorization: basic"),
+            "{head}"
+        );
+    }
+
+    #[tokio::test]
+    async fn https_goes_through_a_connect_tunnel() {
+        let (uri, seen) = proxy("HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n").await;
+        let net = net(Matcher::builder().https(uri.to_string()).build());
+        let request = Request::get("https://dap.example.invalid/x")
+            .body(Vec::new())
+            .unwrap();
+        let failure = exchange(&net, request, 1024).await.unwrap_err();
+        assert!(!failure.0.contains("pw"), "{}", failure.0);
+        let head = seen.await.unwrap();
+        assert!(
+            head.starts_with("CONNECT dap.example.invalid:443 HTTP/1.1\r\n"),
+            "{head}"
+        );
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("proxy-authorization: basic"),
+            "{head}"
+        );
+    }
+
+    #[tokio::test]
+    async fn no_proxy_connects_directly() {
+        let (direct, seen) = proxy("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+        let authority = direct
+            .authority()
+            .unwrap()
+            .as_str()
+            .rsplit('@')
+            .next()
+            .unwrap()
+            .to_owned();
+        let net = net(Matcher::builder()
+            .http("http://127.0.0.1:9")
+            .no("127.0.0.1")
+            .build());
+        let request = Request::get(format!("http://{authority}/direct"))
+            .body(Vec::new())
+            .unwrap();
+        let response = exchange(&net, request, 1024).await.unwrap();
+        assert_eq!(response.body().as_ref(), b"ok");
+        assert!(seen.await.unwrap().starts_with("GET /direct HTTP/1.1\r\n"));
+    }
+
+    #[tokio::test]
+    async fn api_bodies_stop_after_the_cap() {
+        let reply = format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: 4000\r\n\r\n{}",
+            "a".repeat(4000)
+        );
+        let (direct, _seen) = proxy(reply).await;
+        let authority = direct
+            .authority()
+            .unwrap()
+            .as_str()
+            .rsplit('@')
+            .next()
+            .unwrap()
+            .to_owned();
+        let net = Net::with_matcher(Options::default(), None).unwrap();
+        let request = Request::get(format!("http://{authority}/big"))
+            .body(Vec::new())
+            .unwrap();
+        let response = exchange(&net, request, 1024).await.unwrap();
+        assert_eq!(response.body().len(), 1025);
+    }
+
+    #[tokio::test]
+    async fn truncated_bodies_are_failures() {
+        let (direct, _seen) = proxy("HTTP/1.1 200 OK\r\ncontent-length: 4000\r\n\r\nabc").await;
+        let authority = direct
+            .authority()
+            .unwrap()
+            .as_str()
+            .rsplit('@')
+            .next()
+            .unwrap()
+            .to_owned();
+        let net = Net::with_matcher(Options::default(), None).unwrap();
+        let request = Request::get(format!("http://{authority}/cut"))
+            .body(Vec::new())
+            .unwrap();
+        let failure = exchange(&net, request, 1024).await.unwrap_err();
+        assert!(!failure.0.is_empty());
     }
 }
