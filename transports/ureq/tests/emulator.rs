@@ -178,6 +178,36 @@ fn snapshot_download_verified_layout() {
     assert!(left.iter().all(|n| !n.contains(".partial")), "{left:?}");
     let stats = emu.stats();
     assert_eq!(stats.storage_with_credentials, 0);
+    assert_eq!(stats.missing_user_agent, 0);
+    assert_eq!(stats.logins, 1);
+}
+
+#[test]
+fn server_errors_and_rate_limits_are_retried_by_the_core() {
+    let emu = emulator(small());
+    let client = client(&emu);
+    emu.set_faults(Faults {
+        rules: vec![
+            FaultRule::rate_storm(Endpoint::Tables, 2, 0),
+            FaultRule::status(Endpoint::Schema, 1, 503, dap_emulator::FaultBody::Html),
+            FaultRule::status(Endpoint::Storage, 2, 503, dap_emulator::FaultBody::Json),
+        ],
+        ..Faults::default()
+    });
+    assert!(!client.list_tables("canvas").expect("tables").is_empty());
+    client.table_schema("canvas", "accounts").expect("schema");
+    let result = client
+        .snapshot("canvas", "accounts", Format::Jsonl)
+        .expect("snapshot");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = client
+        .download(&result, dir.path(), &DownloadOptions::default())
+        .expect("download");
+    assert_eq!(files.len(), 1);
+    let stats = emu.stats();
+    assert_eq!(stats.requests.tables, 3);
+    assert_eq!(stats.requests.schema, 2);
+    assert_eq!(stats.requests.storage, 3);
     assert_eq!(stats.logins, 1);
 }
 
