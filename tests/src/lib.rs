@@ -1098,9 +1098,15 @@ impl Driver for RawDriver {
 
 /// A buffer that a `tracing-subscriber` `fmt` layer writes every event into, at TRACE
 /// level, without ANSI colours.
+///
+/// [`LogCapture::new`] keeps the events emitted with `tracing` (the toolkit's own).
+/// [`LogCapture::with_log_records`] also keeps the records of libraries that use the
+/// `log` crate (ureq, rustls), bridged into `tracing` the way
+/// `tracing_subscriber::fmt().init()` does by default in applications.
 #[derive(Clone, Default)]
 pub struct LogCapture {
     buffer: Arc<Mutex<Vec<u8>>>,
+    log_records: bool,
 }
 
 /// The writer [`LogCapture`] hands the subscriber.
@@ -1129,21 +1135,43 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogCapture {
 }
 
 impl LogCapture {
-    /// An empty capture.
+    /// An empty capture of `tracing` events.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// An empty capture of `tracing` events and of `log` records. Installs the
+    /// process-wide `log` to `tracing` bridge (at TRACE) on first use; captures made
+    /// with [`LogCapture::new`] keep ignoring bridged records.
+    pub fn with_log_records() -> Self {
+        static BRIDGE: std::sync::Once = std::sync::Once::new();
+        BRIDGE.call_once(|| {
+            // Fails only when another logger is installed: then there is nothing to
+            // bridge from, and the scenario's assertions still hold for what arrives.
+            let _ = tracing_log::LogTracer::init();
+        });
+        Self {
+            log_records: true,
+            ..Self::default()
+        }
+    }
+
     /// A dispatcher logging every event and span field at TRACE level into the buffer.
     pub fn dispatch(&self) -> tracing::Dispatch {
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
+        use tracing_subscriber::Layer as _;
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let log_records = self.log_records;
+        let layer = tracing_subscriber::fmt::layer()
             .with_ansi(false)
             .with_thread_names(true)
             .with_span_events(tracing_subscriber::fmt::format::FmtSpan::FULL)
             .with_writer(self.clone())
-            .finish();
-        tracing::Dispatch::new(subscriber)
+            .with_filter(tracing_subscriber::filter::LevelFilter::TRACE)
+            .with_filter(tracing_subscriber::filter::filter_fn(move |meta| {
+                // Records bridged from `log` carry a `log.target` field.
+                log_records || meta.fields().field("log.target").is_none()
+            }));
+        tracing::Dispatch::new(tracing_subscriber::registry().with(layer))
     }
 
     /// Everything logged so far.

@@ -1040,21 +1040,266 @@ fn no_credentials_reach_storage(t: Transport) {
     }
 }
 
+/// Storage answers 503 to every request: the download gives up after the policy's
+/// attempts with a typed storage error, leaving nothing behind.
+fn storage_errors_exhaust_retries(t: Transport) {
+    let h = Harness::new(t, small_emulator());
+    let (emu, d) = (&h.emu, &h.driver);
+    let result = d
+        .snapshot("canvas", "users", Format::Jsonl)
+        .expect("snapshot");
+    emu.add_fault(FaultRule::status(
+        Endpoint::Storage,
+        100,
+        503,
+        FaultBody::Json,
+    ));
+    let dir = fresh_dir();
+    let err = d
+        .download(&result, dir.path(), DownloadSpec::default())
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err.kind,
+            FailureKind::Transfer(TransferError::Storage {
+                error: dap_proto::download::StorageError::Server(503),
+                ..
+            })
+        ),
+        "{err}"
+    );
+    assert_nothing_left(dir.path());
+    let s = emu.stats();
+    assert_eq!(s.requests.storage, 4, "max_attempts");
+    no_storage_credentials(&s);
+}
+
+/// Storage drops every connection before the first body byte: no progress, so the
+/// download gives up after the policy's attempts with a typed transfer error.
+fn dropped_download_gives_up(t: Transport) {
+    let h = Harness::new(t, small_emulator());
+    let (emu, d) = (&h.emu, &h.driver);
+    let result = d
+        .snapshot("canvas", "users", Format::Jsonl)
+        .expect("snapshot");
+    emu.add_fault(FaultRule::new(
+        Endpoint::Storage,
+        100,
+        FaultAction::DropAfter { bytes: 0 },
+    ));
+    let dir = fresh_dir();
+    let err = d
+        .download(&result, dir.path(), DownloadSpec::default())
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err.kind,
+            FailureKind::Transfer(TransferError::Transport { attempts: 4, .. })
+        ),
+        "{err}"
+    );
+    assert_nothing_left(dir.path());
+    let err = d.records(&result).unwrap_err();
+    assert!(
+        matches!(
+            &err.kind,
+            FailureKind::Transfer(TransferError::Transport { attempts: 4, .. })
+        ),
+        "{err}"
+    );
+    let s = emu.stats();
+    assert_eq!(s.requests.storage, 8, "max_attempts, twice");
+    no_storage_credentials(&s);
+}
+
+/// A download after the job expired (24 h): the URL is refused, the fresh-URL request
+/// says the object no longer exists; a typed API error, nothing left behind.
+fn expired_job_download_fails_cleanly(t: Transport) {
+    let h = Harness::new(t, small_emulator());
+    let (emu, d) = (&h.emu, &h.driver);
+    let result = d
+        .snapshot("canvas", "users", Format::Jsonl)
+        .expect("snapshot");
+    emu.advance_clock(Duration::from_secs(25 * 3600));
+    let dir = fresh_dir();
+    let err = d
+        .download(&result, dir.path(), DownloadSpec::default())
+        .unwrap_err();
+    let api = err
+        .api()
+        .unwrap_or_else(|| panic!("not an API error: {err}"));
+    assert_eq!(api.status.as_u16(), 404, "{api:?}");
+    assert!(matches!(api.kind, DapErrorKind::NotFound { .. }), "{api:?}");
+    assert_nothing_left(dir.path());
+    let s = emu.stats();
+    assert_eq!(s.requests.storage, 1, "one refused GET");
+    // The query's, then the refresh: refused (the token expired with the clock jump
+    // too), and again after a new login.
+    assert_eq!(s.requests.object_urls, 3);
+    assert_eq!(s.unauthorized, 1);
+    assert_eq!(s.logins, 2);
+    no_storage_credentials(&s);
+}
+
+// ------------------------------------------------------------------ jobs and failures
+
+/// A job that ends `failed`: a typed `JobFailed` with the processing error.
+fn failed_job_is_typed_error(t: Transport) {
+    let h = Harness::new(
+        t,
+        EmulatorConfig {
+            job_running: ms(20),
+            faults: Faults {
+                fail_jobs: true,
+                ..Faults::default()
+            },
+            ..small_emulator()
+        },
+    );
+    let (emu, d) = (&h.emu, &h.driver);
+    let err = d.snapshot("canvas", "accounts", Format::Jsonl).unwrap_err();
+    match &err.kind {
+        FailureKind::Dap(dap_proto::Error::JobFailed { error, .. }) => {
+            assert!(matches!(error.kind, DapErrorKind::Processing), "{error:?}");
+        }
+        _ => panic!("not a failed job: {err}"),
+    }
+    let s = emu.stats();
+    assert_eq!(s.requests.query, 1);
+    assert!(s.requests.job >= 1, "{:?}", s.requests);
+    assert_eq!(s.requests.object_urls, 0);
+}
+
+/// A job that runs longer than the poll policy allows: a typed `JobTimedOut`.
+fn slow_job_times_out(t: Transport) {
+    let emu = start_emulator(EmulatorConfig {
+        job_running: Duration::from_secs(3600),
+        ..small_emulator()
+    });
+    let mut poll = dap_tests::fast_poll();
+    poll.max_duration = ms(60);
+    let config = dap_tests::fast_config(&emu)
+        .poll(poll)
+        .build()
+        .expect("config");
+    let d = t.driver(config, None);
+    let started = Instant::now();
+    let err = d.snapshot("canvas", "accounts", Format::Jsonl).unwrap_err();
+    assert!(
+        matches!(
+            &err.kind,
+            FailureKind::Dap(dap_proto::Error::JobTimedOut { .. })
+        ),
+        "{err}"
+    );
+    assert!(started.elapsed() < ms(500), "{:?}", started.elapsed());
+    let s = emu.stats();
+    assert_eq!(s.requests.query, 1);
+    assert!(s.requests.job >= 1, "{:?}", s.requests);
+    assert_eq!(s.requests.object_urls, 0);
+}
+
+/// Nothing listens at the API address: a typed transport error after the policy's
+/// attempts, naming the login and the last failure.
+fn unreachable_api_is_transport_error(t: Transport) {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        listener.local_addr().expect("its address").port()
+    };
+    let config = dap_proto::Config::builder("us-east-1#conformance", "secret-unreachable")
+        .base_url(format!("http://127.0.0.1:{port}"))
+        .retry(dap_tests::fast_retry())
+        .poll(dap_tests::fast_poll())
+        .build()
+        .expect("config");
+    let d = t.driver(config, None);
+    let err = d.list_tables("canvas").unwrap_err();
+    match &err.kind {
+        FailureKind::Transport {
+            what,
+            attempts,
+            last,
+        } => {
+            assert_eq!(*what, "login");
+            assert_eq!(*attempts, 4);
+            assert!(!last.trim().is_empty(), "{err}");
+        }
+        _ => panic!("not a transport error: {err}"),
+    }
+    assert!(!err.text.contains("secret-unreachable"), "{err}");
+}
+
+/// 50 concurrent operations while the login endpoint fails twice with 503: one login
+/// sequence (three requests, one token) serves them all.
+fn fifty_concurrent_operations_through_login_errors(t: Transport) {
+    let h = Harness::new(
+        t,
+        EmulatorConfig {
+            faults: Faults {
+                rules: vec![FaultRule::status(Endpoint::Login, 2, 503, FaultBody::Html)],
+                ..Faults::default()
+            },
+            ..small_emulator()
+        },
+    );
+    let (emu, d) = (&h.emu, &h.driver);
+    let results = d.concurrently((0..50).map(|_| Call::tables("canvas")).collect());
+    for r in results {
+        r.expect("tables");
+    }
+    let s = emu.stats();
+    assert_eq!(s.requests.login, 3);
+    assert_eq!(s.logins, 1);
+    assert_eq!(s.requests.tables, 50);
+}
+
+/// Tokens revoked, then 50 concurrent operations: every refused call waits for the one
+/// new login, then succeeds.
+fn fifty_concurrent_operations_after_revocation(t: Transport) {
+    let h = Harness::new(t, small_emulator());
+    let (emu, d) = (&h.emu, &h.driver);
+    d.list_tables("canvas").expect("tables");
+    emu.revoke_tokens();
+    let results = d.concurrently((0..50).map(|_| Call::schema("canvas", "users")).collect());
+    for r in results {
+        r.expect("schema");
+    }
+    assert_eq!(d.logins(), 2);
+    let s = emu.stats();
+    assert_eq!(s.logins, 2, "one re-login for all");
+    assert_eq!(s.requests.login, 2);
+    assert!(
+        s.unauthorized >= 1 && s.unauthorized <= 50,
+        "{}",
+        s.unauthorized
+    );
+    assert_eq!(s.requests.schema, 50 + s.unauthorized);
+}
+
 // ------------------------------------------------------------------ logs
 
 /// Everything the client logs at TRACE level through a full run (login, re-login after
 /// revocation, queries, URL refresh, resumed download, records) is free of the client
 /// secret, the Basic credentials, any access token and any URL signature.
 fn secrets_absent_from_trace_logs(t: Transport) {
+    secrets_absent_from_logs(t, &LogCapture::new());
+}
+
+/// The same, with the `log` records of the HTTP libraries bridged into the capture,
+/// as `tracing_subscriber::fmt().init()` (default features) does in an application.
+fn secrets_absent_from_bridged_library_logs(t: Transport) {
+    secrets_absent_from_logs(t, &LogCapture::with_log_records());
+}
+
+fn secrets_absent_from_logs(t: Transport, logs: &LogCapture) {
     let secret = "s3cr3t-Conformance-7f1e9a4c";
     let emu = start_emulator(EmulatorConfig {
         client_secret: secret.to_owned(),
         objects_per_job: 2,
         ..small_emulator()
     });
-    let logs = LogCapture::new();
     let config = dap_tests::fast_config(&emu).build().expect("config");
-    let d = t.driver(config, Some(&logs));
+    let d = t.driver(config, Some(logs));
 
     let mut signatures = Vec::new();
     let mut note = |urls: &[dap_proto::ObjectUrl]| {
@@ -1091,8 +1336,13 @@ fn secrets_absent_from_trace_logs(t: Transport) {
             1,
             FaultAction::DropAfter { bytes: 500 },
         ));
+        // Sequential: the blocking client then logs on this thread, into the capture.
         let dir = fresh_dir();
-        d.download(&result, dir.path(), DownloadSpec::default())
+        let sequential = DownloadSpec {
+            decompress: false,
+            concurrency: 1,
+        };
+        d.download(&result, dir.path(), sequential)
             .expect("download");
         emu.advance_clock(Duration::from_secs(20 * 60));
         assert!(!d.json_records(&result).expect("records").is_empty());
@@ -1105,7 +1355,7 @@ fn secrets_absent_from_trace_logs(t: Transport) {
         .poll(dap_tests::fast_poll())
         .build()
         .expect("config");
-    let bad = t.driver(bad_config, Some(&logs));
+    let bad = t.driver(bad_config, Some(logs));
     let err = bad.list_tables("canvas").unwrap_err();
     assert!(err.api().is_some_and(|e| e.kind.is_fatal()), "{err}");
     assert!(!err.text.contains(wrong), "{err}");
@@ -1113,31 +1363,32 @@ fn secrets_absent_from_trace_logs(t: Transport) {
     drop(d);
 
     let text = logs.text();
+    if let Some(path) = std::env::var_os("DAP_TESTS_DUMP_LOG") {
+        std::fs::write(path, &text).expect("dump the log");
+    }
     assert!(!text.trim().is_empty(), "nothing was logged");
     // base64 of "id:secret", as the Basic header carries it.
     let basic = base64_standard(format!("{}:{secret}", emu.client_id()).as_bytes());
-    for (what, needle) in [
-        ("client secret", secret.to_owned()),
-        ("wrong secret", wrong.to_owned()),
-        ("Basic credentials", basic),
+    assert!(!signatures.is_empty());
+    let mut needles = vec![
+        ("the client secret", secret.to_owned()),
+        ("the wrong secret", wrong.to_owned()),
+        ("the Basic credentials", basic),
         ("an access token (JWT)", "eyJ".to_owned()),
         ("a signature parameter", "X-Amz-Signature".to_owned()),
         ("a credential parameter", "X-Amz-Credential".to_owned()),
-    ] {
-        assert!(
-            !text.contains(&needle),
-            "{what} found in the {t} trace log:\n{}",
-            context(&text, &needle)
-        );
-    }
-    assert!(!signatures.is_empty());
-    for sig in &signatures {
-        assert!(
-            !text.contains(sig.as_str()),
-            "a URL signature found in the {t} trace log:\n{}",
-            context(&text, sig)
-        );
-    }
+    ];
+    needles.extend(signatures.into_iter().map(|s| ("a URL signature", s)));
+    let leaks: Vec<String> = needles
+        .iter()
+        .filter(|(_, needle)| text.contains(needle.as_str()))
+        .map(|(what, needle)| format!("{what}: {}", context(&text, needle)))
+        .collect();
+    assert!(
+        leaks.is_empty(),
+        "secrets in the {t} trace log:\n{}",
+        leaks.join("\n")
+    );
     let s = emu.stats();
     assert_eq!(s.logins, 2);
     assert_eq!(s.login_failures, 1);
@@ -1202,3 +1453,17 @@ conformance!(corrupt_gzip_fails_cleanly: ureq, hyper);
 conformance!(expired_url_refreshed: ureq, hyper);
 conformance!(no_credentials_reach_storage: ureq, hyper);
 conformance!(secrets_absent_from_trace_logs: ureq, hyper, raw);
+conformance!(
+    secrets_absent_from_bridged_library_logs:
+    ureq = "bug: ureq-proto hex-dumps wire bytes at log TRACE, revealing the access token (eyJ...)",
+    hyper,
+    raw
+);
+conformance!(storage_errors_exhaust_retries: ureq, hyper);
+conformance!(dropped_download_gives_up: ureq, hyper);
+conformance!(expired_job_download_fails_cleanly: ureq, hyper);
+conformance!(failed_job_is_typed_error: ureq, hyper, raw);
+conformance!(slow_job_times_out: ureq, hyper, raw);
+conformance!(unreachable_api_is_transport_error: ureq, hyper, raw);
+conformance!(fifty_concurrent_operations_through_login_errors: ureq, hyper, raw);
+conformance!(fifty_concurrent_operations_after_revocation: ureq, hyper, raw);
