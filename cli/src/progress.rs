@@ -37,12 +37,13 @@ impl JobSpinner {
     /// Starts the spinner with `message` (no-op without a terminal).
     pub(crate) fn start(message: String) -> Self {
         Self(BARS.get().map(|bars| {
-            let bar = bars.add(ProgressBar::new_spinner());
-            bar.set_style(
-                ProgressStyle::with_template("{spinner:.cyan} {msg} [{elapsed}]")
-                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-            );
-            bar.set_message(message);
+            let bar = ProgressBar::new_spinner()
+                .with_style(
+                    ProgressStyle::with_template("{spinner:.cyan} {msg} [{elapsed}]")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                )
+                .with_message(message);
+            let bar = bars.add(bar);
             bar.enable_steady_tick(Duration::from_millis(100));
             bar
         }))
@@ -111,15 +112,16 @@ impl DownloadWatch {
                 bar: None,
             };
         };
-        let bar = bars.add(ProgressBar::new_spinner());
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner:.green} {prefix} {msg} {binary_bytes} at {binary_bytes_per_sec} [{elapsed}]",
+        let bar = ProgressBar::new_spinner()
+            .with_style(
+                ProgressStyle::with_template(
+                    "{spinner:.green} {prefix} {msg} {binary_bytes} at {binary_bytes_per_sec} [{elapsed}]",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
             )
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-        );
-        bar.set_prefix(label);
-        bar.set_message(format!("0/{objects} objects"));
+            .with_prefix(label)
+            .with_message(format!("0/{objects} objects"));
+        let bar = bars.add(bar);
         bar.enable_steady_tick(Duration::from_millis(100));
         let watched = bar.clone();
         let task = tokio::spawn(async move {

@@ -724,3 +724,127 @@ fn interrupt_exits_125_and_leaves_no_partial_file_under_a_final_name() {
     let files = tree(out.path());
     assert!(files.is_empty(), "no file of any kind is left: {files:?}");
 }
+
+#[test]
+fn interrupt_mid_download_keeps_only_verified_files() {
+    // Large synthetic objects, so the signal arrives while bytes are being written.
+    let emu = emulator_with(EmulatorConfig {
+        objects_per_job: 4,
+        object_size_bytes: Some(256 << 20),
+        ..EmulatorConfig::default()
+    });
+    let out = tempfile::tempdir().unwrap();
+    let child = dap(&emu)
+        .args([
+            "snapshot",
+            "--namespace",
+            "canvas",
+            "--table",
+            "accounts",
+            "--concurrency",
+            "2",
+            "--output-directory",
+        ])
+        .arg(out.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let writing = || {
+        tree(out.path()).iter().any(|f| {
+            f.ends_with(".partial")
+                && std::fs::metadata(out.path().join(f)).is_ok_and(|m| m.len() > 0)
+        })
+    };
+    while !writing() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        writing(),
+        "a download was in progress: {:?}",
+        tree(out.path())
+    );
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(125), "{stderr}");
+    for f in tree(out.path()) {
+        assert!(!f.contains(".partial"), "temporary file left: {f}");
+        // Anything under a final name is complete and verifies.
+        let raw = std::fs::read(out.path().join(&f)).unwrap();
+        let mut decoder = dap_proto::gzip::GzipDecoder::new();
+        decoder.verify(&raw).unwrap();
+        decoder
+            .finish()
+            .unwrap_or_else(|e| panic!("{f} is incomplete: {e}"));
+    }
+}
+
+#[test]
+fn jobs_that_wait_and_run_are_polled_to_completion() {
+    let emu = emulator_with(EmulatorConfig {
+        job_waiting: Duration::from_millis(150),
+        job_running: Duration::from_millis(150),
+        ..EmulatorConfig::default()
+    });
+    let out = tempfile::tempdir().unwrap();
+    let r = run(dap(&emu)
+        .args([
+            "--json",
+            "snapshot",
+            "--namespace",
+            "canvas",
+            "--table",
+            "accounts",
+            "--output-directory",
+        ])
+        .arg(out.path()));
+    r.assert_code(0);
+    assert!(
+        emu.stats().requests.job >= 2,
+        "polled: {:?}",
+        emu.stats().requests
+    );
+    let t = &r.json()["tables"][0];
+    let want = expected(
+        &emu,
+        "canvas",
+        "accounts",
+        QueryRange::Snapshot {
+            at_ms: ms(&t["at"]),
+        },
+    );
+    assert_eq!(read_records(&files_of(t)), want);
+}
+
+#[test]
+fn unwritable_output_directory_is_a_clear_error() {
+    let emu = emulator();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let r = run(dap(&emu)
+        .args([
+            "schema",
+            "--namespace",
+            "canvas",
+            "--table",
+            "accounts",
+            "--output-directory",
+        ])
+        .arg(&file));
+    r.assert_code(5);
+    assert!(r.stderr.contains("a-file"), "{}", r.stderr);
+    let r = run(dap(&emu).arg("--logfile").arg(file.join("x.log")).args([
+        "list",
+        "--namespace",
+        "canvas",
+    ]));
+    r.assert_code(5);
+    assert!(r.stderr.contains("log file"), "{}", r.stderr);
+}
