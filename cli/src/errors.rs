@@ -108,26 +108,22 @@ impl CliError {
             Self::Other(_) => "other",
             Self::Api { source, .. } => match source {
                 dap_hyper::Error::Dap(e) => match e {
-                    ProtoError::Api(d) | ProtoError::JobFailed { error: d, .. } => {
-                        if matches!(e, ProtoError::JobFailed { .. }) {
-                            return "job_failed";
-                        }
-                        match d.kind {
-                            DapErrorKind::Authentication => "authentication",
-                            DapErrorKind::AccountNotOnboarded
-                            | DapErrorKind::AccountDisabled
-                            | DapErrorKind::AccountUnderMaintenance
-                            | DapErrorKind::RequestTypeForbidden
-                            | DapErrorKind::Forbidden => "forbidden",
-                            DapErrorKind::NotFound { .. } => "not_found",
-                            DapErrorKind::SnapshotRequired { .. } => "snapshot_required",
-                            DapErrorKind::OutOfRange { .. } => "out_of_range",
-                            DapErrorKind::Validation { .. } => "validation",
-                            DapErrorKind::RateLimited => "rate_limited",
-                            DapErrorKind::Server => "server",
-                            _ => "api",
-                        }
-                    }
+                    ProtoError::JobFailed { .. } => "job_failed",
+                    ProtoError::Api(d) => match d.kind {
+                        DapErrorKind::Authentication => "authentication",
+                        DapErrorKind::AccountNotOnboarded
+                        | DapErrorKind::AccountDisabled
+                        | DapErrorKind::AccountUnderMaintenance
+                        | DapErrorKind::RequestTypeForbidden
+                        | DapErrorKind::Forbidden => "forbidden",
+                        DapErrorKind::NotFound { .. } => "not_found",
+                        DapErrorKind::SnapshotRequired { .. } => "snapshot_required",
+                        DapErrorKind::OutOfRange { .. } => "out_of_range",
+                        DapErrorKind::Validation { .. } => "validation",
+                        DapErrorKind::RateLimited => "rate_limited",
+                        DapErrorKind::Server => "server",
+                        _ => "api",
+                    },
                     ProtoError::Protocol(_) => "protocol",
                     ProtoError::Transport { .. } => "transport",
                     ProtoError::JobTimedOut { .. } => "job_timed_out",

@@ -263,3 +263,34 @@ fn demo_json_and_kept_output_directory() {
         "{files:?}"
     );
 }
+
+#[test]
+fn sync_records_a_schema_version_change_and_saves_the_new_schema() {
+    let emu = emulator();
+    let dir = tempfile::tempdir().unwrap();
+    sync(&emu, dir.path(), "accounts").assert_code(0);
+    // Pretend the previous run saw version 1: the data's version 2 is then a change.
+    let path = dir.path().join("dap-sync-state.json");
+    let mut s = state(dir.path());
+    s["namespaces"]["canvas"]["accounts"]["schema_version"] = 1.into();
+    std::fs::write(&path, serde_json::to_vec(&s).unwrap()).unwrap();
+    std::fs::remove_file(dir.path().join("accounts_schema_version_2.json")).unwrap();
+    emu.advance_clock(Duration::from_secs(600));
+
+    let r = sync(&emu, dir.path(), "accounts");
+    r.assert_code(0);
+    let t = &r.json()["tables"][0];
+    assert_eq!(t["query"], "incremental");
+    assert_eq!(t["schema_changed"], serde_json::json!({"from": 1, "to": 2}));
+    assert!(
+        r.stderr.contains("schema version changed from 1 to 2"),
+        "{}",
+        r.stderr
+    );
+    assert!(dir.path().join("accounts_schema_version_2.json").is_file());
+    let table = &state(dir.path())["namespaces"]["canvas"]["accounts"];
+    assert_eq!(table["schema_version"], 2);
+    assert_eq!(table["schema_changes"][0]["from"], 1);
+    assert_eq!(table["schema_changes"][0]["to"], 2);
+    assert_eq!(table["schema_changes"][0]["job_id"], t["job_id"]);
+}
