@@ -175,12 +175,13 @@ pub fn file_name(url: &PresignedUrl) -> Result<String, ArgumentError> {
             }
         })
         .collect();
-    while name.starts_with('.') {
-        name.remove(0);
-    }
     if name.len() > 200 {
         let cut = name.len() - 200;
         name.drain(..cut);
+    }
+    // After the cut: keeping the tail of a long name may expose a leading dot.
+    while name.starts_with('.') {
+        name.remove(0);
     }
     if name.is_empty() || name.chars().all(|c| c == '_') {
         return Err(ArgumentError::new(format!("{url} has no usable file name")));

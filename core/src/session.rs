@@ -381,6 +381,13 @@ impl Session {
         self.requests.len()
     }
 
+    /// The operation a request in flight serves (`None` for a login, which serves every
+    /// waiting operation, and for unknown ids). Transports use it to attribute a transport
+    /// failure to the operations it ends.
+    pub fn request_operation(&self, id: RequestId) -> Option<OpId> {
+        self.requests.get(&id).and_then(|r| r.op)
+    }
+
     /// Starts an operation. Arguments are validated when its first request is built; a
     /// bad one ends the operation with [`Error::Argument`] without sending anything.
     pub fn start(&mut self, command: Command, now: Instant) -> OpId {
@@ -612,8 +619,13 @@ impl Session {
     fn next_deadline(&self) -> Option<Instant> {
         let mut deadline: Option<Instant> = None;
         let mut consider = |t: Instant| deadline = Some(deadline.map_or(t, |d| d.min(t)));
+        // The login backoff matters only while an operation waits for a token; once
+        // none does, its instant may pass unnoticed and must not be reported.
+        let waiting = self.ops.values().any(|o| matches!(o.step, Step::Ready));
         if let Token::Backoff { until, .. } = self.token {
-            consider(until);
+            if waiting {
+                consider(until);
+            }
         }
         for op in self.ops.values() {
             if let Step::Sleep(until) = op.step {
@@ -740,6 +752,22 @@ impl Session {
         match api::login::parse(&self.config, response) {
             Ok(login) => {
                 let lifetime = login.lifetime(Some(self.wall_at(now)));
+                if lifetime.is_zero() {
+                    // Unusable on arrival (`expires_in` <= 0 or a JWT `exp` in the past):
+                    // logging in again would only loop.
+                    let error = Error::Protocol(ProtocolError {
+                        status: response.status(),
+                        kind: crate::ProtocolErrorKind::InvalidShape {
+                            detail: "the access token has already expired (expires_in or \
+                                     JWT exp; check the clock)"
+                                .to_owned(),
+                        },
+                        body_excerpt: String::new(),
+                        what: "login",
+                    });
+                    self.login_failed(Some(error), now);
+                    return;
+                }
                 let margin = self.config.refresh_margin().min(lifetime / 2);
                 self.generation += 1;
                 tracing::debug!(lifetime_s = lifetime.as_secs(), "logged in");

@@ -60,7 +60,7 @@ pub fn parse<B: AsRef<[u8]>>(
     response: &Response<B>,
 ) -> Result<Vec<ObjectUrl>, Error> {
     const WHAT: &str = "object URLs";
-    let mut raw: Raw = decode(config, WHAT, response, &[StatusCode::OK], Body::Sensitive)?;
+    let raw: Raw = decode(config, WHAT, response, &[StatusCode::OK], Body::Sensitive)?;
     let invalid = |detail: String| {
         Error::Protocol(ProtocolError {
             status: response.status(),
@@ -72,11 +72,14 @@ pub fn parse<B: AsRef<[u8]>>(
     requested
         .iter()
         .map(|id| {
+            // `get`, not `remove`: an id requested twice gets its URL twice, as it
+            // would if the two fell into different batches.
             let url = raw
                 .urls
-                .remove(id.as_str())
+                .get(id.as_str())
                 .ok_or_else(|| invalid(format!("no URL for object {id}")))?
-                .url;
+                .url
+                .clone();
             let uri = url.parse::<http::Uri>().ok().filter(|u| {
                 matches!(u.scheme_str(), Some("https" | "http")) && u.authority().is_some()
             });
