@@ -1,0 +1,7 @@
+//! Fuzz target `gzip`: see `harness::gzip`.
+#![no_main]
+
+#[path = "../harness.rs"]
+mod harness;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::gzip(data));

@@ -1,0 +1,7 @@
+//! Fuzz target `wire`: see `harness::wire`.
+#![no_main]
+
+#[path = "../harness.rs"]
+mod harness;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::wire(data));
