@@ -112,7 +112,7 @@ async fn bench_download(scale: u32) {
         let written: u64 = files.iter().map(|f| f.bytes).sum();
         let gb = compressed as f64 / 1e9;
         println!(
-            "  decompress={decompress:<5} wall {wall:.3} s | {:.0} MB compressed ({:.0} MB inflated, {:.0} MB written) | {:.0} MB/s compressed, {:.0} MB/s inflated | client CPU {:.2} s = {:.2} s/GB compressed | emulator CPU {:.2} s | peak RSS {:.1} MiB (process, emulator included)",
+            "  decompress={decompress:<5} wall {wall:.3} s | {:.0} MB compressed ({:.0} MB inflated, {:.0} MB written) | {:.0} MB/s compressed, {:.0} MB/s inflated | client CPU {:.2} s = {:.2} s/GB compressed, {:.2} s/GB inflated | emulator CPU {:.2} s | peak RSS {:.1} MiB (process, emulator included)",
             compressed as f64 / 1e6,
             inflated as f64 / 1e6,
             written as f64 / 1e6,
@@ -120,6 +120,7 @@ async fn bench_download(scale: u32) {
             inflated as f64 / 1e6 / wall,
             c1 - c0,
             (c1 - c0) / gb,
+            (c1 - c0) / (inflated as f64 / 1e9),
             e1 - e0,
             peak_rss_mib(),
         );

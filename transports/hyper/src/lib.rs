@@ -454,7 +454,7 @@ impl Client {
                                     detail: e.to_string(),
                                 },
                                 body_excerpt: String::new(),
-                                what: "json records",
+                                what: "records",
                             }))
                         })
                     })
