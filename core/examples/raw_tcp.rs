@@ -11,7 +11,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use dap_proto::wire::{Progress, ResponseParser, write_request};
+use dap_proto::wire::{Progress, ResponseParser, WireError, write_request};
 use dap_proto::{Command, Config, Format, Outcome, Output, PollPolicy, Query, Session};
 
 /// Sends one request on a fresh connection and reads one response.
@@ -41,10 +41,18 @@ fn exchange(
             return parser.finish_eof().map_err(|e| e.to_string());
         }
         // A split read is fine: the parser keeps what it has and asks for more.
-        if let Progress::Complete(response, _) =
-            parser.feed(&buf[..n]).map_err(|e| e.to_string())?
-        {
-            return Ok(response);
+        // A split read is fine: the parser keeps what it has and asks for more.
+        match parser.feed(&buf[..n]) {
+            Ok(Progress::Complete(response, _)) => return Ok(response),
+            Ok(_) => {}
+            // Over the cap: hand the head and the first bytes to the session, which
+            // answers with a typed "body too large" error rather than a retry.
+            Err(WireError::BodyTooLarge { .. }) => {
+                return parser
+                    .into_oversized()
+                    .ok_or_else(|| "body too large".to_owned());
+            }
+            Err(e) => return Err(e.to_string()),
         }
     }
 }
@@ -67,7 +75,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Duration::from_millis(500),
         ))
         .build()?;
-    let max_body = config.max_body_bytes() + 1;
+    let max_body = config.max_body_bytes();
     let mut session = Session::new(config, Instant::now(), jiff::Timestamp::now());
 
     session.start(

@@ -251,6 +251,9 @@ pub struct ResponseParser {
     line: Vec<u8>,
     /// Bytes of trailer section read so far.
     trailer_bytes: usize,
+    /// The body is known to exceed `max_body`: read its first `max_body + 1`
+    /// bytes, then fail with [`WireError::BodyTooLarge`].
+    oversized: bool,
 }
 
 /// Whether `buf` has an empty line ending at a `\n` at index `>= from`
@@ -434,6 +437,7 @@ impl ResponseParser {
             body: Vec::new(),
             line: Vec::new(),
             trailer_bytes: 0,
+            oversized: false,
         }
     }
 
@@ -476,7 +480,9 @@ impl ResponseParser {
                         .extend_from_slice(rest.get(..n).unwrap_or_default());
                     pos = pos.saturating_add(n);
                     let remaining = remaining.saturating_sub(n);
-                    if remaining == 0 {
+                    if remaining == 0 && self.oversized {
+                        return Err(self.too_large());
+                    } else if remaining == 0 {
                         self.state = State::Done;
                     } else {
                         self.state = State::Fixed { remaining };
@@ -494,14 +500,16 @@ impl ResponseParser {
                             let total = u64::try_from(self.body.len())
                                 .unwrap_or(u64::MAX)
                                 .saturating_add(size);
+                            let mut remaining = usize::try_from(size).unwrap_or(usize::MAX);
                             if total > u64::try_from(self.max_body).unwrap_or(u64::MAX) {
-                                return Err(WireError::BodyTooLarge {
-                                    limit: self.max_body,
-                                });
+                                // Keep the first max_body + 1 bytes, then fail.
+                                self.oversized = true;
+                                remaining = self
+                                    .max_body
+                                    .saturating_add(1)
+                                    .saturating_sub(self.body.len());
                             }
-                            self.state = State::ChunkData {
-                                remaining: usize::try_from(size).unwrap_or(usize::MAX),
-                            };
+                            self.state = State::ChunkData { remaining };
                         }
                     }
                 },
@@ -511,6 +519,9 @@ impl ResponseParser {
                         .extend_from_slice(rest.get(..n).unwrap_or_default());
                     pos = pos.saturating_add(n);
                     let remaining = remaining.saturating_sub(n);
+                    if remaining == 0 && self.oversized {
+                        return Err(self.too_large());
+                    }
                     self.state = if remaining == 0 {
                         State::ChunkDataEnd { seen_cr: false }
                     } else {
@@ -585,12 +596,37 @@ impl ResponseParser {
 
     fn push_body(&mut self, bytes: &[u8]) -> Result<(), WireError> {
         if self.body.len().saturating_add(bytes.len()) > self.max_body {
-            return Err(WireError::BodyTooLarge {
-                limit: self.max_body,
-            });
+            let room = self
+                .max_body
+                .saturating_add(1)
+                .saturating_sub(self.body.len());
+            self.body
+                .extend_from_slice(bytes.get(..room.min(bytes.len())).unwrap_or_default());
+            self.oversized = true;
+            return Err(self.too_large());
         }
         self.body.extend_from_slice(bytes);
         Ok(())
+    }
+
+    fn too_large(&mut self) -> WireError {
+        self.state = State::Done;
+        WireError::BodyTooLarge {
+            limit: self.max_body,
+        }
+    }
+
+    /// After [`WireError::BodyTooLarge`]: the response head with the first
+    /// `max_body + 1` bytes of its body (or fewer if the connection ended), so a
+    /// driver can hand it to a consumer that rejects over-cap bodies itself
+    /// (the DAP session answers it with a typed "body too large" error instead
+    /// of retrying a transport failure). The connection must then be closed.
+    pub fn into_oversized(mut self) -> Option<Response<Vec<u8>>> {
+        if !self.oversized {
+            return None;
+        }
+        let body = std::mem::take(&mut self.body);
+        self.response.take().map(|r| r.map(|()| body))
     }
 
     /// Appends bytes of `rest` up to and including a `\n` to `self.line`
@@ -654,12 +690,14 @@ impl ResponseParser {
                 self.state = State::Done;
             }
             Framing::Length(n) => {
-                let n = usize::try_from(n)
-                    .ok()
-                    .filter(|&n| n <= self.max_body)
-                    .ok_or(WireError::BodyTooLarge {
-                        limit: self.max_body,
-                    })?;
+                let n = match usize::try_from(n).ok().filter(|&n| n <= self.max_body) {
+                    Some(n) => n,
+                    None => {
+                        // Read the first max_body + 1 bytes, then fail.
+                        self.oversized = true;
+                        self.max_body.saturating_add(1)
+                    }
+                };
                 self.body.reserve(n.min(MAX_INITIAL_RESERVE));
                 self.response = Some(response);
                 self.state = State::Fixed { remaining: n };
@@ -1183,5 +1221,40 @@ mod tests {
             prop_assert_eq!(r.body(), &pieces.concat());
             prop_assert_eq!(n, wire.len() - b"HTTP/1.1 200 OK\r\n".len());
         }
+    }
+
+    #[test]
+    fn oversized_bodies_keep_head_and_first_bytes() {
+        let cases: [&[u8]; 3] = [
+            b"HTTP/1.1 200 OK\r\nContent-Length: 20\r\nX-A: 1\r\n\r\n0123456789abcdefghij",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n14\r\n0123456789abcdefghij\r\n0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nX-A: 1\r\n\r\n0123456789abcdefghij",
+        ];
+        for bytes in cases {
+            for split in 0..bytes.len() {
+                let mut p = ResponseParser::new(false, 8);
+                let mut err = None;
+                for piece in [&bytes[..split], &bytes[split..]] {
+                    match p.feed(piece) {
+                        Ok(_) => {}
+                        Err(e) => {
+                            err = Some(e);
+                            break;
+                        }
+                    }
+                }
+                assert_eq!(
+                    err,
+                    Some(WireError::BodyTooLarge { limit: 8 }),
+                    "split {split}"
+                );
+                let r = p.into_oversized().expect("head kept");
+                assert_eq!(r.headers()["x-a"], "1");
+                assert_eq!(r.body(), b"012345678", "split {split}");
+            }
+        }
+        // Within the limit nothing is oversized.
+        let p = ResponseParser::new(false, 100);
+        assert!(p.into_oversized().is_none());
     }
 }

@@ -956,7 +956,7 @@ struct RawDriver {
 
 impl RawDriver {
     fn new(config: Config, dispatch: Option<tracing::Dispatch>) -> Self {
-        let max_body = config.max_body_bytes() + 1;
+        let max_body = config.max_body_bytes();
         Self {
             session: Mutex::new(Session::new(config, Instant::now(), jiff::Timestamp::now())),
             max_body,
@@ -1026,7 +1026,7 @@ fn exchange(
     request: &http::Request<Vec<u8>>,
     max_body: usize,
 ) -> Result<http::Response<Vec<u8>>, String> {
-    use dap_proto::wire::{Progress, ResponseParser, write_request};
+    use dap_proto::wire::{Progress, ResponseParser, WireError, write_request};
     let authority = request
         .uri()
         .authority()
@@ -1048,10 +1048,18 @@ fn exchange(
         if n == 0 {
             return parser.finish_eof().map_err(|e| e.to_string());
         }
-        if let Progress::Complete(response, _) =
-            parser.feed(&buf[..n]).map_err(|e| e.to_string())?
-        {
-            return Ok(response);
+        // A split read is fine: the parser keeps what it has and asks for more.
+        match parser.feed(&buf[..n]) {
+            Ok(Progress::Complete(response, _)) => return Ok(response),
+            Ok(_) => {}
+            // Over the cap: hand the head and the first bytes to the session, which
+            // answers with a typed "body too large" error rather than a retry.
+            Err(WireError::BodyTooLarge { .. }) => {
+                return parser
+                    .into_oversized()
+                    .ok_or_else(|| "body too large".to_owned());
+            }
+            Err(e) => return Err(e.to_string()),
         }
     }
 }

@@ -1527,7 +1527,7 @@ conformance!(no_credentials_reach_storage: ureq, hyper);
 conformance!(secrets_absent_from_trace_logs: ureq, hyper, raw);
 conformance!(
     secrets_absent_from_bridged_library_logs:
-    ureq = "bug: ureq-proto hex-dumps wire bytes at log TRACE, revealing the access token (eyJ...)",
+    ureq,
     hyper,
     raw
 );
@@ -1536,7 +1536,7 @@ conformance!(one_corrupt_object_among_many: ureq, hyper);
 conformance!(
     oversized_body_is_typed_error: ureq,
     hyper,
-    raw = "bug: wire::ResponseParser fails an over-cap body without its head; the session sees a transport failure"
+    raw
 );
 conformance!(dropped_download_gives_up: ureq, hyper);
 conformance!(expired_job_download_fails_cleanly: ureq, hyper);
