@@ -47,13 +47,12 @@
 //! connect and idle-read timeouts, connection reuse, no redirects, no automatic
 //! decompression. Logs (`tracing`, debug level) name method, host and path, never a
 //! header value or a pre-signed URL's query string. ureq itself logs through the `log`
-//! crate, and at *trace* level its records include full request paths with query
-//! strings: if you bridge `log` into your logger, keep the `ureq` target at debug or
-//! below.
+//! crate, and at *trace* level its records include full request URLs and hex dumps of
+//! the wire bytes (tokens, credentials, signatures). The default feature
+//! `redact-library-logs` therefore caps `log` at DEBUG at compile time, so no bridge
+//! from `log` into your logger can print them.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
-// The error type wraps the core's errors by value, like the core itself does.
-#![allow(clippy::result_large_err)]
 
 mod download;
 mod error;
