@@ -16,8 +16,6 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(
     name = "dap",
     version,
-    about,
-    long_about = None,
     after_help = "Try `dap demo` to see the whole workflow against a local emulator, \
                   with no credentials and no network."
 )]

@@ -26,9 +26,16 @@ use crate::progress;
 /// Strings that must never appear in any output (the client secret).
 static SECRETS: OnceLock<Vec<String>> = OnceLock::new();
 
+/// Secrets shorter than this are not searched for: replacing every `b` of the output
+/// would garble it, and real client secrets are far longer.
+const MIN_SECRET_LEN: usize = 6;
+
 /// Registers the secrets [`redact`] removes. Only the first call has an effect.
 pub(crate) fn set_secrets(secrets: Vec<String>) {
-    let secrets = secrets.into_iter().filter(|s| !s.is_empty()).collect();
+    let secrets = secrets
+        .into_iter()
+        .filter(|s| s.len() >= MIN_SECRET_LEN)
+        .collect();
     let _ = SECRETS.set(secrets);
 }
 

@@ -259,11 +259,21 @@ fn build_client(
 }
 
 fn config_message(e: &dap_proto::ConfigError, base_url: &str) -> String {
-    let text = e.to_string();
-    if text.to_ascii_lowercase().contains("url") || text.to_ascii_lowercase().contains("http") {
-        format!("{text} (--base-url / DAP_API_URL is {base_url:?})")
-    } else {
-        text
+    use dap_proto::ConfigError as E;
+    match e {
+        E::PlainHttp(_) => format!(
+            "--base-url / DAP_API_URL {base_url:?} uses plain http to a host other than this \
+             machine, which would send the client secret unencrypted; use an https:// URL"
+        ),
+        E::InvalidBaseUrl(_) => format!(
+            "--base-url / DAP_API_URL {base_url:?} is not an absolute http(s) URL \
+             (for example https://api-gateway.instructure.com)"
+        ),
+        E::InvalidClientId => {
+            "the client ID (DAP_CLIENT_ID / --client-id) contains ':' or control characters"
+                .to_owned()
+        }
+        other => other.to_string(),
     }
 }
 

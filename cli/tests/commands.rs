@@ -848,3 +848,24 @@ fn unwritable_output_directory_is_a_clear_error() {
     r.assert_code(5);
     assert!(r.stderr.contains("log file"), "{}", r.stderr);
 }
+
+#[test]
+fn bad_base_urls_are_refused_before_any_request() {
+    for (url, words) in [
+        ("http://example.com", "https://"),
+        ("not a url", "absolute http(s) URL"),
+    ] {
+        let r = run(bare_dap()
+            .args([
+                "--base-url",
+                url,
+                "--client-id",
+                "id",
+                "--client-secret",
+                SECRET_MARKER,
+            ])
+            .args(["list", "--namespace", "canvas"]));
+        r.assert_code(5).assert_no_secret();
+        assert!(r.stderr.contains(words), "{url}: {}", r.stderr);
+    }
+}
