@@ -91,6 +91,7 @@
 
 pub mod api;
 mod backoff;
+pub mod client;
 pub mod config;
 pub mod download;
 pub mod error;

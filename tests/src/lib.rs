@@ -306,32 +306,10 @@ impl Failure {
     }
 }
 
-impl From<dap_ureq::Error> for Failure {
-    fn from(e: dap_ureq::Error) -> Self {
-        use dap_ureq::Error as E;
-        let kind = match &e {
-            E::Dap(d) => FailureKind::Dap(d.clone()),
-            E::Transfer(t) => FailureKind::Transfer(t.clone()),
-            E::Transport {
-                what,
-                attempts,
-                last,
-            } => FailureKind::Transport {
-                what,
-                attempts: *attempts,
-                last: last.clone(),
-            },
-            E::Io { path, .. } => FailureKind::Io(path.clone()),
-            E::Usage(u) => FailureKind::Usage(u.clone()),
-            _ => FailureKind::Other,
-        };
-        Self::new(kind, &e)
-    }
-}
-
-impl From<dap_hyper::Error> for Failure {
-    fn from(e: dap_hyper::Error) -> Self {
-        use dap_hyper::Error as E;
+/// Both transports share one error type (`dap_proto::client::ClientError`).
+impl From<dap_proto::client::ClientError> for Failure {
+    fn from(e: dap_proto::client::ClientError) -> Self {
+        use dap_proto::client::ClientError as E;
         let kind = match &e {
             E::Dap(d) => FailureKind::Dap(d.clone()),
             E::Transfer(t) => FailureKind::Transfer(t.clone()),

@@ -12,13 +12,11 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use dap_proto::records::{RecordError, RecordSplitter};
-use dap_proto::{
-    HeadAction, ProtocolError, ProtocolErrorKind, Transfer, TransferStep, TransferSummary,
-};
+use dap_proto::{HeadAction, Transfer, TransferStep, TransferSummary};
 use tokio::sync::mpsc;
 
 use crate::Client;
-use crate::error::Error;
+use crate::Error;
 use crate::net::next_chunk;
 
 /// Body chunks in flight between the network reader and the worker, per object.
@@ -116,14 +114,7 @@ impl RecordSink {
 }
 
 pub(crate) fn record_error(error: &RecordError) -> Error {
-    Error::Dap(dap_proto::Error::Protocol(ProtocolError {
-        status: http::StatusCode::OK,
-        kind: ProtocolErrorKind::InvalidShape {
-            detail: error.to_string(),
-        },
-        body_excerpt: String::new(),
-        what: "records",
-    }))
+    Error::from(error.clone())
 }
 
 impl Sink for RecordSink {
@@ -340,15 +331,7 @@ impl Client {
                         SinkError::Error(Error::Usage(format!("blocking task failed: {e}")))
                     })
                     .and_then(|r| r.map_err(SinkError::Error))
-                    .map(|bytes| crate::DownloadedFile {
-                        object: summary.object,
-                        path: final_path.clone(),
-                        bytes,
-                        compressed_bytes: summary.bytes,
-                        decompressed_bytes: summary.decompressed_bytes,
-                        resumes: summary.resumes,
-                        url_refreshes: summary.url_refreshes,
-                    })
+                    .map(|bytes| crate::DownloadedFile::new(&summary, final_path.clone(), bytes))
             }
             Err(e) => Err(e),
         };

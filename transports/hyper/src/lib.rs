@@ -47,13 +47,10 @@
 //! pre-signed URL; logs name method, path, status and durations only.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
-#![allow(clippy::result_large_err)]
 
 mod download;
 mod driver;
-mod error;
 mod net;
-mod options;
 
 use std::path::Path;
 use std::pin::Pin;
@@ -69,8 +66,9 @@ use dap_proto::{
 use futures_util::stream::{self, Stream, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 
-pub use error::Error;
-pub use options::{DownloadOptions, DownloadedFile, Options};
+pub use dap_proto::client::{
+    ClientError as Error, DownloadOptions, DownloadedFile, TransportOptions as Options,
+};
 
 use download::{RecordSink, SinkError};
 use net::Net;
@@ -177,7 +175,7 @@ impl Client {
                             "the client's driver task stopped (its runtime shut down)".to_owned(),
                         )
                     })?;
-                    return result.map_err(|e| Error::from_dap(e, last.as_deref()));
+                    return result.map_err(|e| Error::from_core(e, last.as_deref()));
                 }
                 Err(mpsc::error::SendError(back)) => start = back,
             }
@@ -447,16 +445,7 @@ impl Client {
             if result.format == Format::Jsonl {
                 Box::pin(self.records(result).map(|record| {
                     record.and_then(|line| {
-                        serde_json::from_slice(&line).map_err(|e| {
-                            Error::Dap(dap_proto::Error::Protocol(dap_proto::ProtocolError {
-                                status: http::StatusCode::OK,
-                                kind: dap_proto::ProtocolErrorKind::MalformedJson {
-                                    detail: e.to_string(),
-                                },
-                                body_excerpt: String::new(),
-                                what: "records",
-                            }))
-                        })
+                        serde_json::from_slice(&line).map_err(|e| Error::bad_json_record(&e))
                     })
                 }))
             } else {

@@ -21,8 +21,8 @@ use hyper_util::client::proxy::matcher::Matcher;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
-use crate::Options;
-use crate::error::{Error, error_text};
+use crate::{Error, Options};
+use dap_proto::client::error_text;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

@@ -146,15 +146,7 @@ impl Job<'_> {
                         elapsed_ms = started.elapsed().as_millis() as u64,
                         "object downloaded"
                     );
-                    return Ok(Some(DownloadedFile {
-                        object: summary.object,
-                        path: final_path,
-                        bytes,
-                        compressed_bytes: summary.bytes,
-                        decompressed_bytes: summary.decompressed_bytes,
-                        resumes: summary.resumes,
-                        url_refreshes: summary.url_refreshes,
-                    }));
+                    return Ok(Some(DownloadedFile::new(&summary, final_path, bytes)));
                 }
                 TransferStep::Failed(error) => return Err(Error::Transfer(error)),
                 other => {
@@ -246,7 +238,7 @@ fn fetch(
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
-                tracing::debug!(target, error = %crate::error::redact(&e.to_string()), "storage body broke off");
+                tracing::debug!(target, error = %dap_proto::client::redact_queries(&e.to_string()), "storage body broke off");
                 transfer.on_failure(Instant::now());
                 return Ok(());
             }

@@ -55,13 +55,12 @@
 #![deny(missing_docs)]
 
 mod download;
-mod error;
 mod net;
 mod records;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -70,115 +69,10 @@ use dap_proto::{
     Session, TableSchema, UrlSet,
 };
 
-pub use error::Error;
+pub use dap_proto::client::{
+    ClientError as Error, DownloadOptions, DownloadedFile, TransportOptions as Options,
+};
 pub use records::{JsonRecords, Records};
-
-/// Network settings of a [`Client`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Options {
-    /// Time allowed to resolve and connect (default 10 s).
-    pub connect_timeout: Duration,
-    /// Idle read timeout: the longest wait for any single read, not for a whole body
-    /// (default 60 s).
-    pub read_timeout: Duration,
-    /// A PEM bundle of CA certificates trusted in addition to the webpki roots.
-    pub extra_ca_file: Option<PathBuf>,
-    /// Use a proxy from `ALL_PROXY`/`HTTPS_PROXY`/`HTTP_PROXY` (or lowercase), skipping
-    /// the hosts of `NO_PROXY` (default true).
-    pub proxy_from_env: bool,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self {
-            connect_timeout: Duration::from_secs(10),
-            read_timeout: Duration::from_secs(60),
-            extra_ca_file: None,
-            proxy_from_env: true,
-        }
-    }
-}
-
-impl Options {
-    /// Sets [`Options::connect_timeout`].
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
-
-    /// Sets [`Options::read_timeout`].
-    pub fn read_timeout(mut self, timeout: Duration) -> Self {
-        self.read_timeout = timeout;
-        self
-    }
-
-    /// Sets [`Options::extra_ca_file`].
-    pub fn extra_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
-        self.extra_ca_file = Some(path.into());
-        self
-    }
-
-    /// Sets [`Options::proxy_from_env`].
-    pub fn proxy_from_env(mut self, enabled: bool) -> Self {
-        self.proxy_from_env = enabled;
-        self
-    }
-}
-
-/// How [`Client::download`] works.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct DownloadOptions {
-    /// Write gzip objects decompressed, without their `.gz` (default false). Parquet is
-    /// always written as is.
-    pub decompress: bool,
-    /// How many objects download at once (default 4; 1 downloads sequentially on the
-    /// calling thread).
-    pub concurrency: usize,
-}
-
-impl Default for DownloadOptions {
-    fn default() -> Self {
-        Self {
-            decompress: false,
-            concurrency: 4,
-        }
-    }
-}
-
-impl DownloadOptions {
-    /// Sets [`DownloadOptions::decompress`].
-    pub fn decompress(mut self, decompress: bool) -> Self {
-        self.decompress = decompress;
-        self
-    }
-
-    /// Sets [`DownloadOptions::concurrency`] (0 counts as 1).
-    pub fn concurrency(mut self, concurrency: usize) -> Self {
-        self.concurrency = concurrency;
-        self
-    }
-}
-
-/// A downloaded, verified object.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DownloadedFile {
-    /// The object.
-    pub object: ObjectId,
-    /// Where it was written: `dir/job_<id>/<file name>`.
-    pub path: PathBuf,
-    /// Bytes written to the file.
-    pub bytes: u64,
-    /// Bytes of the object as stored (compressed).
-    pub compressed_bytes: u64,
-    /// Decompressed size, for gzip objects.
-    pub decompressed_bytes: Option<u64>,
-    /// How many times the download resumed after a dropped connection.
-    pub resumes: u32,
-    /// How many fresh URLs were needed.
-    pub url_refreshes: u32,
-}
 
 /// A blocking DAP client. Cheap to clone; clones share one session (one token).
 #[derive(Clone)]
@@ -375,7 +269,7 @@ impl Client {
         loop {
             if let Some(result) = st.finished.remove(&op) {
                 let last = st.last_failure.clone();
-                return result.map_err(|e| Error::from_dap(e, last.as_deref()));
+                return result.map_err(|e| Error::from_core(e, last.as_deref()));
             }
             let now = Instant::now();
             match st.session.poll_output(now) {

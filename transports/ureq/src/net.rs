@@ -7,8 +7,9 @@ use std::time::Instant;
 use http::{Request, Response};
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig, TlsProvider};
 
+use crate::Error;
 use crate::Options;
-use crate::error::{Error, redact};
+use dap_proto::client::redact_queries as redact;
 
 /// Builds the agent: rustls with the ring provider pinned, webpki roots (plus the
 /// optional extra CA file), proxy from the environment, explicit timeouts, no redirects,

@@ -7,10 +7,7 @@ use std::ops::ControlFlow;
 use std::time::Instant;
 
 use dap_proto::records::{RecordKind, RecordSplitter};
-use dap_proto::{
-    Format, HeadAction, ObjectUrl, ProtocolError, ProtocolErrorKind, QueryResult, Transfer,
-    TransferStep,
-};
+use dap_proto::{Format, HeadAction, ObjectUrl, QueryResult, Transfer, TransferStep};
 
 use crate::download::fresh_url;
 use crate::{Client, Error, net, sleep_until};
@@ -127,7 +124,7 @@ impl Records {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    tracing::debug!(error = %crate::error::redact(&e.to_string()), "storage body broke off");
+                    tracing::debug!(error = %dap_proto::client::redact_queries(&e.to_string()), "storage body broke off");
                     cur.body = None;
                     cur.transfer.on_failure(Instant::now());
                 }
@@ -178,7 +175,7 @@ impl Records {
                             pending.push_back(record.to_vec());
                             ControlFlow::<()>::Continue(())
                         })
-                        .map_err(|e| records_error(&e.to_string()))?;
+                        .map_err(Error::from)?;
                 }
                 *current = None;
             }
@@ -223,21 +220,9 @@ fn feed(cur: &mut Current, chunk: &[u8], pending: &mut VecDeque<Vec<u8>>) -> Res
         }
     })?;
     match split_error {
-        Some(e) => Err(records_error(&e.to_string())),
+        Some(e) => Err(Error::from(e)),
         None => Ok(()),
     }
-}
-
-/// An error for data that cannot be split into records.
-fn records_error(detail: &str) -> Error {
-    Error::Dap(dap_proto::Error::Protocol(ProtocolError {
-        status: http::StatusCode::OK,
-        kind: ProtocolErrorKind::InvalidShape {
-            detail: detail.to_owned(),
-        },
-        body_excerpt: String::new(),
-        what: "records",
-    }))
 }
 
 impl Iterator for Records {
@@ -300,14 +285,7 @@ impl Iterator for JsonRecords {
                 self.records.done = true;
                 self.records.current = None;
                 self.records.pending.clear();
-                Error::Dap(dap_proto::Error::Protocol(ProtocolError {
-                    status: http::StatusCode::OK,
-                    kind: ProtocolErrorKind::MalformedJson {
-                        detail: e.to_string(),
-                    },
-                    body_excerpt: String::new(),
-                    what: "records",
-                }))
+                Error::bad_json_record(&e)
             }));
         }
     }
