@@ -42,7 +42,7 @@ use dap_proto::{
 
 /// Expands scenarios into one `#[test]` per transport.
 ///
-/// ```ignore
+/// ```text
 /// fn every_endpoint(t: Transport) { /* ... */ }
 /// conformance!(every_endpoint: ureq, hyper, raw);
 /// // a transport with a known bug, left out of the run in plain sight:
