@@ -436,3 +436,157 @@ fn wait_never_reports_a_past_login_backoff() {
     assert_eq!(h.done.len(), 1);
     assert!(h.done[0].1.is_ok());
 }
+
+/// A `tracing` subscriber that writes every span and event field, at every level,
+/// into one shared string.
+mod capture {
+    use std::fmt::Write as _;
+    use std::sync::{Arc, Mutex};
+
+    use tracing::field::{Field, Visit};
+    use tracing::span::{Attributes, Id, Record};
+    use tracing::{Event, Metadata, Subscriber};
+
+    #[derive(Clone, Default)]
+    pub(crate) struct Capture(pub(crate) Arc<Mutex<String>>);
+
+    struct Writer<'a>(&'a mut String);
+
+    impl Visit for Writer<'_> {
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            let _ = write!(self.0, " {}={value:?}", field.name());
+        }
+        fn record_str(&mut self, field: &Field, value: &str) {
+            let _ = write!(self.0, " {}={value}", field.name());
+        }
+    }
+
+    impl Subscriber for Capture {
+        fn enabled(&self, _: &Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, span: &Attributes<'_>) -> Id {
+            let mut out = self.0.lock().unwrap();
+            let _ = write!(out, "\nspan {}", span.metadata().name());
+            span.record(&mut Writer(&mut out));
+            Id::from_u64(1)
+        }
+        fn record(&self, _: &Id, values: &Record<'_>) {
+            values.record(&mut Writer(&mut self.0.lock().unwrap()));
+        }
+        fn record_follows_from(&self, _: &Id, _: &Id) {}
+        fn event(&self, event: &Event<'_>) {
+            let mut out = self.0.lock().unwrap();
+            let _ = write!(
+                out,
+                "\n{} {}",
+                event.metadata().level(),
+                event.metadata().target()
+            );
+            event.record(&mut Writer(&mut out));
+        }
+        fn enter(&self, _: &Id) {}
+        fn exit(&self, _: &Id) {}
+    }
+}
+
+#[test]
+fn trace_logs_of_a_whole_snapshot_never_show_secret_token_or_signature() {
+    use std::io::Write as _;
+
+    const TOKEN: &str = "eyJTOKENVALUEq8";
+    const SIG: &str = "SIGNATUREVALUEz4";
+    let capture = capture::Capture::default();
+    let basic = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(format!("us-east-1#client:{SECRET}"))
+    };
+    let mut plain = Vec::new();
+    tracing::subscriber::with_default(capture.clone(), || {
+        let mut h = Harness::new(config().url_batch_size(1).build().unwrap());
+        let op = h.start(Command::Query {
+            namespace: "canvas".into(),
+            table: "accounts".into(),
+            query: Query::snapshot(Format::Jsonl),
+        });
+        let mut polls = 0;
+        let mut unauthorized = false;
+        h.run(200, |seen, _| {
+            if seen.is_login() {
+                return login_ok(TOKEN, 3600);
+            }
+            match seen.path.as_str() {
+                p if p.ends_with("/data") => json(202, r#"{"id":"job-1","status":"waiting"}"#),
+                "/dap/job/job-1" => {
+                    polls += 1;
+                    if polls == 2 && !unauthorized {
+                        // A 401 mid-flow: the token is dropped and fetched again.
+                        unauthorized = true;
+                        return dap_error(401, "AuthenticationError", "expired");
+                    }
+                    if polls < 4 {
+                        json(202, r#"{"id":"job-1","status":"running"}"#)
+                    } else {
+                        json(
+                            200,
+                            r#"{"id":"job-1","status":"complete","objects":[{"id":"o/a.json.gz"},{"id":"o/b.json.gz"}],"schema_version":1,"at":"2026-11-29T00:00:00Z"}"#,
+                        )
+                    }
+                }
+                _ => {
+                    let id = if seen.body.contains("o/a") { "o/a.json.gz" } else { "o/b.json.gz" };
+                    json(
+                        200,
+                        &format!(
+                            r#"{{"urls":{{"{id}":{{"url":"https://store.example/{id}?X-Amz-Signature={SIG}"}}}}}}"#
+                        ),
+                    )
+                }
+            }
+        });
+        let Ok(Outcome::Query(result)) = h.result(op).clone() else {
+            panic!("{:?}", h.result(op))
+        };
+        // Download the objects through Transfer, with a refused URL on the way.
+        let config = config().build().unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(b"{\"key\":1}\n").unwrap();
+        let object = gz.finish().unwrap();
+        for url in result.objects {
+            let fresh = url.url.clone();
+            let mut t = Transfer::new(&config, url, Format::Jsonl, true).unwrap();
+            let mut refused = false;
+            for _ in 0..20 {
+                match t.poll(h.now) {
+                    dap_proto::TransferStep::Send(_) if !refused => {
+                        refused = true;
+                        t.on_head(http::StatusCode::FORBIDDEN, &http::HeaderMap::new(), h.now);
+                    }
+                    dap_proto::TransferStep::Send(_) => {
+                        let mut headers = http::HeaderMap::new();
+                        headers.insert(http::header::CONTENT_LENGTH, object.len().into());
+                        t.on_head(http::StatusCode::OK, &headers, h.now);
+                        t.on_body(&object, |b| plain.extend_from_slice(b)).unwrap();
+                        t.on_body_end(h.now);
+                    }
+                    dap_proto::TransferStep::NeedUrl => t.set_url(fresh.clone()),
+                    dap_proto::TransferStep::Done(summary) => {
+                        tracing::info!(?summary, "transfer done");
+                        break;
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+        tracing::trace!(session = ?h.session, "final state");
+    });
+    assert_eq!(plain, b"{\"key\":1}\n{\"key\":1}\n");
+    let logs = capture.0.lock().unwrap().clone();
+    assert!(
+        logs.lines().count() > 10,
+        "too few log lines to mean anything:\n{logs}"
+    );
+    for needle in [SECRET, basic.as_str(), TOKEN, SIG] {
+        assert!(!logs.contains(needle), "{needle} in the logs:\n{logs}");
+    }
+}
