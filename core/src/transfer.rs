@@ -264,7 +264,9 @@ impl Transfer {
         match download::check_response(status, headers, self.received) {
             Ok(start) => {
                 let truncate = match start {
-                    BodyStart::Full { .. } => {
+                    // A range from byte 0 (after a range mismatch reset the offset) is
+                    // the whole object again: whatever was written must go.
+                    BodyStart::Full { .. } | BodyStart::Resumed { start: 0, .. } => {
                         let truncate = self.dirty;
                         self.restart();
                         truncate

@@ -590,3 +590,85 @@ fn trace_logs_of_a_whole_snapshot_never_show_secret_token_or_signature() {
         assert!(!logs.contains(needle), "{needle} in the logs:\n{logs}");
     }
 }
+
+/// Regression: after a range mismatch resets a transfer to byte 0, a `206` that starts
+/// at 0 is the whole object again. It used to be appended to the bytes already
+/// written (no truncation), so an unverified format (parquet) finished "Done" with the
+/// old prefix in front of the object.
+#[test]
+fn range_mismatch_then_partial_from_zero_truncates() {
+    let config = config().build().unwrap();
+    let object: Vec<u8> = (0..100u8).collect();
+    for format in [Format::Parquet, Format::Jsonl] {
+        let object = if format.is_gzip() {
+            use std::io::Write as _;
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            gz.write_all(&object).unwrap();
+            gz.finish().unwrap()
+        } else {
+            object.clone()
+        };
+        let url = ObjectUrl {
+            id: ObjectId::new("o"),
+            url: PresignedUrl::new("https://b.example/o/part-0.parquet?sig=1"),
+        };
+        let mut t = Transfer::new(&config, url, format, false).unwrap();
+        #[allow(clippy::disallowed_methods)]
+        let mut now = std::time::Instant::now();
+        let mut file: Vec<u8> = Vec::new();
+        let length = |n: usize| {
+            let mut h = http::HeaderMap::new();
+            h.insert(http::header::CONTENT_LENGTH, n.into());
+            h
+        };
+        let mut send = |t: &mut Transfer, now: &mut std::time::Instant| loop {
+            match t.poll(*now) {
+                dap_proto::TransferStep::Send(r) => return r,
+                dap_proto::TransferStep::Wait(at) => *now = at,
+                other => panic!("{other:?}"),
+            }
+        };
+        // 1. A full body breaks off after 10 bytes.
+        send(&mut t, &mut now);
+        assert_eq!(
+            t.on_head(http::StatusCode::OK, &length(object.len()), now),
+            dap_proto::HeadAction::ReadBody { truncate: false }
+        );
+        t.on_body(&object[..10], |b| file.extend_from_slice(b))
+            .unwrap();
+        t.on_failure(now);
+        // 2. The resume is refused with 416: start over from 0.
+        let r = send(&mut t, &mut now);
+        assert_eq!(r.headers()["range"], "bytes=10-");
+        t.on_head(
+            http::StatusCode::RANGE_NOT_SATISFIABLE,
+            &http::HeaderMap::new(),
+            now,
+        );
+        // 3. The server answers the plain GET with a 206 covering the whole object.
+        let r = send(&mut t, &mut now);
+        assert!(!r.headers().contains_key("range"));
+        let mut h = length(object.len());
+        h.insert(
+            http::header::CONTENT_RANGE,
+            format!("bytes 0-{}/{}", object.len() - 1, object.len())
+                .parse()
+                .unwrap(),
+        );
+        match t.on_head(http::StatusCode::PARTIAL_CONTENT, &h, now) {
+            dap_proto::HeadAction::ReadBody { truncate } => {
+                if truncate {
+                    file.clear();
+                }
+            }
+            other => panic!("{other:?}"),
+        }
+        t.on_body(&object, |b| file.extend_from_slice(b)).unwrap();
+        t.on_body_end(now);
+        let dap_proto::TransferStep::Done(summary) = t.poll(now) else {
+            panic!("{format:?}: {:?}", t.poll(now))
+        };
+        assert_eq!(file, object, "{format:?}");
+        assert_eq!(summary.bytes, object.len() as u64);
+    }
+}
