@@ -621,7 +621,7 @@ fn range_mismatch_then_partial_from_zero_truncates() {
             h.insert(http::header::CONTENT_LENGTH, n.into());
             h
         };
-        let mut send = |t: &mut Transfer, now: &mut std::time::Instant| loop {
+        let send = |t: &mut Transfer, now: &mut std::time::Instant| loop {
             match t.poll(*now) {
                 dap_proto::TransferStep::Send(r) => return r,
                 dap_proto::TransferStep::Wait(at) => *now = at,
