@@ -348,7 +348,15 @@ pub(crate) fn write_schema(
     std::fs::create_dir_all(dir)
         .map_err(|e| CliError::io("cannot create the output directory", dir, e))?;
     let path = schema_path(dir, table, schema.version);
-    let doc = json!({ "schema": schema.schema, "version": schema.version });
+    #[derive(serde::Serialize)]
+    struct SchemaFile<'a> {
+        schema: jsonfile::Verbatim<'a>,
+        version: u64,
+    }
+    let doc = SchemaFile {
+        schema: jsonfile::Verbatim(schema.raw()),
+        version: schema.version,
+    };
     let bytes = jsonfile::to_python_json(&doc)
         .map_err(|e| CliError::Other(format!("cannot serialise the schema of '{table}': {e}")))?;
     jsonfile::write_atomic(&path, &bytes)

@@ -123,7 +123,7 @@ pub(crate) async fn demo(
         .map_err(|e| CliError::api(format!("fetching the schema of '{table}'"), e))?;
     let schema_file = commands::write_schema(&out_dir, table, &schema)?;
     let ms = millis_since(started);
-    let columns = schema.schema["properties"]["value"]["properties"]
+    let columns = schema.value()["properties"]["value"]["properties"]
         .as_object()
         .map_or(0, serde_json::Map::len);
     say.step(

@@ -2,11 +2,9 @@
 //!
 //! The official client writes schemas with Python's `json.dump(obj, f, indent=4)`:
 //! four-space indentation, `", "`/`": "` separators, every non-ASCII character and
-//! DEL escaped as `\uXXXX`, and no final newline. [`to_python_json`] reproduces that.
-//! One difference remains: Python keeps the server's key order, while `dap-proto` parses
-//! the schema into a `serde_json::Value` whose objects are sorted by key, so the two
-//! files hold the same JSON with keys in a different order. (Turning on serde_json's
-//! `preserve_order` here would change key order for every crate in a workspace build.)
+//! DEL escaped as `\uXXXX`, and no final newline. [`to_python_json`] reproduces that,
+//! and [`Verbatim`] re-serialises the schema text token by token, so the server's key
+//! order survives as it does in Python.
 
 use std::fs;
 use std::io::{self, Write};
@@ -14,6 +12,17 @@ use std::path::Path;
 
 use serde::Serialize;
 use serde_json::ser::{Formatter, PrettyFormatter};
+
+/// Raw JSON text that serialises token by token (keys in their original order) through
+/// whatever serializer it is given.
+pub(crate) struct Verbatim<'a>(pub(crate) &'a str);
+
+impl Serialize for Verbatim<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut de = serde_json::Deserializer::from_str(self.0);
+        serde_transcode::Transcoder::new(&mut de).serialize(serializer)
+    }
+}
 
 /// A pretty formatter that escapes like Python's `ensure_ascii=True`.
 struct AsciiPretty<'a>(PrettyFormatter<'a>);

@@ -233,13 +233,34 @@ id_type!(
     ObjectId
 );
 
-/// A table's JSON Schema and its version.
-#[derive(Debug, Clone, PartialEq)]
+/// A table's JSON Schema and its version. The schema is kept exactly as the server sent
+/// it (key order included), so it can be saved byte-for-byte faithfully; parse it with
+/// [`TableSchema::value`] when you need to walk it.
+#[derive(Debug, Clone)]
 pub struct TableSchema {
-    /// The JSON Schema, kept as a value.
-    pub schema: serde_json::Value,
+    /// The JSON Schema, as sent.
+    pub schema: Box<serde_json::value::RawValue>,
     /// The schema version.
     pub version: u64,
+}
+
+impl TableSchema {
+    /// The schema text as the server sent it.
+    pub fn raw(&self) -> &str {
+        self.schema.get()
+    }
+
+    /// The schema parsed into a [`serde_json::Value`] (its objects sorted by key).
+    pub fn value(&self) -> serde_json::Value {
+        // The text was validated as JSON when the response was parsed.
+        serde_json::from_str(self.schema.get()).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+impl PartialEq for TableSchema {
+    fn eq(&self, other: &Self) -> bool {
+        self.version == other.version && self.schema.get() == other.schema.get()
+    }
 }
 
 /// What a finished job covers.

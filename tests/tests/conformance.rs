@@ -174,7 +174,7 @@ fn every_endpoint(t: Transport) {
     let schema = d.table_schema("canvas", "accounts").expect("schema");
     let def = dap_emulator::data::table("canvas", "accounts").unwrap();
     assert_eq!(schema.version, u64::from(def.schema_version));
-    assert!(schema.schema.is_object(), "{:?}", schema.schema);
+    assert!(schema.value().is_object(), "{:?}", schema.schema);
 
     let missing = d.table_schema("canvas", "no_such_table").unwrap_err();
     let api = missing.api().unwrap_or_else(|| panic!("{missing}"));

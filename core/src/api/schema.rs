@@ -24,11 +24,11 @@ pub fn request(
 
 #[derive(Deserialize)]
 struct Raw {
-    schema: serde_json::Value,
+    schema: Box<serde_json::value::RawValue>,
     version: u64,
 }
 
-/// Parses the response; the schema is kept as a JSON value.
+/// Parses the response; the schema is validated and kept as the server sent it.
 pub fn parse<B: AsRef<[u8]>>(
     config: &Config,
     response: &Response<B>,
@@ -68,7 +68,11 @@ mod tests {
     fn parses_vectors() {
         let s = parse(&config(), &vector("schema-ok")).unwrap();
         assert_eq!(s.version, 2);
-        assert!(s.schema["properties"]["key"].is_object());
+        assert!(s.value()["properties"]["key"].is_object());
+        // Kept verbatim: the server's key order survives.
+        assert!(s.raw().starts_with(
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"object""#
+        ));
         let e = parse(&config(), &vector("schema-unknown-table")).unwrap_err();
         assert!(matches!(
             e.dap().unwrap().kind,

@@ -78,7 +78,7 @@ async fn list_tables_and_schema() {
     assert!(tables.iter().any(|t| t == "accounts"), "{tables:?}");
     let schema = client.table_schema("canvas", "accounts").await.unwrap();
     assert!(schema.version >= 1);
-    assert!(schema.schema.is_object());
+    assert!(schema.value().is_object());
     assert_eq!(emu.stats().logins, 1);
     assert_eq!(client.logins(), 1);
 }
