@@ -138,6 +138,12 @@ pub struct Transfer {
     expected: Option<u64>,
     dirty: bool,
     decompressed: u64,
+    /// Streaming mode: output, once handed out, is never handed out again.
+    streaming: bool,
+    /// Output bytes handed to the sink since the body last started from byte 0.
+    out_pos: u64,
+    /// In streaming mode, output before this position was already handed out.
+    replay_skip: u64,
     failures: u32,
     received_at_last_failure: u64,
     resumes: u32,
@@ -195,6 +201,9 @@ impl Transfer {
             expected: None,
             dirty: false,
             decompressed: 0,
+            streaming: false,
+            out_pos: 0,
+            replay_skip: 0,
             failures: 0,
             received_at_last_failure: 0,
             resumes: 0,
@@ -203,6 +212,17 @@ impl Transfer {
             jitter: Backoff::new(seed),
             phase: Phase::Ready,
         })
+    }
+
+    /// Streaming mode, for consumers that cannot take back what they were given (a
+    /// record stream, a pipe): when storage restarts the object from byte 0, the output
+    /// already handed out is skipped instead of asking the caller to truncate, so every
+    /// byte reaches the sink exactly once. [`HeadAction::ReadBody`] then never asks to
+    /// truncate.
+    #[must_use]
+    pub fn streaming(mut self) -> Self {
+        self.streaming = true;
+        self
     }
 
     /// The object.
@@ -267,7 +287,7 @@ impl Transfer {
                     // A range from byte 0 (after a range mismatch reset the offset) is
                     // the whole object again: whatever was written must go.
                     BodyStart::Full { .. } | BodyStart::Resumed { start: 0, .. } => {
-                        let truncate = self.dirty;
+                        let truncate = self.dirty && !self.streaming;
                         self.restart();
                         truncate
                     }
@@ -339,15 +359,25 @@ impl Transfer {
                 }));
             }
         }
+        let (skip, pos) = (self.replay_skip, &mut self.out_pos);
+        // Hands out output, minus what a streaming consumer already received.
+        let mut emit = |bytes: &[u8]| {
+            let start = *pos;
+            *pos += bytes.len() as u64;
+            let already = usize::try_from(skip.saturating_sub(start)).unwrap_or(usize::MAX);
+            if let Some(fresh) = bytes.get(already..).filter(|b| !b.is_empty()) {
+                sink(fresh);
+            }
+        };
         if let Some(decoder) = &mut self.decoder {
             let result = if self.decompress {
                 let decompressed = &mut self.decompressed;
                 decoder.feed(chunk, |bytes| {
                     *decompressed += bytes.len() as u64;
-                    sink(bytes);
+                    emit(bytes);
                 })
             } else {
-                decoder.verify(chunk).map(|()| sink(chunk))
+                decoder.verify(chunk).map(|()| emit(chunk))
             };
             if let Err(error) = result {
                 return Err(self.fail(TransferError::Corrupt {
@@ -356,7 +386,7 @@ impl Transfer {
                 }));
             }
         } else {
-            sink(chunk);
+            emit(chunk);
         }
         if !chunk.is_empty() {
             self.dirty = true;
@@ -408,6 +438,10 @@ impl Transfer {
     }
 
     fn restart(&mut self) {
+        if self.streaming {
+            self.replay_skip = self.replay_skip.max(self.out_pos);
+        }
+        self.out_pos = 0;
         self.received = 0;
         self.expected = None;
         self.decompressed = 0;

@@ -409,3 +409,47 @@ fn unusable_file_name_is_refused() {
     assert_eq!(t.file_name(), "evil.gz");
     assert!(!format!("{t:?}").contains("?x"));
 }
+
+#[test]
+fn streaming_mode_never_hands_out_output_twice() {
+    let data: Vec<u8> = (0..20_000u32)
+        .flat_map(|i| format!("{i}\n").into_bytes())
+        .collect();
+    let body = gz(&data);
+    let now = origin();
+    let mut t = Transfer::new(
+        &config(),
+        object("https://s/o/p.json.gz?x"),
+        Format::Jsonl,
+        true,
+    )
+    .unwrap()
+    .streaming();
+    let mut out = Vec::new();
+    expect_send(&mut t, now);
+    t.on_head(
+        StatusCode::OK,
+        &headers(&[("content-length", body.len().to_string())]),
+        now,
+    );
+    t.on_body(&body[..body.len() / 2], |b| out.extend_from_slice(b))
+        .unwrap();
+    t.on_failure(now);
+    let TransferStep::Wait(later) = t.poll(now) else {
+        panic!()
+    };
+    expect_send(&mut t, later);
+    // The server ignores Range: the whole object again, and nothing to truncate.
+    let action = t.on_head(
+        StatusCode::OK,
+        &headers(&[("content-length", body.len().to_string())]),
+        later,
+    );
+    assert_eq!(action, HeadAction::ReadBody { truncate: false });
+    for chunk in body.chunks(777) {
+        t.on_body(chunk, |b| out.extend_from_slice(b)).unwrap();
+    }
+    t.on_body_end(later);
+    assert!(matches!(t.poll(later), TransferStep::Done(_)));
+    assert_eq!(out, data, "every byte exactly once");
+}

@@ -1249,7 +1249,8 @@ fn slow_job_times_out(t: Transport) {
         ..small_emulator()
     });
     let mut poll = dap_tests::fast_poll();
-    poll.max_duration = ms(60);
+    // Long enough for login and the POST even on a loaded machine, so the job is polled.
+    poll.max_duration = ms(250);
     let config = dap_tests::fast_config(&emu)
         .poll(poll)
         .build()
@@ -1264,7 +1265,7 @@ fn slow_job_times_out(t: Transport) {
         ),
         "{err}"
     );
-    assert!(started.elapsed() < ms(500), "{:?}", started.elapsed());
+    assert!(started.elapsed() < ms(1500), "{:?}", started.elapsed());
     let s = emu.stats();
     assert_eq!(s.requests.query, 1);
     assert!(s.requests.job >= 1, "{:?}", s.requests);

@@ -76,21 +76,11 @@ impl Sink for FileSink {
 pub(crate) struct RecordSink {
     splitter: RecordSplitter,
     tx: mpsc::Sender<Result<Bytes, Error>>,
-    /// Decompressed bytes of the current attempt so far.
-    pos: u64,
-    /// Decompressed bytes already fed to the splitter: after a restart from byte 0,
-    /// output up to here is skipped so no record is yielded twice.
-    fed: u64,
 }
 
 impl RecordSink {
     pub(crate) fn new(splitter: RecordSplitter, tx: mpsc::Sender<Result<Bytes, Error>>) -> Self {
-        Self {
-            splitter,
-            tx,
-            pos: 0,
-            fed: 0,
-        }
+        Self { splitter, tx }
     }
 
     /// Emits the last, unterminated record, if any.
@@ -119,21 +109,14 @@ pub(crate) fn record_error(error: &RecordError) -> Error {
 
 impl Sink for RecordSink {
     fn restart(&mut self) -> Result<(), SinkError> {
-        self.pos = 0;
+        // Record transfers are streaming (`Transfer::streaming`): the core skips output
+        // already handed out and never asks for a truncation.
         Ok(())
     }
 
     fn write(&mut self, bytes: &[u8]) -> Result<(), SinkError> {
-        let start = self.pos;
-        self.pos += bytes.len() as u64;
-        if self.pos <= self.fed {
-            return Ok(());
-        }
-        let skip = usize::try_from(self.fed.saturating_sub(start)).unwrap_or(usize::MAX);
-        let fresh = bytes.get(skip..).unwrap_or_default();
-        self.fed = self.pos;
         let tx = &self.tx;
-        match self.splitter.push(fresh, |record| {
+        match self.splitter.push(bytes, |record| {
             match tx.blocking_send(Ok(Bytes::copy_from_slice(record))) {
                 Ok(()) => ControlFlow::Continue(()),
                 Err(_) => ControlFlow::Break(()),

@@ -411,7 +411,9 @@ impl Client {
         let never = AtomicBool::new(false);
         for object in result.objects {
             let transfer = match Transfer::new(&self.inner.config, object, result.format, true) {
-                Ok(t) => t,
+                // Streaming: after a restart from byte 0 the core skips the output
+                // already split, so no record is yielded twice.
+                Ok(t) => t.streaming(),
                 Err(e) => {
                     let _ = tx
                         .send(Err(Error::Dap(dap_proto::Error::Argument(e))))

@@ -39,10 +39,6 @@ struct Current {
     transfer: Transfer,
     splitter: Option<RecordSplitter>,
     body: Option<ureq::BodyReader<'static>>,
-    /// Decompressed bytes produced since the transfer (re)started from byte 0.
-    produced: u64,
-    /// Decompressed bytes already handed to the splitter.
-    fed: u64,
 }
 
 impl std::fmt::Debug for Records {
@@ -99,14 +95,15 @@ impl Records {
             match objects.next() {
                 None => *done = true,
                 Some(object) => {
+                    // Streaming: after a restart from byte 0 the core skips the output
+                    // already split, so no record is yielded twice.
                     let transfer = Transfer::new(client.config(), object, *format, true)
-                        .map_err(|e| Error::Transfer(e.into()))?;
+                        .map_err(|e| Error::Transfer(e.into()))?
+                        .streaming();
                     *current = Some(Current {
                         transfer,
                         splitter: Some(RecordSplitter::new(*kind)),
                         body: None,
-                        produced: 0,
-                        fed: 0,
                     });
                 }
             }
@@ -139,14 +136,10 @@ impl Records {
                     Ok(response) => {
                         let status = response.status();
                         tracing::debug!(target, status = status.as_u16(), "storage response");
-                        if let HeadAction::ReadBody { truncate } =
+                        if let HeadAction::ReadBody { .. } =
                             cur.transfer
                                 .on_head(status, response.headers(), Instant::now())
                         {
-                            if truncate {
-                                // Restarted from byte 0: skip what was already split.
-                                cur.produced = 0;
-                            }
                             cur.body = Some(
                                 response
                                     .into_body()
@@ -193,26 +186,17 @@ impl Records {
 /// Feeds one body chunk through the transfer (verify, decompress) into the splitter.
 fn feed(cur: &mut Current, chunk: &[u8], pending: &mut VecDeque<Vec<u8>>) -> Result<(), Error> {
     let Current {
-        transfer,
-        splitter,
-        produced,
-        fed,
-        ..
+        transfer, splitter, ..
     } = cur;
     let mut split_error = None;
     transfer.on_body(chunk, |bytes| {
-        let start = *produced;
-        *produced = start.saturating_add(bytes.len() as u64);
-        if *produced <= *fed || split_error.is_some() {
+        if split_error.is_some() {
             return;
         }
-        let skip = usize::try_from(fed.saturating_sub(start)).unwrap_or(usize::MAX);
-        *fed = *produced;
         let Some(splitter) = splitter.as_mut() else {
             return;
         };
-        let new = bytes.get(skip..).unwrap_or_default();
-        if let Err(e) = splitter.push(new, |record| {
+        if let Err(e) = splitter.push(bytes, |record| {
             pending.push_back(record.to_vec());
             ControlFlow::<()>::Continue(())
         }) {
