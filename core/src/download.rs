@@ -17,6 +17,15 @@ pub fn request(
     url: &PresignedUrl,
     resume_from: u64,
 ) -> Result<Request<Vec<u8>>, ArgumentError> {
+    request_with_agent(config.user_agent(), url, resume_from)
+}
+
+/// [`request`] with only the `User-Agent` it needs.
+pub(crate) fn request_with_agent(
+    user_agent: &http::HeaderValue,
+    url: &PresignedUrl,
+    resume_from: u64,
+) -> Result<Request<Vec<u8>>, ArgumentError> {
     let uri = url
         .secret()
         .parse::<http::Uri>()
@@ -26,7 +35,7 @@ pub fn request(
     let mut builder = Request::builder()
         .method(Method::GET)
         .uri(uri)
-        .header(header::USER_AGENT, config.user_agent().clone())
+        .header(header::USER_AGENT, user_agent.clone())
         .header(header::ACCEPT_ENCODING, "identity");
     if resume_from > 0 {
         builder = builder.header(header::RANGE, format!("bytes={resume_from}-"));

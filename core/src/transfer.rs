@@ -130,7 +130,8 @@ pub struct Transfer {
     object: ObjectId,
     url: PresignedUrl,
     file_name: String,
-    user_agent_config: Config,
+    /// The only part of the configuration a download needs (no credentials here).
+    user_agent: http::HeaderValue,
     gzip: bool,
     decompress: bool,
     decoder: Option<GzipDecoder>,
@@ -193,7 +194,7 @@ impl Transfer {
             object: object.id,
             url: object.url,
             file_name,
-            user_agent_config: config.clone(),
+            user_agent: config.user_agent().clone(),
             gzip,
             decompress,
             decoder: gzip.then(GzipDecoder::new),
@@ -250,7 +251,7 @@ impl Transfer {
         match &self.phase {
             Phase::Sleep(until) if now < *until => TransferStep::Wait(*until),
             Phase::Ready | Phase::Sleep(_) => {
-                match download::request(&self.user_agent_config, &self.url, self.received) {
+                match download::request_with_agent(&self.user_agent, &self.url, self.received) {
                     Ok(request) => {
                         self.phase = Phase::AwaitingHead;
                         TransferStep::Send(request)
