@@ -37,9 +37,9 @@ pub(crate) async fn run(
     let base_logins = logins.load(Ordering::Relaxed);
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Exchanged>();
     let mut waiting: HashMap<OpId, oneshot::Sender<Reply>> = HashMap::new();
-    // Which request belongs to which ops is the session's business; the text of the
-    // most recent transport failure is what `Error::Transport` reports.
-    let mut last_failure: Option<String> = None;
+    // The text of each operation's last transport failure (`None`: the login), for
+    // `Error::Transport`.
+    let mut failures: HashMap<Option<OpId>, String> = HashMap::new();
     let max_body = config.max_body_bytes();
     let mut open = true;
     loop {
@@ -66,9 +66,13 @@ pub(crate) async fn run(
                     });
                 }
                 Output::Done { op, result } => {
+                    let own = failures.remove(&Some(op));
                     if let Some(reply) = waiting.remove(&op) {
                         let last = match &result {
-                            Err(dap_proto::Error::Transport { .. }) => last_failure.clone(),
+                            Err(dap_proto::Error::Transport { what: "login", .. }) => {
+                                failures.get(&None).cloned()
+                            }
+                            Err(dap_proto::Error::Transport { .. }) => own,
                             _ => None,
                         };
                         let _ = reply.send((result, last));
@@ -110,7 +114,7 @@ pub(crate) async fn run(
                 let misuse = match result {
                     Ok(response) => session.handle_response(id, response, now),
                     Err(failure) => {
-                        last_failure = Some(failure.0);
+                        failures.insert(session.request_operation(id), failure.0);
                         session.handle_failure(id, now)
                     }
                 };

@@ -91,8 +91,9 @@ struct State {
     session: Session,
     /// Results of operations whose owner has not collected them yet.
     finished: HashMap<OpId, Result<Outcome, dap_proto::Error>>,
-    /// The text of the last transport failure, for [`Error::Transport`].
-    last_failure: Option<String>,
+    /// The text of the last transport failure per operation (`None`: the login), for
+    /// [`Error::Transport`].
+    failures: HashMap<Option<OpId>, String>,
 }
 
 impl fmt::Debug for Client {
@@ -124,7 +125,7 @@ impl Client {
                 state: Mutex::new(State {
                     session,
                     finished: HashMap::new(),
-                    last_failure: None,
+                    failures: HashMap::new(),
                 }),
                 wake: Condvar::new(),
             }),
@@ -268,8 +269,16 @@ impl Client {
         let op = st.session.start(command, Instant::now());
         loop {
             if let Some(result) = st.finished.remove(&op) {
-                let last = st.last_failure.clone();
-                return result.map_err(|e| Error::from_core(e, last.as_deref()));
+                let own = st.failures.remove(&Some(op));
+                return result.map_err(|e| {
+                    let last = match &e {
+                        dap_proto::Error::Transport { what: "login", .. } => {
+                            st.failures.get(&None).cloned()
+                        }
+                        _ => own,
+                    };
+                    Error::from_core(e, last.as_deref())
+                });
             }
             let now = Instant::now();
             match st.session.poll_output(now) {
@@ -284,7 +293,8 @@ impl Client {
                     let fed = match response {
                         Ok(response) => st.session.handle_response(id, response, now),
                         Err(text) => {
-                            st.last_failure = Some(text);
+                            let key = st.session.request_operation(id);
+                            st.failures.insert(key, text);
                             st.session.handle_failure(id, now)
                         }
                     };
