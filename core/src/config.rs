@@ -135,9 +135,12 @@ impl RetryPolicy {
 pub struct PollPolicy {
     /// Delay before the first status request.
     pub initial_interval: Duration,
-    /// Ceiling of the doubling interval. Keep it at or above 120 ms per concurrent job to
-    /// stay under the documented 500 job-status calls a minute.
+    /// Ceiling of the doubling interval.
     pub max_interval: Duration,
+    /// Job-status calls allowed per sliding minute across every job of the session
+    /// (the API documents 500; default 450 leaves room for other clients). Polls beyond
+    /// it wait for the window to move.
+    pub max_status_calls_per_minute: u32,
     /// Give up on a job that has not ended after this long.
     pub max_duration: Duration,
     /// A complete job whose `expires_at` is closer than this is queried again.
@@ -149,6 +152,7 @@ impl Default for PollPolicy {
         Self {
             initial_interval: Duration::from_millis(500),
             max_interval: Duration::from_secs(5),
+            max_status_calls_per_minute: 450,
             max_duration: Duration::from_secs(6 * 3600),
             expiry_margin: Duration::from_secs(30),
         }
@@ -405,6 +409,11 @@ impl ConfigBuilder {
         {
             return Err(E::Invalid(
                 "poll initial_interval must be non-zero and at most max_interval",
+            ));
+        }
+        if self.poll.max_status_calls_per_minute == 0 {
+            return Err(E::Invalid(
+                "poll max_status_calls_per_minute must be at least 1",
             ));
         }
         if self.poll.max_duration.is_zero() {

@@ -312,6 +312,8 @@ pub struct Session {
     last_now: Option<Instant>,
     wall: (Instant, Timestamp),
     logins: u64,
+    /// When the job-status calls of the last minute were sent (the poll rate cap).
+    status_calls: VecDeque<Instant>,
 }
 
 impl fmt::Debug for Session {
@@ -348,6 +350,7 @@ impl Session {
             last_now: Some(now),
             wall: (now, wall),
             logins: 0,
+            status_calls: VecDeque::new(),
         }
     }
 
@@ -544,6 +547,9 @@ impl Session {
                 }
                 Token::Valid { .. } => {
                     for op in ready {
+                        if self.status_call_deferred(op, now) {
+                            continue;
+                        }
                         if let Some(output) = self.send_call(op) {
                             return output;
                         }
@@ -644,6 +650,35 @@ impl Session {
         let id = RequestId(self.next_request);
         self.next_request += 1;
         id
+    }
+
+    /// Keeps job polls under [`PollPolicy::max_status_calls_per_minute`]: a poll that
+    /// would exceed it sleeps until the oldest call of the window is a minute old.
+    /// Returns whether `op` was deferred; records the call otherwise.
+    fn status_call_deferred(&mut self, op: OpId, now: Instant) -> bool {
+        const WINDOW: Duration = Duration::from_secs(60);
+        let Some(o) = self.ops.get_mut(&op) else {
+            return false;
+        };
+        if !matches!(o.call, Call::Job { .. }) {
+            return false;
+        }
+        while self
+            .status_calls
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) >= WINDOW)
+        {
+            self.status_calls.pop_front();
+        }
+        let cap = self.config.poll().max_status_calls_per_minute as usize;
+        if self.status_calls.len() >= cap {
+            if let Some(oldest) = self.status_calls.front() {
+                o.step = Step::Sleep(*oldest + WINDOW);
+                return true;
+            }
+        }
+        self.status_calls.push_back(now);
+        false
     }
 
     fn send_login(&mut self, attempt: u32) -> Output {

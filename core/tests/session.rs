@@ -743,3 +743,52 @@ fn idle_session_waits_forever() {
     let mut h = Harness::new(config().build().unwrap());
     assert!(matches!(h.session.poll_output(h.now), Output::Wait(None)));
 }
+
+#[test]
+fn job_polls_stay_under_the_per_minute_cap() {
+    let mut poll = PollPolicy::new(Duration::from_millis(500), Duration::from_secs(5));
+    poll.max_status_calls_per_minute = 100;
+    let mut h = Harness::new(config().poll(poll).build().unwrap());
+    let jobs = 40;
+    for _ in 0..jobs {
+        h.start(Command::Query {
+            namespace: "canvas".into(),
+            table: "accounts".into(),
+            query: Query::snapshot(Format::Jsonl),
+        });
+    }
+    // Every job runs for two minutes of the virtual clock.
+    let mut login = simple_peer(3600);
+    let start = h.now;
+    h.run(20_000, |seen, req| {
+        if seen.is_login() {
+            return login(seen, req);
+        }
+        let done = seen.at - start >= Duration::from_secs(120);
+        match seen.path.as_str() {
+            p if p.ends_with("/data") => json(202, &job_body("waiting", "")),
+            "/dap/job/job-1" if done => json(200, &job_body("complete", COMPLETE)),
+            "/dap/job/job-1" => json(202, &job_body("running", "")),
+            _ => job_peer(0)(seen, req),
+        }
+    });
+    assert_eq!(h.done.iter().filter(|(_, r)| r.is_ok()).count(), jobs);
+    let polls: Vec<_> = h
+        .seen
+        .iter()
+        .filter(|s| s.path.starts_with("/dap/job/"))
+        .map(|s| s.at)
+        .collect();
+    for (i, t) in polls.iter().enumerate() {
+        let in_window = polls[i..]
+            .iter()
+            .take_while(|u| **u - *t < Duration::from_secs(60))
+            .count();
+        assert!(in_window <= 100, "{in_window} status calls within a minute");
+    }
+    assert!(
+        polls.len() >= 150,
+        "the cap slows polling, it does not stop it: {}",
+        polls.len()
+    );
+}
