@@ -2063,7 +2063,10 @@ impl TransferHarness {
                 };
             }
             HeadAction::Discard => {
-                self.in_body = false;
+                // A head nobody asked for is ignored, whatever state the body is in.
+                if was_sent {
+                    self.in_body = false;
+                }
             }
             _ => {}
         }
