@@ -7,6 +7,7 @@
                                                 SIGTERM; writes when the job was created, when
                                                 each job poll and the first storage request
                                                 arrived (wall clock, seconds)
+  helper.py created BASE ID SECRET JOB_ID       when the job was created (epoch seconds)
   helper.py summary RESULTS.tsv                 medians, min/max, ratios and peak RSS
 """
 
@@ -50,9 +51,40 @@ def urls(base, cid, secret, ns, table, fmt):
         print(res["urls"][o["id"]]["url"])
 
 
+def created(base, cid, secret, job_id):
+    """When the job was created, from its expires_at (created + 24 h in the emulator)."""
+    import datetime
+
+    basic = base64.b64encode(f"{cid}:{secret}".encode()).decode()
+    _, tok = call(
+        f"{base}/ids/auth/login",
+        b"grant_type=client_credentials",
+        {"Authorization": f"Basic {basic}", "Content-Type": "application/x-www-form-urlencoded"},
+    )
+    _, job = call(f"{base}/dap/job/{job_id}", headers={"Authorization": f"Bearer {tok['access_token']}"})
+    exp = datetime.datetime.fromisoformat(job["expires_at"].replace("Z", "+00:00"))
+    print(f"{exp.timestamp() - 86400:.3f}")
+
+
 def watch(base, out):
+    import http.client
+    import urllib.parse
+
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    u = urllib.parse.urlsplit(base)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=5)
+
+    def call(_url):  # one kept-alive connection: cheap enough to sample every 5 ms
+        nonlocal conn
+        try:
+            conn.request("GET", "/_emulator/stats", headers={"User-Agent": UA})
+            return 200, json.loads(conn.getresponse().read())
+        except Exception:
+            conn.close()
+            conn = http.client.HTTPConnection(u.hostname, u.port, timeout=5)
+            raise
+
     created = first_storage = None
     job_polls = []
     last_jobs = 0
@@ -119,6 +151,8 @@ def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "urls":
         urls(*args)
+    elif cmd == "created":
+        created(*args)
     elif cmd == "watch":
         watch(*args)
     elif cmd == "summary":
