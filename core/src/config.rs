@@ -137,6 +137,12 @@ pub struct PollPolicy {
     pub initial_interval: Duration,
     /// Ceiling of the doubling interval.
     pub max_interval: Duration,
+    /// For this long after a query starts, polls come at least every
+    /// [`PollPolicy::fast_interval`], so a short job's data is fetched within a second of
+    /// completing; after it, the interval keeps doubling up to `max_interval`.
+    pub fast_phase: Duration,
+    /// The poll interval ceiling during [`PollPolicy::fast_phase`].
+    pub fast_interval: Duration,
     /// Job-status calls allowed per sliding minute across every job of the session
     /// (the API documents 500; default 450 leaves room for other clients). Polls beyond
     /// it wait for the window to move.
@@ -152,6 +158,8 @@ impl Default for PollPolicy {
         Self {
             initial_interval: Duration::from_millis(500),
             max_interval: Duration::from_secs(5),
+            fast_phase: Duration::from_secs(60),
+            fast_interval: Duration::from_millis(750),
             max_status_calls_per_minute: 450,
             max_duration: Duration::from_secs(6 * 3600),
             expiry_margin: Duration::from_secs(30),

@@ -1076,11 +1076,14 @@ impl Session {
             }
             JobState::Waiting | JobState::Running => {
                 let factor = 1u32.checked_shl(q.polls.min(31)).unwrap_or(u32::MAX);
-                let interval = poll
+                let mut interval = poll
                     .initial_interval
                     .checked_mul(factor)
                     .unwrap_or(poll.max_interval)
                     .min(poll.max_interval);
+                if now.saturating_duration_since(q.started) < poll.fast_phase {
+                    interval = interval.min(poll.fast_interval.max(poll.initial_interval));
+                }
                 q.polls = q.polls.saturating_add(1);
                 op.call = Call::Job {
                     job: job.id.clone(),

@@ -478,7 +478,8 @@ fn snapshot_runs_to_completion_with_backing_off_polls() {
     let mut intervals = vec![polls[0] - post];
     intervals.extend(polls.windows(2).map(|w| w[1] - w[0]));
     let ms: Vec<u128> = intervals.iter().map(Duration::as_millis).collect();
-    assert_eq!(ms, [500, 1000, 2000, 4000, 5000, 5000, 5000]);
+    // Fast for the first minute (a short job's data is fetched within 0.75 s).
+    assert_eq!(ms, [500, 750, 750, 750, 750, 750, 750]);
     let url_calls = h
         .seen
         .iter()
@@ -601,13 +602,13 @@ fn job_that_never_ends_times_out() {
     h.run(200, job_peer(usize::MAX));
     assert!(matches!(h.result(op), Err(Error::JobTimedOut { .. })));
     assert!(h.elapsed() <= Duration::from_secs(61));
-    assert!(
-        h.seen
-            .iter()
-            .filter(|s| s.path.starts_with("/dap/job"))
-            .count()
-            <= 20
-    );
+    // At most one poll per 0.75 s in the fast phase, which covers the whole minute here.
+    let polls = h
+        .seen
+        .iter()
+        .filter(|s| s.path.starts_with("/dap/job"))
+        .count();
+    assert!(polls <= 82, "{polls}");
 }
 
 #[test]
@@ -619,8 +620,8 @@ fn token_expiring_between_polls_is_refreshed() {
         query: Query::snapshot(Format::Jsonl),
     });
     let mut n = 0;
-    let mut peer = job_peer(30);
-    h.run(300, |seen, req| {
+    let mut peer = job_peer(100);
+    h.run(600, |seen, req| {
         if seen.is_login() {
             n += 1;
             return login_ok(&format!("t{n}"), 60);
@@ -630,7 +631,7 @@ fn token_expiring_between_polls_is_refreshed() {
     assert!(matches!(h.result(op), Ok(Outcome::Query(_))));
     assert!(
         h.logins() >= 4,
-        "a 60 s token over a ~140 s job: {}",
+        "a 60 s token over a ~160 s job: {}",
         h.logins()
     );
 }
@@ -791,4 +792,33 @@ fn job_polls_stay_under_the_per_minute_cap() {
         "the cap slows polling, it does not stop it: {}",
         polls.len()
     );
+}
+
+#[test]
+fn polls_back_off_after_the_fast_phase() {
+    let mut poll = PollPolicy::new(Duration::from_millis(500), Duration::from_secs(5));
+    poll.fast_phase = Duration::from_secs(2);
+    let mut h = Harness::new(config().poll(poll).build().unwrap());
+    h.start(Command::Query {
+        namespace: "canvas".into(),
+        table: "accounts".into(),
+        query: Query::snapshot(Format::Jsonl),
+    });
+    h.run(200, job_peer(7));
+    let polls: Vec<_> = h
+        .seen
+        .iter()
+        .filter(|s| s.path.starts_with("/dap/job/"))
+        .map(|s| s.at)
+        .collect();
+    let post = h
+        .seen
+        .iter()
+        .find(|s| s.path.ends_with("/data"))
+        .unwrap()
+        .at;
+    let mut intervals = vec![polls[0] - post];
+    intervals.extend(polls.windows(2).map(|w| w[1] - w[0]));
+    let ms: Vec<u128> = intervals.iter().map(Duration::as_millis).collect();
+    assert_eq!(ms, [500, 750, 750, 4000, 5000, 5000, 5000, 5000]);
 }
