@@ -2062,12 +2062,8 @@ impl TransferHarness {
                     None => len,
                 };
             }
-            HeadAction::Discard => {
-                // A head nobody asked for is ignored, whatever state the body is in.
-                if was_sent {
-                    self.in_body = false;
-                }
-            }
+            // A head nobody asked for is ignored, whatever state the body is in.
+            HeadAction::Discard if was_sent => self.in_body = false,
             _ => {}
         }
     }
