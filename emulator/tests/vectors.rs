@@ -1,6 +1,6 @@
 //! The emulator's responses have the shapes (status, content type, field names, JSON
-//! types) of the recorded vectors in `shared/vectors`, which the official client accepts.
-//! Skipped when the vectors are not beside the repository.
+//! types) of the recorded vectors (kept in the repository at `core/tests/vectors`, a
+//! copy of the project's shared set), which the official client accepts.
 
 mod common;
 
@@ -12,9 +12,8 @@ use common::{Client, Resp, UA, login_raw, request};
 use dap_emulator::{Emulator, EmulatorConfig, Endpoint, FaultBody, FaultRule, Faults};
 use serde_json::{Value, json};
 
-fn vectors_dir() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors");
-    dir.is_dir().then_some(dir)
+fn vectors_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../core/tests/vectors")
 }
 
 fn vector(dir: &Path, name: &str) -> Value {
@@ -84,10 +83,8 @@ fn assert_like(dir: &Path, name: &str, got: &Resp) {
 
 #[test]
 fn responses_match_the_recorded_vectors() {
-    let Some(dir) = vectors_dir() else {
-        eprintln!("shared/vectors not found; skipping");
-        return;
-    };
+    let dir = vectors_dir();
+    assert!(dir.is_dir(), "the recorded vectors are missing: {}", dir.display());
     let emu = Emulator::start(EmulatorConfig {
         job_waiting: Duration::from_secs(5),
         job_running: Duration::from_secs(5),
