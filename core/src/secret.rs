@@ -44,10 +44,59 @@ secret_type!(
     /// The client secret issued with a DAP client ID.
     ClientSecret
 );
-secret_type!(
-    /// A bearer token returned by the login endpoint.
-    AccessToken
-);
+/// A bearer token returned by the login endpoint. The header values that carry it are
+/// built (and marked sensitive) once, not on every request.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccessToken {
+    raw: String,
+    bearer: Option<http::HeaderValue>,
+    bare: Option<http::HeaderValue>,
+}
+
+impl AccessToken {
+    /// Wraps a raw token.
+    pub fn new(value: impl Into<String>) -> Self {
+        let raw = value.into();
+        let sensitive = |v: http::HeaderValue| {
+            let mut v = v;
+            v.set_sensitive(true);
+            v
+        };
+        let bearer = http::HeaderValue::try_from(format!("Bearer {raw}"))
+            .ok()
+            .map(sensitive);
+        let bare = http::HeaderValue::try_from(raw.as_str()).ok().map(sensitive);
+        Self { raw, bearer, bare }
+    }
+
+    /// The raw value. Every call site is a place where the secret leaves its box:
+    /// keep them few and never format the result.
+    pub fn secret(&self) -> &str {
+        &self.raw
+    }
+
+    /// The sensitive header value carrying the token (`Bearer <token>` or the bare
+    /// token), or `None` if the token cannot be a header value.
+    pub(crate) fn header_value(&self, bearer: bool) -> Option<&http::HeaderValue> {
+        if bearer {
+            self.bearer.as_ref()
+        } else {
+            self.bare.as_ref()
+        }
+    }
+}
+
+impl fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AccessToken([redacted])")
+    }
+}
+
+impl fmt::Display for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
 
 /// A pre-signed object-storage URL. Its query string is a credential: `Debug` and
 /// `Display` show only `scheme://host/path?[redacted]`.

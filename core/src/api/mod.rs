@@ -28,7 +28,7 @@ pub mod tables;
 
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderMap, Method, Request, Response, StatusCode, header};
 use jiff::Timestamp;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -92,12 +92,10 @@ pub(crate) fn api_request(
     path: &str,
     json_body: Option<Vec<u8>>,
 ) -> Result<Request<Vec<u8>>, ArgumentError> {
-    let mut value = match config.token_header() {
-        crate::TokenHeader::Bearer => HeaderValue::try_from(format!("Bearer {}", token.secret())),
-        _ => HeaderValue::try_from(token.secret()),
-    }
-    .map_err(|_| ArgumentError::new("the access token is not a valid header value"))?;
-    value.set_sensitive(true);
+    let value = token
+        .header_value(matches!(config.token_header(), crate::TokenHeader::Bearer))
+        .cloned()
+        .ok_or_else(|| ArgumentError::new("the access token is not a valid header value"))?;
     let mut builder = Request::builder()
         .method(method)
         .uri(config.url(path))
@@ -376,6 +374,7 @@ pub(crate) mod test_util {
 mod tests {
     use super::test_util::*;
     use super::*;
+    use http::HeaderValue;
 
     #[test]
     fn retry_after_forms() {
