@@ -65,7 +65,9 @@ impl AccessToken {
         let bearer = http::HeaderValue::try_from(format!("Bearer {raw}"))
             .ok()
             .map(sensitive);
-        let bare = http::HeaderValue::try_from(raw.as_str()).ok().map(sensitive);
+        let bare = http::HeaderValue::try_from(raw.as_str())
+            .ok()
+            .map(sensitive);
         Self { raw, bearer, bare }
     }
 

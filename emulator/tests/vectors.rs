@@ -84,7 +84,11 @@ fn assert_like(dir: &Path, name: &str, got: &Resp) {
 #[test]
 fn responses_match_the_recorded_vectors() {
     let dir = vectors_dir();
-    assert!(dir.is_dir(), "the recorded vectors are missing: {}", dir.display());
+    assert!(
+        dir.is_dir(),
+        "the recorded vectors are missing: {}",
+        dir.display()
+    );
     let emu = Emulator::start(EmulatorConfig {
         job_waiting: Duration::from_secs(5),
         job_running: Duration::from_secs(5),
