@@ -884,20 +884,18 @@ fn split_records(
         }
         assert!(s.buffered_len() <= max_len.saturating_add(piece.len()));
     }
+    // Drain what an early stop kept, then finish (`finish` consumes the splitter, so
+    // a stop inside it would end the input for good).
     loop {
-        let s2 = s.clone();
-        match s2.finish(&mut emit) {
-            Ok(ControlFlow::Break(())) => {
-                // Stopped early inside finish: push nothing more and finish again.
-                match s.push(&[], &mut emit) {
-                    Ok(ControlFlow::Break(())) => continue,
-                    Ok(ControlFlow::Continue(())) => continue,
-                    Err(e) => return (out, Some(e)),
-                }
-            }
-            Ok(ControlFlow::Continue(())) => return (out, None),
+        match s.push(&[], &mut emit) {
+            Ok(ControlFlow::Break(())) => {}
+            Ok(ControlFlow::Continue(())) => break,
             Err(e) => return (out, Some(e)),
         }
+    }
+    match s.finish(&mut emit) {
+        Ok(_) => (out, None),
+        Err(e) => (out, Some(e)),
     }
 }
 
