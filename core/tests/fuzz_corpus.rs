@@ -84,11 +84,27 @@ fn every_target_has_a_test() {
     }
 }
 
-/// Seeds written by `generate_seeds`, named by content so reruns are idempotent.
+/// Checks one seed against the checked-in corpus, or (re)writes it when
+/// `DAP_REGENERATE_SEEDS=1` is set. Seeds are named by content, so reruns are idempotent.
 fn write_seed(target: &str, name: &str, data: &[u8]) {
     let dir = fuzz_dir().join("corpus").join(target);
-    std::fs::create_dir_all(&dir).expect("corpus dir");
-    std::fs::write(dir.join(format!("seed-{name}")), data).expect("seed written");
+    let path = dir.join(format!("seed-{name}"));
+    if std::env::var_os("DAP_REGENERATE_SEEDS").is_some() {
+        std::fs::create_dir_all(&dir).expect("corpus dir");
+        std::fs::write(&path, data).expect("seed written");
+    } else {
+        let stored = std::fs::read(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}; regenerate the seeds with DAP_REGENERATE_SEEDS=1",
+                path.display()
+            )
+        });
+        assert!(
+            stored == data,
+            "{} is stale; regenerate the seeds with DAP_REGENERATE_SEEDS=1",
+            path.display()
+        );
+    }
 }
 
 fn gz(data: &[u8], level: u32) -> Vec<u8> {
@@ -98,10 +114,10 @@ fn gz(data: &[u8], level: u32) -> Vec<u8> {
     e.finish().unwrap()
 }
 
-/// Regenerates the seed files: run with
-/// `cargo test -p dap-proto --test fuzz_corpus -- --ignored generate_seeds`.
+/// The checked-in seed files are exactly what the generators make from the recorded
+/// vectors and flate2; rewrite them with
+/// `DAP_REGENERATE_SEEDS=1 cargo test -p dap-proto --test fuzz_corpus generate_seeds`.
 #[test]
-#[ignore = "writes seed files into fuzz/corpus"]
 fn generate_seeds() {
     // parsers: every recorded response vector, with and without the body marker.
     let vectors = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors");
