@@ -1063,7 +1063,17 @@ impl Session {
                     return;
                 }
                 let mut progress = UrlProgress {
-                    pending: complete.objects.clone(),
+                    // A job that lists an object twice still yields one URL (and one
+                    // file) per object.
+                    pending: {
+                        let mut seen = std::collections::HashSet::new();
+                        complete
+                            .objects
+                            .iter()
+                            .filter(|o| seen.insert(o.as_str()))
+                            .cloned()
+                            .collect()
+                    },
                     done: Vec::new(),
                 };
                 q.job = Some(job);

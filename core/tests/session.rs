@@ -822,3 +822,32 @@ fn polls_back_off_after_the_fast_phase() {
     let ms: Vec<u128> = intervals.iter().map(Duration::as_millis).collect();
     assert_eq!(ms, [500, 750, 750, 4000, 5000, 5000, 5000, 5000]);
 }
+
+#[test]
+fn duplicate_objects_in_a_job_are_fetched_once() {
+    let mut h = Harness::new(config().build().unwrap());
+    let op = h.start(Command::Query {
+        namespace: "canvas".into(),
+        table: "accounts".into(),
+        query: Query::snapshot(Format::Jsonl),
+    });
+    let mut peer = job_peer(0);
+    h.run(50, |seen, req| {
+        if seen.path.ends_with("/data") {
+            let dup = COMPLETE.replace(
+                r#"{"id":"job-1/c.json.gz"}"#,
+                r#"{"id":"job-1/c.json.gz"},{"id":"job-1/a.json.gz"}"#,
+            );
+            return json(200, &job_body("complete", &dup));
+        }
+        peer(seen, req)
+    });
+    let Ok(Outcome::Query(result)) = h.result(op) else {
+        panic!()
+    };
+    let ids: Vec<_> = result.objects.iter().map(|o| o.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["job-1/a.json.gz", "job-1/b.json.gz", "job-1/c.json.gz"]
+    );
+}
