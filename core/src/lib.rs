@@ -26,17 +26,19 @@
 //! use std::time::Instant;
 //! use dap_proto::{Command, Config, Output, Session};
 //!
+//! // The clocks belong to the caller (here the system's); the core never reads one.
+//! let (now, wall) = (Instant::now, jiff::Timestamp::now);
 //! let config = Config::builder("us-east-1#my-client-id", "my-secret").build()?;
-//! let mut session = Session::new(config, Instant::now(), jiff::Timestamp::now());
-//! let op = session.start(Command::ListTables { namespace: "canvas".into() }, Instant::now());
+//! let mut session = Session::new(config, now(), wall());
+//! let op = session.start(Command::ListTables { namespace: "canvas".into() }, now());
 //! # let mut rounds = 0;
 //! loop {
-//!     match session.poll_output(Instant::now()) {
+//!     match session.poll_output(now()) {
 //!         Output::Send { id, request } => {
 //!             // Send `request` with any HTTP client, then report what happened:
-//!             // session.handle_response(id, response, Instant::now())?;
+//!             // session.handle_response(id, response, now())?;
 //!             // or, if it could not be completed:
-//!             session.handle_failure(id, Instant::now())?;
+//!             session.handle_failure(id, now())?;
 //!         }
 //!         Output::Done { op, result } => {
 //!             println!("{op}: {result:?}");
