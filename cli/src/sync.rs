@@ -247,48 +247,34 @@ async fn sync_table(
         .await
     {
         Ok(f) => (f, reason),
-        Err(e) => match e.dap_kind() {
-            Some(DapErrorKind::SnapshotRequired { .. }) => {
-                warn!(
-                    "Table '{table}' was reloaded by DAP (SnapshotRequired): the stored position \
-                         can no longer be continued, so a fresh snapshot is taken now. Replace your \
-                         copy of the table with this snapshot."
-                );
-                let f = commands::fetch(
-                    client,
-                    namespace,
-                    table,
-                    Query::snapshot(format),
-                    dir,
-                    options,
-                )
-                .await?;
-                (
-                    f,
-                    "the server required a new snapshot (SnapshotRequired)".to_owned(),
-                )
-            }
-            Some(DapErrorKind::OutOfRange { .. }) => {
-                warn!(
-                    "Table '{table}': the stored position is older than DAP retains (OutOfRange), \
-                         so a fresh snapshot is taken now. Replace your copy of the table with this snapshot."
-                );
-                let f = commands::fetch(
-                    client,
-                    namespace,
-                    table,
-                    Query::snapshot(format),
-                    dir,
-                    options,
-                )
-                .await?;
-                (
-                    f,
-                    "the stored position was out of range (OutOfRange)".to_owned(),
-                )
-            }
-            _ => return Err(e),
-        },
+        Err(e) => {
+            let (warning, reason) = match e.dap_kind() {
+                Some(DapErrorKind::SnapshotRequired { .. }) => (
+                    "was reloaded by DAP (SnapshotRequired): the stored position can no longer be \
+                     continued",
+                    "the server required a new snapshot (SnapshotRequired)",
+                ),
+                Some(DapErrorKind::OutOfRange { .. }) => (
+                    "has a stored position older than DAP retains (OutOfRange)",
+                    "the stored position was out of range (OutOfRange)",
+                ),
+                _ => return Err(e),
+            };
+            warn!(
+                "Table '{table}' {warning}, so a fresh snapshot is taken now. Replace your copy \
+                 of the table with this snapshot."
+            );
+            let f = commands::fetch(
+                client,
+                namespace,
+                table,
+                Query::snapshot(format),
+                dir,
+                options,
+            )
+            .await?;
+            (f, reason.to_owned())
+        }
     };
     let result = &fetched.result;
     let old_version = previous.as_ref().map(|p| p.schema_version);

@@ -126,17 +126,7 @@ pub(crate) fn decode<T: DeserializeOwned, B: AsRef<[u8]>>(
 ) -> Result<T, Error> {
     let status = response.status();
     let body = response.body().as_ref();
-    let protocol = |kind| {
-        Error::Protocol(ProtocolError {
-            status,
-            kind,
-            body_excerpt: match body_kind {
-                Body::Quotable => excerpt(body),
-                Body::Sensitive => String::new(),
-            },
-            what,
-        })
-    };
+    let protocol = |kind| protocol_error(what, status, kind, body, body_kind);
     if body.len() > config.max_body_bytes() {
         return Err(Error::Protocol(ProtocolError {
             status,
@@ -294,17 +284,28 @@ pub(crate) fn error_response<B: AsRef<[u8]>>(
             } else {
                 ProtocolErrorKind::UnexpectedStatus
             };
-            Error::Protocol(ProtocolError {
-                status,
-                kind,
-                body_excerpt: match body_kind {
-                    Body::Quotable => excerpt(body),
-                    Body::Sensitive => String::new(),
-                },
-                what,
-            })
+            protocol_error(what, status, kind, body, body_kind)
         }
     }
+}
+
+/// A protocol error quoting the start of `body` unless it may carry secrets.
+fn protocol_error(
+    what: &'static str,
+    status: StatusCode,
+    kind: ProtocolErrorKind,
+    body: &[u8],
+    body_kind: Body,
+) -> Error {
+    Error::Protocol(ProtocolError {
+        status,
+        kind,
+        body_excerpt: match body_kind {
+            Body::Quotable => excerpt(body),
+            Body::Sensitive => String::new(),
+        },
+        what,
+    })
 }
 
 /// Parses `Retry-After` as delta-seconds or an HTTP-date. An HTTP-date is measured from
