@@ -215,6 +215,32 @@ impl Transfer {
         })
     }
 
+    /// One transfer per object of a finished query, in order. Refuses a result in which
+    /// two objects would be saved under the same file name, so no download can overwrite
+    /// another.
+    pub fn for_result(
+        config: &Config,
+        result: &crate::QueryResult,
+        decompress: bool,
+    ) -> Result<Vec<Self>, ArgumentError> {
+        let mut names = std::collections::HashSet::new();
+        result
+            .objects
+            .iter()
+            .map(|object| {
+                let transfer = Self::new(config, object.clone(), result.format, decompress)?;
+                if !names.insert(transfer.file_name().to_owned()) {
+                    return Err(ArgumentError::new(format!(
+                        "two objects of job {} share the file name {}",
+                        result.job,
+                        transfer.file_name()
+                    )));
+                }
+                Ok(transfer)
+            })
+            .collect()
+    }
+
     /// Streaming mode, for consumers that cannot take back what they were given (a
     /// record stream, a pipe): when storage restarts the object from byte 0, the output
     /// already handed out is skipped instead of asking the caller to truncate, so every

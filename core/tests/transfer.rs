@@ -453,3 +453,45 @@ fn streaming_mode_never_hands_out_output_twice() {
     assert!(matches!(t.poll(later), TransferStep::Done(_)));
     assert_eq!(out, data, "every byte exactly once");
 }
+
+#[test]
+fn transfers_for_a_result_refuse_shared_file_names() {
+    let result = |urls: &[&str]| dap_proto::QueryResult {
+        job: dap_proto::JobId::new("j"),
+        format: Format::Jsonl,
+        expires_at: None,
+        schema_version: 1,
+        range: dap_proto::DataRange::Snapshot {
+            at: "2026-11-29T00:00:00Z".parse().unwrap(),
+        },
+        objects: urls
+            .iter()
+            .enumerate()
+            .map(|(i, u)| ObjectUrl {
+                id: ObjectId::new(format!("j/{i}")),
+                url: PresignedUrl::new(*u),
+            })
+            .collect(),
+        urls_issued_at: origin(),
+    };
+    let ok = Transfer::for_result(
+        &config(),
+        &result(&["https://s/a/p0.json.gz?x", "https://s/a/p1.json.gz?x"]),
+        false,
+    )
+    .unwrap();
+    assert_eq!(
+        ok.iter().map(Transfer::file_name).collect::<Vec<_>>(),
+        ["p0.json.gz", "p1.json.gz"]
+    );
+    let err = Transfer::for_result(
+        &config(),
+        &result(&["https://s/a/p.json.gz?x", "https://s/b/p.json.gz?y"]),
+        false,
+    )
+    .unwrap_err();
+    assert!(
+        err.message().contains("share the file name p.json.gz"),
+        "{err}"
+    );
+}

@@ -298,25 +298,8 @@ impl Client {
         options: &DownloadOptions,
     ) -> Result<Vec<DownloadedFile>, Error> {
         let job_dir = dir.join(dap_proto::download::job_dir(&result.job));
-        let mut transfers = Vec::with_capacity(result.objects.len());
-        let mut names = std::collections::HashSet::new();
-        for object in &result.objects {
-            let transfer = Transfer::new(
-                &self.inner.config,
-                object.clone(),
-                result.format,
-                options.decompress,
-            )
+        let transfers = Transfer::for_result(&self.inner.config, result, options.decompress)
             .map_err(|e| Error::Dap(dap_proto::Error::Argument(e)))?;
-            if !names.insert(transfer.file_name().to_owned()) {
-                return Err(Error::Usage(format!(
-                    "two objects of job {} share the file name {}",
-                    result.job,
-                    transfer.file_name()
-                )));
-            }
-            transfers.push(transfer);
-        }
         {
             let job_dir = job_dir.clone();
             tokio::task::spawn_blocking(move || {

@@ -10,8 +10,8 @@ use std::time::Instant;
 
 use dap_proto::download::{job_dir, partial_name};
 use dap_proto::{
-    ArgumentError, Format, HeadAction, ObjectId, ObjectUrl, PresignedUrl, QueryResult, Transfer,
-    TransferError, TransferStep,
+    ArgumentError, HeadAction, ObjectId, PresignedUrl, QueryResult, Transfer, TransferError,
+    TransferStep,
 };
 
 use crate::{Client, DownloadOptions, DownloadedFile, Error, net, sleep_until};
@@ -27,23 +27,28 @@ pub(crate) fn download(
     dir: &Path,
     options: &DownloadOptions,
 ) -> Result<Vec<DownloadedFile>, Error> {
+    let transfers = Transfer::for_result(client.config(), result, options.decompress)
+        .map_err(|e| Error::Dap(dap_proto::Error::Argument(e)))?;
     let dir = dir.join(job_dir(&result.job));
     fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    let objects = &result.objects;
+    let objects: Vec<Mutex<Option<Transfer>>> =
+        transfers.into_iter().map(|t| Mutex::new(Some(t))).collect();
+    // Each worker takes the transfer at the index it claims.
+    let take =
+        |slot: &Mutex<Option<Transfer>>| slot.lock().unwrap_or_else(|e| e.into_inner()).take();
     let workers = options.concurrency.clamp(1, objects.len().max(1));
     let abort = AtomicBool::new(false);
     let job = Job {
         client,
         dir: &dir,
-        format: result.format,
-        decompress: options.decompress,
         abort: &abort,
     };
     let mut slots: Vec<Option<Result<Option<DownloadedFile>, Error>>> =
         (0..objects.len()).map(|_| None).collect();
     if workers == 1 {
         for (object, slot) in objects.iter().zip(&mut slots) {
-            let outcome = job.object(object);
+            let Some(transfer) = take(object) else { break };
+            let outcome = job.object(transfer);
             let failed = outcome.is_err();
             *slot = Some(outcome);
             if failed {
@@ -58,8 +63,10 @@ pub(crate) fn download(
                 scope.spawn(|| {
                     while !abort.load(Ordering::Relaxed) {
                         let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(object) = objects.get(i) else { break };
-                        let outcome = job.object(object);
+                        let Some(transfer) = objects.get(i).and_then(take) else {
+                            break;
+                        };
+                        let outcome = job.object(transfer);
                         if outcome.is_err() {
                             abort.store(true, Ordering::Relaxed);
                         }
@@ -94,17 +101,12 @@ pub(crate) fn download(
 struct Job<'a> {
     client: &'a Client,
     dir: &'a Path,
-    format: Format,
-    decompress: bool,
     abort: &'a AtomicBool,
 }
 
 impl Job<'_> {
     /// Downloads one object; `Ok(None)` when cancelled because another object failed.
-    fn object(&self, object: &ObjectUrl) -> Result<Option<DownloadedFile>, Error> {
-        let config = self.client.config();
-        let mut transfer = Transfer::new(config, object.clone(), self.format, self.decompress)
-            .map_err(|e| Error::Transfer(e.into()))?;
+    fn object(&self, mut transfer: Transfer) -> Result<Option<DownloadedFile>, Error> {
         let final_path = self.dir.join(transfer.file_name());
         let mut out = PartialFile::create(self.dir.join(partial_name(transfer.file_name())))?;
         let mut buf = vec![0u8; READ_BUFFER];
