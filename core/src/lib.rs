@@ -120,3 +120,14 @@ pub use session::{
     Command, OpId, Outcome, Output, QueryResult, RequestId, Session, TokenStatus, UrlSet,
 };
 pub use transfer::{HeadAction, Transfer, TransferError, TransferStep, TransferSummary};
+
+/// The configuration of the crate's own property tests: a fixed seed, so that a run is
+/// repeatable (set `PROPTEST_RNG_SEED` to explore other inputs), and `cases` cases.
+#[cfg(test)]
+pub(crate) fn proptest_config(cases: u32) -> proptest::test_runner::Config {
+    let mut config = proptest::test_runner::Config::with_cases(cases);
+    if std::env::var_os("PROPTEST_RNG_SEED").is_none() {
+        config.rng_seed = proptest::test_runner::RngSeed::Fixed(0xDA9_5EED);
+    }
+    config
+}

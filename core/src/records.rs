@@ -548,6 +548,8 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(crate::proptest_config(256))]
+
         #[test]
         fn matches_reference_for_any_chunking(
             kind in kind_strategy(),

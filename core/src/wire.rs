@@ -1157,6 +1157,8 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(crate::proptest_config(256))]
+
         #[test]
         fn arbitrary_bytes_never_panic(
             data in proptest::collection::vec(any::<u8>(), 0..600),

@@ -450,6 +450,52 @@ mod capture {
     #[derive(Clone, Default)]
     pub(crate) struct Capture(pub(crate) Arc<Mutex<String>>);
 
+    /// The process-wide default subscriber of this test binary: it records nothing, but
+    /// answers "ask me each time" for every callsite and allows every level.
+    ///
+    /// Without it, a callsite first reached by another test thread (which has no
+    /// subscriber) can have its interest cached as "never", or the global maximum level
+    /// left below TRACE, and a capture installed with `with_default` on this thread then
+    /// misses those events: the capture was short one run in four under parallel tests.
+    struct AskEachTime;
+
+    impl Subscriber for AskEachTime {
+        fn register_callsite(
+            &self,
+            _: &'static Metadata<'static>,
+        ) -> tracing::subscriber::Interest {
+            tracing::subscriber::Interest::sometimes()
+        }
+        fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+            Some(tracing::level_filters::LevelFilter::TRACE)
+        }
+        fn enabled(&self, _: &Metadata<'_>) -> bool {
+            false
+        }
+        fn new_span(&self, _: &Attributes<'_>) -> Id {
+            Id::from_u64(1)
+        }
+        fn record(&self, _: &Id, _: &Record<'_>) {}
+        fn record_follows_from(&self, _: &Id, _: &Id) {}
+        fn event(&self, _: &Event<'_>) {}
+        fn enter(&self, _: &Id) {}
+        fn exit(&self, _: &Id) {}
+    }
+
+    impl Capture {
+        /// A new capture, after making sure no callsite's cached interest can hide an
+        /// event from it (see [`AskEachTime`]).
+        pub(crate) fn new() -> Self {
+            static GLOBAL: std::sync::Once = std::sync::Once::new();
+            GLOBAL.call_once(|| {
+                tracing::subscriber::set_global_default(AskEachTime)
+                    .expect("no other global subscriber in this test binary");
+            });
+            tracing::callsite::rebuild_interest_cache();
+            Self::default()
+        }
+    }
+
     struct Writer<'a>(&'a mut String);
 
     impl Visit for Writer<'_> {
@@ -496,7 +542,7 @@ fn trace_logs_of_a_whole_snapshot_never_show_secret_token_or_signature() {
 
     const TOKEN: &str = "eyJTOKENVALUEq8";
     const SIG: &str = "SIGNATUREVALUEz4";
-    let capture = capture::Capture::default();
+    let capture = capture::Capture::new();
     let basic = {
         use base64::Engine as _;
         base64::engine::general_purpose::STANDARD.encode(format!("us-east-1#client:{SECRET}"))

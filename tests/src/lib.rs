@@ -1095,6 +1095,45 @@ pub struct LogCapture {
     log_records: bool,
 }
 
+/// Installs, once per process, a global default subscriber that records nothing but
+/// answers "ask me each time" for every callsite and allows every level; then rebuilds
+/// the callsite interest cache.
+///
+/// A capture is a thread's scoped subscriber, and other tests run on other threads with
+/// none. Without this, a callsite first reached on such a thread can have its interest
+/// cached as "never" (or the global level hint left below TRACE), and the capture then
+/// misses those events at random: a short capture proves nothing about secrets.
+pub fn ask_each_time() {
+    use tracing::subscriber::Interest;
+    struct AskEachTime;
+    impl tracing::Subscriber for AskEachTime {
+        fn register_callsite(&self, _: &'static tracing::Metadata<'static>) -> Interest {
+            Interest::sometimes()
+        }
+        fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+            Some(tracing::level_filters::LevelFilter::TRACE)
+        }
+        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+            false
+        }
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, _: &tracing::Event<'_>) {}
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+    static GLOBAL: std::sync::Once = std::sync::Once::new();
+    GLOBAL.call_once(|| {
+        // Fails only when the test binary installed its own global subscriber, which
+        // then decides; the capture's assertion on its length still guards the result.
+        let _ = tracing::subscriber::set_global_default(AskEachTime);
+    });
+    tracing::callsite::rebuild_interest_cache();
+}
+
 /// The writer [`LogCapture`] hands the subscriber.
 pub struct LogWriter(Arc<Mutex<Vec<u8>>>);
 
@@ -1123,6 +1162,7 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogCapture {
 impl LogCapture {
     /// An empty capture of `tracing` events.
     pub fn new() -> Self {
+        ask_each_time();
         Self::default()
     }
 
@@ -1136,6 +1176,7 @@ impl LogCapture {
             // bridge from, and the scenario's assertions still hold for what arrives.
             let _ = tracing_log::LogTracer::init();
         });
+        ask_each_time();
         Self {
             log_records: true,
             ..Self::default()
