@@ -1,0 +1,124 @@
+//! SQL dialects: names, types and statement text, as pure functions.
+//!
+//! A [`Dialect`] turns the decisions of [`crate::plan`] and [`crate::migrate`] into SQL
+//! text for one database family; a driver executes that text. Nothing here touches a
+//! connection, so the layout each dialect produces is unit-tested statement by
+//! statement. A dialect for another database (MySQL/MariaDB lays tables out as
+//! `<namespace>__<table>` with inline `ENUM(...)` columns) implements the same trait.
+
+pub mod postgres;
+pub mod sqlite;
+
+use crate::model::{Column, ColumnType, EnumType, TableModel};
+
+pub use postgres::Postgres;
+pub use sqlite::Sqlite;
+
+/// Name of the meta namespace (`instructure_dap`), as the official client names it.
+pub const META_NAMESPACE: &str = "instructure_dap";
+
+/// One dialect's SQL.
+pub trait Dialect: Send + Sync + std::fmt::Debug {
+    /// The dialect's name as connection strings and the official client name it
+    /// (`postgresql`, `sqlite`).
+    fn name(&self) -> &'static str;
+
+    /// A quoted identifier.
+    fn ident(&self, name: &str) -> String;
+
+    /// A quoted string literal.
+    fn literal(&self, value: &str) -> String {
+        format!("'{}'", value.replace('\'', "''"))
+    }
+
+    /// The qualified, quoted name of a table (or of a type) in a namespace.
+    fn qualified(&self, namespace: &str, name: &str) -> String;
+
+    /// A column type, spelled as the catalog reports it, so that a layout read back
+    /// from the database compares equal to the one this dialect creates.
+    fn column_type(&self, namespace: &str, ty: &ColumnType) -> String;
+
+    /// Statements that create the meta tables (`table_sync`, `database_version`) when
+    /// they are missing and record the layout version; safe to run every time.
+    fn create_meta(&self) -> Vec<String>;
+
+    /// `CREATE TYPE` for an enumeration, where the dialect has such types.
+    fn create_enum(&self, namespace: &str, e: &EnumType) -> Option<String>;
+
+    /// Adds one value at the end of an enumeration type, where the dialect has them.
+    fn add_enum_value(&self, namespace: &str, type_name: &str, value: &str) -> Option<String>;
+
+    /// `CREATE TABLE` (with comments) for `model`, named `name` in its namespace, its
+    /// primary key constraint named `pk_name`.
+    fn create_table(&self, model: &TableModel, name: &str, pk_name: &str) -> Vec<String>;
+
+    /// Adds a column.
+    fn add_column(&self, model: &TableModel, column: &Column) -> Vec<String>;
+
+    /// Drops a column.
+    fn drop_column(&self, model: &TableModel, name: &str) -> String;
+
+    /// Changes a column's type, converting its values.
+    fn alter_column_type(&self, model: &TableModel, column: &Column) -> String;
+
+    /// Makes a column nullable (`nullable`) or NOT NULL.
+    fn set_nullable(&self, model: &TableModel, column: &str, nullable: bool) -> String;
+
+    /// Sets (or clears) a column's comment; `None` where comments do not exist.
+    fn comment_column(&self, model: &TableModel, column: &Column) -> Option<String>;
+
+    /// Sets (or clears) the table's comment.
+    fn comment_table(&self, model: &TableModel) -> Option<String>;
+
+    /// Drops a table of `namespace` if it exists.
+    fn drop_table(&self, namespace: &str, name: &str) -> String;
+
+    /// Whether a column's type and nullability can be changed in place; when not, such
+    /// a change rebuilds the table.
+    fn supports_alter_column(&self) -> bool {
+        true
+    }
+
+    /// Renames a table within its namespace, and its primary key constraint from
+    /// `from_pk` to `to_pk`.
+    fn rename_table(
+        &self,
+        namespace: &str,
+        from: &str,
+        to: &str,
+        from_pk: &str,
+        to_pk: &str,
+    ) -> Vec<String>;
+}
+
+/// The primary key constraint name of a table, as the official client names it.
+pub fn pk_name(table: &str) -> String {
+    format!("pk_{table}")
+}
+
+/// The name a table is built under before it replaces `table` in one transaction.
+pub fn shadow_name(table: &str) -> String {
+    format!("{table}__dap_new")
+}
+
+/// A string literal for SQL with standard-conforming strings (quotes doubled).
+pub(crate) fn quote_literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+/// A double-quoted identifier.
+pub(crate) fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(quote_literal("O'Brien"), "'O''Brien'");
+        assert_eq!(pk_name("accounts"), "pk_accounts");
+    }
+}
