@@ -5,3 +5,5 @@
 pub mod dialect;
 pub mod json;
 pub mod model;
+pub mod conn;
+pub mod tsv;
