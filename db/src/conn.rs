@@ -219,20 +219,26 @@ fn parse_postgres(rest: &str) -> Result<ConnectionString, ConnectionStringError>
             };
             let u = percent_decode(u).ok_or_else(|| invalid("bad percent-encoding in the user"))?;
             let p = match p {
-                Some(p) => Some(Password(
-                    percent_decode(p)
-                        .ok_or_else(|| invalid("bad percent-encoding in the password"))?,
-                )),
+                Some(p) => {
+                    Some(Password(percent_decode(p).ok_or_else(|| {
+                        invalid("bad percent-encoding in the password")
+                    })?))
+                }
                 None => None,
             };
             ((!u.is_empty()).then_some(u), p.filter(|p| !p.0.is_empty()))
         }
     };
     let (host, port) = split_host_port(hostport)?;
-    let database = percent_decode(path).ok_or_else(|| invalid("bad percent-encoding in the database"))?;
+    let database =
+        percent_decode(path).ok_or_else(|| invalid("bad percent-encoding in the database"))?;
     let (ssl, root_cert) = parse_query(query)?;
     let target = PgTarget {
-        host: if host.is_empty() { "localhost".to_owned() } else { host },
+        host: if host.is_empty() {
+            "localhost".to_owned()
+        } else {
+            host
+        },
         port: port.unwrap_or(5432),
         user,
         password,
@@ -249,7 +255,9 @@ fn parse_postgres(rest: &str) -> Result<ConnectionString, ConnectionStringError>
 
 fn split_host_port(hostport: &str) -> Result<(String, Option<u16>), ConnectionStringError> {
     let (host, port) = if let Some(rest) = hostport.strip_prefix('[') {
-        let end = rest.find(']').ok_or_else(|| invalid("unclosed [ in the host"))?;
+        let end = rest
+            .find(']')
+            .ok_or_else(|| invalid("unclosed [ in the host"))?;
         let after = &rest[end + 1..];
         let port = match after.strip_prefix(':') {
             Some(p) => Some(p),
@@ -364,8 +372,14 @@ mod tests {
     #[test]
     fn ssl_modes_under_both_names() {
         assert_eq!(pg("postgresql://h/db?ssl=require").ssl, SslMode::Require);
-        assert_eq!(pg("postgres://h/db?sslmode=verify-full").ssl, SslMode::VerifyFull);
-        assert_eq!(pg("postgresql://h/db?sslmode=prefer&application_name=x").ssl, SslMode::Prefer);
+        assert_eq!(
+            pg("postgres://h/db?sslmode=verify-full").ssl,
+            SslMode::VerifyFull
+        );
+        assert_eq!(
+            pg("postgresql://h/db?sslmode=prefer&application_name=x").ssl,
+            SslMode::Prefer
+        );
         assert!(ConnectionString::parse("postgresql://h/db?ssl=bogus").is_err());
         assert!(ConnectionString::parse("postgresql://h/db?ssl=require&sslmode=disable").is_err());
     }

@@ -263,7 +263,10 @@ mod tests {
     #[test]
     fn remove_and_get() {
         let mut j = Json::parse(r#"{"a":1,"b":{"c":2}}"#).unwrap();
-        assert_eq!(j.get("b").and_then(|b| b.get("c")).and_then(Json::as_i64), Some(2));
+        assert_eq!(
+            j.get("b").and_then(|b| b.get("c")).and_then(Json::as_i64),
+            Some(2)
+        );
         assert!(j.remove("a").is_some());
         assert!(j.remove("a").is_none());
         assert_eq!(j.to_compact(), r#"{"b":{"c":2}}"#);

@@ -2,8 +2,10 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod conn;
 pub mod dialect;
 pub mod json;
+pub mod migrate;
 pub mod model;
-pub mod conn;
+pub mod plan;
 pub mod tsv;

@@ -214,7 +214,11 @@ impl TableModel {
         };
         let mut columns = Vec::new();
         for (name, node) in props.members() {
-            let part = if name == "key" { Part::Key } else { Part::Value };
+            let part = if name == "key" {
+                Part::Key
+            } else {
+                Part::Value
+            };
             let is_object = node.get("type").and_then(Json::as_str) == Some("object");
             match node.get("properties") {
                 Some(inner) if is_object => {
@@ -373,11 +377,7 @@ impl Builder<'_> {
 
 /// The property path a type context names (`accounts__settings__x` -> `settings.x`).
 fn property_of(context: &str) -> String {
-    context
-        .split("__")
-        .skip(1)
-        .collect::<Vec<_>>()
-        .join(".")
+    context.split("__").skip(1).collect::<Vec<_>>().join(".")
 }
 
 fn integer_type(node: &Json, format: Option<&str>) -> ColumnType {
@@ -390,7 +390,10 @@ fn integer_type(node: &Json, format: Option<&str>) -> ColumnType {
     let range = match node.get("enum") {
         Some(values) => {
             let ints: Vec<i64> = values.elements().iter().filter_map(Json::as_i64).collect();
-            ints.iter().min().zip(ints.iter().max()).map(|(a, b)| (*a, *b))
+            ints.iter()
+                .min()
+                .zip(ints.iter().max())
+                .map(|(a, b)| (*a, *b))
         }
         None => node
             .get("minimum")
@@ -533,8 +536,16 @@ pub(crate) mod tests {
             ("uid", ColumnType::Uuid, true),
             ("settings", ColumnType::Json, true),
             ("extra", ColumnType::Json, true),
-            ("tags", ColumnType::Array(Box::new(ColumnType::Varchar(None))), true),
-            ("kinds", ColumnType::Array(Box::new(e("accounts__kinds"))), true),
+            (
+                "tags",
+                ColumnType::Array(Box::new(ColumnType::Varchar(None))),
+                true,
+            ),
+            (
+                "kinds",
+                ColumnType::Array(Box::new(e("accounts__kinds"))),
+                true,
+            ),
             ("items", ColumnType::Json, true),
             // A default moves the column last.
             ("flag", ColumnType::Boolean, true),
@@ -552,7 +563,11 @@ pub(crate) mod tests {
         let names: Vec<String> = model().enums.iter().map(|e| e.name.clone()).collect();
         assert_eq!(
             names,
-            ["accounts__state", "accounts__settings__mode", "accounts__kinds"]
+            [
+                "accounts__state",
+                "accounts__settings__mode",
+                "accounts__kinds"
+            ]
         );
     }
 
@@ -561,7 +576,10 @@ pub(crate) mod tests {
         let m = model();
         assert_eq!(m.comment.as_deref(), Some("Accounts.\n\nAll accounts."));
         assert_eq!(m.column("name").unwrap().comment.as_deref(), Some("Name."));
-        assert_eq!(m.column("body").unwrap().comment.as_deref(), Some("Body text."));
+        assert_eq!(
+            m.column("body").unwrap().comment.as_deref(),
+            Some("Body text.")
+        );
         assert_eq!(m.column("state").unwrap().comment, None);
     }
 
@@ -600,7 +618,10 @@ pub(crate) mod tests {
         let t = |s: &str| integer_type(&Json::parse(s).unwrap(), None);
         assert_eq!(t(r#"{"minimum":0,"maximum":40000}"#), ColumnType::Int);
         assert_eq!(t(r#"{"minimum":0,"maximum":100}"#), ColumnType::SmallInt);
-        assert_eq!(t(r#"{"minimum":0,"maximum":3000000000}"#), ColumnType::BigInt);
+        assert_eq!(
+            t(r#"{"minimum":0,"maximum":3000000000}"#),
+            ColumnType::BigInt
+        );
         assert_eq!(t(r#"{}"#), ColumnType::BigInt);
     }
 }

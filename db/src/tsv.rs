@@ -99,7 +99,11 @@ pub struct Layout {
 
 impl Layout {
     /// Reads a header line.
-    pub fn from_header(header: &[u8], model: &TableModel, kind: LoadKind) -> Result<Self, TsvError> {
+    pub fn from_header(
+        header: &[u8],
+        model: &TableModel,
+        kind: LoadKind,
+    ) -> Result<Self, TsvError> {
         let header = std::str::from_utf8(header).map_err(|_| TsvError::NotUtf8(1))?;
         let header = header.strip_suffix('\r').unwrap_or(header);
         let mut fields = Vec::new();
@@ -114,10 +118,13 @@ impl Layout {
                 }
                 l if l.starts_with("meta.") => Field::Drop,
                 l => {
-                    let column = model.column_for_label(l).ok_or_else(|| TsvError::UnknownColumn {
-                        label: l.to_owned(),
-                        version: model.schema_version,
-                    })?;
+                    let column =
+                        model
+                            .column_for_label(l)
+                            .ok_or_else(|| TsvError::UnknownColumn {
+                                label: l.to_owned(),
+                                version: model.schema_version,
+                            })?;
                     if columns.contains(&column.name) {
                         return Err(TsvError::DuplicateColumn(l.to_owned()));
                     }
@@ -453,12 +460,19 @@ mod tests {
             rewrite(LoadKind::Snapshot, &[b"key.id\tkey.id\n"]),
             Err(TsvError::DuplicateColumn(_))
         ));
-        assert_eq!(rewrite(LoadKind::Snapshot, &[b""]).unwrap_err(), TsvError::NoHeader);
+        assert_eq!(
+            rewrite(LoadKind::Snapshot, &[b""]).unwrap_err(),
+            TsvError::NoHeader
+        );
     }
 
     #[test]
     fn field_count_is_checked() {
-        let err = rewrite(LoadKind::Snapshot, &[b"meta.ts\tkey.id\tvalue.name\nT\t1\n"]).unwrap_err();
+        let err = rewrite(
+            LoadKind::Snapshot,
+            &[b"meta.ts\tkey.id\tvalue.name\nT\t1\n"],
+        )
+        .unwrap_err();
         assert_eq!(
             err,
             TsvError::FieldCount {

@@ -207,7 +207,10 @@ impl Dialect for Postgres {
             quote_ident(&model.primary_key)
         ));
         let mut out = vec![
-            format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(&model.namespace)),
+            format!(
+                "CREATE SCHEMA IF NOT EXISTS {}",
+                quote_ident(&model.namespace)
+            ),
             format!("CREATE TABLE {table} (\n{}\n)", defs.join(",\n")),
         ];
         if let Some(comment) = &model.comment {
@@ -366,9 +369,11 @@ mod tests {
             stmts[2],
             "COMMENT ON TABLE \"canvas\".\"accounts\" IS 'Accounts.\n\nAll accounts.'"
         );
-        assert!(stmts.contains(
-            &"COMMENT ON COLUMN \"canvas\".\"accounts\".\"name\" IS 'Name.'".to_owned()
-        ));
+        assert!(
+            stmts.contains(
+                &"COMMENT ON COLUMN \"canvas\".\"accounts\".\"name\" IS 'Name.'".to_owned()
+            )
+        );
     }
 
     #[test]
@@ -380,7 +385,8 @@ mod tests {
             "CREATE TYPE \"canvas\".\"accounts__state\" AS ENUM ('active', 'deleted')"
         );
         assert_eq!(
-            pg.add_enum_value("canvas", "accounts__state", "it's").unwrap(),
+            pg.add_enum_value("canvas", "accounts__state", "it's")
+                .unwrap(),
             "ALTER TYPE \"canvas\".\"accounts__state\" ADD VALUE IF NOT EXISTS 'it''s'"
         );
         let col = m.column("count").unwrap();
@@ -393,7 +399,13 @@ mod tests {
             "ALTER TABLE \"canvas\".\"accounts\" ALTER COLUMN \"name\" DROP NOT NULL"
         );
         assert_eq!(
-            pg.rename_table("canvas", "accounts__dap_new", "accounts", "pk_x", "pk_accounts")[1],
+            pg.rename_table(
+                "canvas",
+                "accounts__dap_new",
+                "accounts",
+                "pk_x",
+                "pk_accounts"
+            )[1],
             "ALTER TABLE \"canvas\".\"accounts\" RENAME CONSTRAINT \"pk_x\" TO \"pk_accounts\""
         );
     }
@@ -401,7 +413,11 @@ mod tests {
     #[test]
     fn meta_tables_record_layout_version_once() {
         let stmts = Postgres.create_meta();
-        assert!(stmts.iter().any(|s| s.contains("\"timestamp\" timestamp NOT NULL")));
+        assert!(
+            stmts
+                .iter()
+                .any(|s| s.contains("\"timestamp\" timestamp NOT NULL"))
+        );
         assert!(stmts.last().unwrap().contains("WHERE NOT EXISTS"));
     }
 }

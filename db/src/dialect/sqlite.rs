@@ -73,9 +73,7 @@ impl Dialect for Sqlite {
         let sync = self.qualified(META_NAMESPACE, "table_sync");
         let version = self.qualified(META_NAMESPACE, "database_version");
         vec![
-            format!(
-                "CREATE TABLE IF NOT EXISTS {version} (\"version\" INTEGER PRIMARY KEY)"
-            ),
+            format!("CREATE TABLE IF NOT EXISTS {version} (\"version\" INTEGER PRIMARY KEY)"),
             format!(
                 "CREATE TABLE IF NOT EXISTS {sync} (\n\"id\" INTEGER PRIMARY KEY AUTOINCREMENT,\n\
                  \"source_namespace\" VARCHAR(64) NOT NULL,\n\"source_table\" VARCHAR(64) NOT NULL,\n\
