@@ -137,10 +137,10 @@ pub enum RangeError {
         /// The stored position.
         stored: Timestamp,
     },
-    /// Changes that do not start at the stored position.
+    /// Changes that start after the stored position.
     #[error(
         "DAP returned changes from {since}, but the table is at {stored}; applying them \
-         would skip or repeat changes, so nothing was changed"
+         would skip the changes in between, so nothing was changed"
     )]
     Gap {
         /// The job's `since`.
@@ -195,8 +195,10 @@ pub fn check(
             if until < since {
                 return Err(RangeError::Backwards { since, until });
             }
+            // Starting earlier only repeats changes already applied: DAP returns the
+            // latest change of each key, so applying them again is harmless.
             match stored {
-                Some(stored) if since != stored => Err(RangeError::Gap { since, stored }),
+                Some(stored) if since > stored => Err(RangeError::Gap { since, stored }),
                 _ => Ok(()),
             }
         }

@@ -1,0 +1,239 @@
+//! One load, one transaction: create or stage, `COPY` every object as it downloads,
+//! apply, move the position, commit. Any failure (a download that fails verification
+//! included) rolls everything back.
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use tokio_postgres::Transaction;
+
+use super::sql::{self, SavedView};
+use super::{PgSession, PgStore};
+use crate::dialect::{Dialect, Postgres, pk_name, shadow_name};
+use crate::error::Error;
+use crate::model::TableModel;
+use crate::plan::Target;
+use crate::source::Chunks;
+use crate::store::{Feed, LoadJob, LoadStats, naive_utc};
+use crate::tsv::{LoadKind, Rewriter};
+
+/// Bytes gathered before they are sent to the server.
+const FLUSH: usize = 256 * 1024;
+
+pub(super) async fn run(
+    session: &mut PgSession,
+    job: &LoadJob<'_>,
+    feed: Feed<'_>,
+) -> Result<LoadStats, Error> {
+    let store = session.store.clone();
+    let model = job.model;
+    let ns = &model.namespace;
+    let table = Postgres.qualified(ns, &model.table);
+    let shadow = shadow_name(&model.table);
+    let tx = session
+        .client
+        .transaction()
+        .await
+        .map_err(|e| store.fail("starting a transaction", &e))?;
+    let staged = job.landing.dedupe || job.landing.target == Target::Merge;
+    let into = match job.landing.target {
+        Target::Create => {
+            batch(&tx, &store, &Postgres.create_table(model, &model.table, &pk_name(&model.table)), "creating the table").await?;
+            table.clone()
+        }
+        Target::Replace => {
+            let mut stmts = vec![Postgres.drop_table(ns, &shadow)];
+            stmts.extend(Postgres.create_table(model, &shadow, &pk_name(&shadow)));
+            batch(&tx, &store, &stmts, "creating the new copy of the table").await?;
+            Postgres.qualified(ns, &shadow)
+        }
+        Target::Merge => table.clone(),
+    };
+    if staged {
+        batch(&tx, &store, &[sql::create_stage(model)], "creating the staging table").await?;
+    }
+    let copy_into = if staged { sql::STAGE.to_owned() } else { into.clone() };
+    let mut stats = LoadStats::default();
+    let mut columns: Vec<String> = Vec::new();
+    for i in 0..feed.len() {
+        let (cols, lines) = copy_object(&tx, &store, &copy_into, feed.open(i), model, job.kind)
+            .await
+            .map_err(|e| match e {
+                ObjectError::Data(error) => Error::Data {
+                    object: i + 1,
+                    job: feed.job(),
+                    error,
+                },
+                ObjectError::Other(e) => e,
+            })?;
+        stats.lines += lines;
+        for c in cols {
+            if !columns.contains(&c) {
+                columns.push(c);
+            }
+        }
+    }
+    let views = if job.disturbs_views {
+        save_views(&tx, &store, &table).await?
+    } else {
+        Vec::new()
+    };
+    let drops: Vec<String> = views.iter().rev().map(SavedView::drop).collect();
+    batch(&tx, &store, &drops, "dropping the views on the table").await?;
+    if staged && !columns.is_empty() {
+        if job.landing.target == Target::Merge {
+            batch(&tx, &store, &job.migration, "changing the table's layout").await?;
+            stats.deleted = tx
+                .execute(&sql::merge_delete(model, &into), &[])
+                .await
+                .map_err(|e| store.fail("deleting the deleted rows", &e))?;
+        }
+        stats.upserted = tx
+            .execute(&sql::merge_upsert(model, &into, &columns), &[])
+            .await
+            .map_err(|e| store.fail("upserting the changed rows", &e))?;
+    } else {
+        if job.landing.target == Target::Merge {
+            batch(&tx, &store, &job.migration, "changing the table's layout").await?;
+        }
+        stats.upserted = stats.lines;
+    }
+    if job.landing.target == Target::Replace {
+        let mut stmts = vec![format!("DROP TABLE IF EXISTS {table}")];
+        stmts.extend(Postgres.rename_table(ns, &shadow, &model.table, &pk_name(&shadow), &pk_name(&model.table)));
+        batch(&tx, &store, &stmts, "swapping in the new copy of the table").await?;
+    }
+    stats.views = recreate_views(&tx, &store, &views, &table).await?;
+    write_position(&tx, &store, job).await?;
+    tx.commit()
+        .await
+        .map_err(|e| store.fail("committing", &e))?;
+    Ok(stats)
+}
+
+async fn batch(tx: &Transaction<'_>, store: &PgStore, stmts: &[String], what: &str) -> Result<(), Error> {
+    for s in stmts {
+        tx.batch_execute(s).await.map_err(|e| store.fail(what, &e))?;
+    }
+    Ok(())
+}
+
+enum ObjectError {
+    Data(crate::tsv::TsvError),
+    Other(Error),
+}
+
+impl From<Error> for ObjectError {
+    fn from(e: Error) -> Self {
+        Self::Other(e)
+    }
+}
+
+/// Streams one object into `COPY`; returns its columns and its number of data lines.
+async fn copy_object(
+    tx: &Transaction<'_>,
+    store: &PgStore,
+    into: &str,
+    mut chunks: Chunks,
+    model: &TableModel,
+    kind: LoadKind,
+) -> Result<(Vec<String>, u64), ObjectError> {
+    let mut rewriter = Rewriter::new(model, kind);
+    let mut out: Vec<u8> = Vec::with_capacity(FLUSH * 2);
+    let mut sink = None;
+    let what = "loading rows with COPY";
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(Error::from)?;
+        rewriter.push(&chunk, &mut out).map_err(ObjectError::Data)?;
+        if sink.is_none() {
+            if let Some(layout) = rewriter.layout() {
+                let s = tx
+                    .copy_in::<_, Bytes>(&sql::copy_in(into, &layout.columns))
+                    .await
+                    .map_err(|e| store.fail(what, &e))?;
+                sink = Some(Box::pin(s));
+            }
+        }
+        if let Some(s) = sink.as_mut() {
+            if out.len() >= FLUSH {
+                let data = Bytes::from(std::mem::replace(&mut out, Vec::with_capacity(FLUSH * 2)));
+                s.send(data).await.map_err(|e| store.fail(what, &e))?;
+            }
+        }
+    }
+    rewriter.finish(&mut out).map_err(ObjectError::Data)?;
+    let layout = rewriter.layout().cloned().ok_or(ObjectError::Data(crate::tsv::TsvError::NoHeader))?;
+    let mut s = match sink {
+        Some(s) => s,
+        None => Box::pin(
+            tx.copy_in::<_, Bytes>(&sql::copy_in(into, &layout.columns))
+                .await
+                .map_err(|e| store.fail(what, &e))?,
+        ),
+    };
+    if !out.is_empty() {
+        s.send(Bytes::from(out)).await.map_err(|e| store.fail(what, &e))?;
+    }
+    s.as_mut().finish().await.map_err(|e| store.fail(what, &e))?;
+    let lines = rewriter.lines().saturating_sub(1);
+    let columns = layout.columns;
+    Ok((columns, lines))
+}
+
+async fn save_views(tx: &Transaction<'_>, store: &PgStore, table: &str) -> Result<Vec<SavedView>, Error> {
+    let rows = tx
+        .query(sql::DEPENDENT_VIEWS, &[&table])
+        .await
+        .map_err(|e| store.fail("reading the views on the table", &e))?;
+    Ok(rows
+        .iter()
+        .map(|r| SavedView {
+            schema: r.get(0),
+            name: r.get(1),
+            materialized: r.get::<_, String>(2) == "m",
+            definition: r.get(3),
+            comment: r.get(4),
+        })
+        .collect())
+}
+
+async fn recreate_views(
+    tx: &Transaction<'_>,
+    store: &PgStore,
+    views: &[SavedView],
+    table: &str,
+) -> Result<u64, Error> {
+    for v in views {
+        for stmt in v.create() {
+            tx.batch_execute(&stmt).await.map_err(|e| Error::View {
+                view: v.qualified(),
+                table: table.to_owned(),
+                reason: crate::error::redact(&crate::error::chain(&e), store.password()),
+            })?;
+        }
+    }
+    Ok(views.len() as u64)
+}
+
+async fn write_position(tx: &Transaction<'_>, store: &PgStore, job: &LoadJob<'_>) -> Result<(), Error> {
+    let model = job.model;
+    let ts = naive_utc(job.next_position);
+    let version = i64::try_from(model.schema_version).unwrap_or(i64::MAX);
+    let what = "recording the table's position in instructure_dap.table_sync";
+    match job.position {
+        Some(p) => tx
+            .execute(
+                &sql::update_position(),
+                &[&p.id, &ts, &version, &model.schema_description],
+            )
+            .await
+            .map_err(|e| store.fail(what, &e))?,
+        None => tx
+            .execute(
+                &sql::insert_position(),
+                &[&model.namespace, &model.table, &ts, &version, &model.schema_description],
+            )
+            .await
+            .map_err(|e| store.fail(what, &e))?,
+    };
+    Ok(())
+}

@@ -1,0 +1,221 @@
+//! The PostgreSQL statements of a load, built from the plan; pure and unit-tested.
+
+use crate::dialect::{Dialect, META_NAMESPACE, Postgres, quote_ident};
+use crate::model::TableModel;
+use crate::tsv::{ACTION_COLUMN, SEQ_COLUMN};
+
+/// The staging table of a load (temporary, dropped at commit).
+pub(crate) const STAGE: &str = "pg_temp.\"dap_stage\"";
+
+/// `CREATE TEMP TABLE` for staging `model`'s rows: every column nullable, plus the
+/// arrival number and the action.
+pub(crate) fn create_stage(model: &TableModel) -> String {
+    let mut defs = vec![
+        format!("{} bigserial", quote_ident(SEQ_COLUMN)),
+        format!("{} text", quote_ident(ACTION_COLUMN)),
+    ];
+    defs.extend(model.columns.iter().map(|c| {
+        format!(
+            "{} {}",
+            quote_ident(&c.name),
+            Postgres.column_type(&model.namespace, &c.ty)
+        )
+    }));
+    format!(
+        "CREATE TEMP TABLE \"dap_stage\" ({}) ON COMMIT DROP",
+        defs.join(", ")
+    )
+}
+
+/// `COPY ... FROM STDIN` into `table` (already quoted) for `columns`.
+pub(crate) fn copy_in(table: &str, columns: &[String]) -> String {
+    let cols: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
+    format!("COPY {table} ({}) FROM STDIN", cols.join(", "))
+}
+
+/// The last staged row of each key.
+fn last_rows(model: &TableModel, select: &str) -> String {
+    let key = quote_ident(&model.primary_key);
+    format!(
+        "SELECT DISTINCT ON ({key}) {select} FROM {STAGE} ORDER BY {key}, {} DESC",
+        quote_ident(SEQ_COLUMN)
+    )
+}
+
+/// Deletes the keys whose last staged change is a delete.
+pub(crate) fn merge_delete(model: &TableModel, table: &str) -> String {
+    let key = quote_ident(&model.primary_key);
+    let action = quote_ident(ACTION_COLUMN);
+    format!(
+        "DELETE FROM {table} AS t USING ({}) AS s WHERE s.{action} = 'D' AND t.{key} = s.{key}",
+        last_rows(model, &format!("{key}, {action}"))
+    )
+}
+
+/// Inserts or updates the last staged row of each key that is not a delete, for the
+/// data's `columns` (the action excluded).
+pub(crate) fn merge_upsert(model: &TableModel, table: &str, columns: &[String]) -> String {
+    let key = quote_ident(&model.primary_key);
+    let cols: Vec<String> = columns
+        .iter()
+        .filter(|c| *c != ACTION_COLUMN)
+        .map(|c| quote_ident(c))
+        .collect();
+    let list = cols.join(", ");
+    let updates: Vec<String> = columns
+        .iter()
+        .filter(|c| *c != ACTION_COLUMN && **c != model.primary_key)
+        .map(|c| format!("{0} = EXCLUDED.{0}", quote_ident(c)))
+        .collect();
+    let conflict = if updates.is_empty() {
+        "DO NOTHING".to_owned()
+    } else {
+        format!("DO UPDATE SET {}", updates.join(", "))
+    };
+    format!(
+        "INSERT INTO {table} ({list}) SELECT {list} FROM ({}) AS s \
+         WHERE s.{action} IS DISTINCT FROM 'D' ON CONFLICT ({key}) {conflict}",
+        last_rows(model, "*"),
+        action = quote_ident(ACTION_COLUMN)
+    )
+}
+
+/// The `table_sync` table.
+pub(crate) fn table_sync() -> String {
+    Postgres.qualified(META_NAMESPACE, "table_sync")
+}
+
+/// Inserts a `table_sync` row: $1 namespace, $2 table, $3 timestamp (naive UTC text),
+/// $4 schema version, $5 schema description.
+pub(crate) fn insert_position() -> String {
+    format!(
+        "INSERT INTO {} (\"source_namespace\", \"source_table\", \"timestamp\", \"schema_version\", \
+         \"target_schema\", \"target_table\", \"schema_description_format\", \"schema_description\") \
+         VALUES ($1, $2, $3::text::timestamp, $4, $1, $2, 'json', $5)",
+        table_sync()
+    )
+}
+
+/// Updates a `table_sync` row: $1 id, $2 timestamp, $3 schema version, $4 description.
+pub(crate) fn update_position() -> String {
+    format!(
+        "UPDATE {} SET \"timestamp\" = $2::text::timestamp, \"schema_version\" = $3, \
+         \"schema_description_format\" = 'json', \"schema_description\" = $4 WHERE \"id\" = $1",
+        table_sync()
+    )
+}
+
+/// The views (and materialized views) that depend on a table ($1, its quoted name),
+/// directly or through other views: schema, name, kind, definition, comment, depth.
+pub(crate) const DEPENDENT_VIEWS: &str = "\
+WITH RECURSIVE deps(oid, depth) AS (
+    SELECT DISTINCT r.ev_class, 1
+    FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
+    WHERE d.classid = 'pg_rewrite'::regclass AND d.refobjid = to_regclass($1)
+      AND r.ev_class <> to_regclass($1)
+  UNION
+    SELECT DISTINCT r.ev_class, deps.depth + 1
+    FROM deps JOIN pg_depend d ON d.refobjid = deps.oid
+    JOIN pg_rewrite r ON r.oid = d.objid
+    WHERE d.classid = 'pg_rewrite'::regclass AND r.ev_class <> deps.oid AND deps.depth < 50
+)
+SELECT n.nspname::text, c.relname::text, c.relkind::text, pg_get_viewdef(c.oid),
+       obj_description(c.oid, 'pg_class'), max(deps.depth)::int
+FROM deps JOIN pg_class c ON c.oid = deps.oid JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('v', 'm')
+GROUP BY 1, 2, 3, 4, 5
+ORDER BY 6, 1, 2";
+
+/// A view saved before its table changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SavedView {
+    pub(crate) schema: String,
+    pub(crate) name: String,
+    pub(crate) materialized: bool,
+    pub(crate) definition: String,
+    pub(crate) comment: Option<String>,
+}
+
+impl SavedView {
+    pub(crate) fn qualified(&self) -> String {
+        Postgres.qualified(&self.schema, &self.name)
+    }
+
+    pub(crate) fn drop(&self) -> String {
+        let kind = if self.materialized {
+            "MATERIALIZED VIEW"
+        } else {
+            "VIEW"
+        };
+        format!("DROP {kind} IF EXISTS {}", self.qualified())
+    }
+
+    /// The statements that recreate the view.
+    pub(crate) fn create(&self) -> Vec<String> {
+        let kind = if self.materialized {
+            "MATERIALIZED VIEW"
+        } else {
+            "VIEW"
+        };
+        let definition = self.definition.trim().trim_end_matches(';');
+        let mut out = vec![format!("CREATE {kind} {} AS {definition}", self.qualified())];
+        if let Some(c) = &self.comment {
+            out.push(format!(
+                "COMMENT ON {kind} {} IS {}",
+                self.qualified(),
+                Postgres.literal(c)
+            ));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::tests::model;
+
+    #[test]
+    fn stage_and_merge() {
+        let m = model();
+        let stage = create_stage(&m);
+        assert!(stage.starts_with(
+            "CREATE TEMP TABLE \"dap_stage\" (\"_dap_seq\" bigserial, \"_dap_action\" text, \"id\" bigint, \"name\" character varying(255),"
+        ));
+        assert!(stage.ends_with(") ON COMMIT DROP"));
+        let cols = vec![ACTION_COLUMN.to_owned(), "id".to_owned(), "name".to_owned()];
+        assert_eq!(
+            copy_in(STAGE, &cols),
+            "COPY pg_temp.\"dap_stage\" (\"_dap_action\", \"id\", \"name\") FROM STDIN"
+        );
+        assert_eq!(
+            merge_delete(&m, "\"canvas\".\"accounts\""),
+            "DELETE FROM \"canvas\".\"accounts\" AS t USING (SELECT DISTINCT ON (\"id\") \"id\", \"_dap_action\" \
+             FROM pg_temp.\"dap_stage\" ORDER BY \"id\", \"_dap_seq\" DESC) AS s WHERE s.\"_dap_action\" = 'D' AND t.\"id\" = s.\"id\""
+        );
+        let up = merge_upsert(&m, "\"canvas\".\"accounts\"", &cols);
+        assert!(up.starts_with("INSERT INTO \"canvas\".\"accounts\" (\"id\", \"name\") SELECT \"id\", \"name\" FROM (SELECT DISTINCT ON"));
+        assert!(up.ends_with("ON CONFLICT (\"id\") DO UPDATE SET \"name\" = EXCLUDED.\"name\""));
+        let keys_only = merge_upsert(&m, "t", &["id".to_owned()]);
+        assert!(keys_only.ends_with("DO NOTHING"));
+    }
+
+    #[test]
+    fn views_recreate_with_comments() {
+        let v = SavedView {
+            schema: "public".to_owned(),
+            name: "v".to_owned(),
+            materialized: false,
+            definition: " SELECT id\n   FROM canvas.accounts;".to_owned(),
+            comment: Some("it's".to_owned()),
+        };
+        assert_eq!(
+            v.create(),
+            [
+                "CREATE VIEW \"public\".\"v\" AS SELECT id\n   FROM canvas.accounts",
+                "COMMENT ON VIEW \"public\".\"v\" IS 'it''s'"
+            ]
+        );
+        assert_eq!(v.drop(), "DROP VIEW IF EXISTS \"public\".\"v\"");
+    }
+}
