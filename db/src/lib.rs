@@ -4,15 +4,15 @@
 
 pub mod conn;
 pub mod dialect;
+pub mod error;
 pub mod json;
 pub mod migrate;
 pub mod model;
-pub mod plan;
-pub mod tsv;
-pub mod error;
+pub mod pace;
 pub mod pg;
+pub mod plan;
+pub mod replicate;
 pub mod source;
 pub mod store;
 mod tls;
-pub mod pace;
-pub mod replicate;
+pub mod tsv;

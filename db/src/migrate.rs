@@ -204,6 +204,7 @@ impl EnumChanges {
             .iter()
             .filter_map(|e| dialect.create_enum(namespace, e))
             .collect();
+
         out.extend(
             self.add
                 .iter()

@@ -9,8 +9,16 @@ use tokio::time::Instant;
 
 /// The decision: given the start times within the window (oldest first), when the
 /// next start may happen (`now` if it may happen now).
-pub fn next_start(starts: &VecDeque<Instant>, now: Instant, limit: usize, window: Duration) -> Instant {
-    let recent: Vec<&Instant> = starts.iter().filter(|t| now.duration_since(**t) < window).collect();
+pub fn next_start(
+    starts: &VecDeque<Instant>,
+    now: Instant,
+    limit: usize,
+    window: Duration,
+) -> Instant {
+    let recent: Vec<&Instant> = starts
+        .iter()
+        .filter(|t| now.duration_since(**t) < window)
+        .collect();
     if recent.len() < limit.max(1) {
         return now;
     }

@@ -126,7 +126,8 @@ pub async fn run<S: Store>(
                 let started = Instant::now();
                 match run_table(store, source, pacer, command, namespace, table).await {
                     Ok(mut report) => {
-                        report.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                        report.elapsed_ms =
+                            u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
                         info!("Finished {verb} of table '{table}'{of}");
                         (i, TableOutcome::Done(report))
                     }
@@ -179,7 +180,12 @@ fn covered(result: &QueryResult) -> Result<Covered, Error> {
 
 async fn model_of(source: &dyn Source, namespace: &str, table: &str) -> Result<TableModel, Error> {
     let schema = source.schema(namespace, table).await?;
-    Ok(TableModel::from_schema(namespace, table, schema.raw(), schema.version)?)
+    Ok(TableModel::from_schema(
+        namespace,
+        table,
+        schema.raw(),
+        schema.version,
+    )?)
 }
 
 /// Runs `command` on one table.
@@ -249,7 +255,11 @@ impl<S: Store> Ctx<'_, S> {
         Ok(result)
     }
 
-    async fn prepare_enums(&self, session: &mut S::Session, model: &TableModel) -> Result<(), Error> {
+    async fn prepare_enums(
+        &self,
+        session: &mut S::Session,
+        model: &TableModel,
+    ) -> Result<(), Error> {
         let names: Vec<String> = model.enums.iter().map(|e| e.name.clone()).collect();
         let existing = session.enums(&names).await?;
         let changes = migrate::enum_changes(&existing, model);
@@ -353,7 +363,14 @@ impl<S: Store> Ctx<'_, S> {
             stats.deleted,
             covered.next_position()
         );
-        Ok(self.report(Action::Synced, &result, covered, model, stats, !migration.is_empty()))
+        Ok(self.report(
+            Action::Synced,
+            &result,
+            covered,
+            model,
+            stats,
+            !migration.is_empty(),
+        ))
     }
 
     fn reinit_reason(&self, migration: &Migration) -> Option<String> {
@@ -404,7 +421,11 @@ impl<S: Store> Ctx<'_, S> {
 }
 
 /// Drops replicated tables (`all`: every table of the namespace in `table_sync`).
-pub async fn drop_tables<S: Store>(store: &S, namespace: &str, tables: &[String]) -> Vec<TableOutcome> {
+pub async fn drop_tables<S: Store>(
+    store: &S,
+    namespace: &str,
+    tables: &[String],
+) -> Vec<TableOutcome> {
     let mut out = Vec::new();
     for table in tables {
         let result = async {

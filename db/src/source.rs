@@ -145,7 +145,9 @@ impl Source for HyperSource {
             self.client
                 .list_tables(namespace)
                 .await
-                .map_err(wrap(format!("listing the tables of namespace '{namespace}'")))
+                .map_err(wrap(format!(
+                    "listing the tables of namespace '{namespace}'"
+                )))
         })
     }
 

@@ -117,8 +117,9 @@ pub trait Store: Send + Sync + 'static {
     /// The dialect.
     fn dialect(&self) -> &'static dyn Dialect;
 
-    /// Creates the meta tables if they are missing (and records the layout version).
-    fn prepare(&self) -> impl Future<Output = Result<(), Error>> + Send;
+    /// Creates the meta tables if they are missing (and records the layout version),
+    /// and the namespace's schema where the dialect has schemas.
+    fn prepare(&self, namespace: &str) -> impl Future<Output = Result<(), Error>> + Send;
 
     /// Opens a session on one table, waiting for its lock.
     fn session(
@@ -128,8 +129,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Self::Session, Error>> + Send;
 
     /// The `table_sync` rows of a namespace, by table name.
-    fn positions(&self, namespace: &str)
-    -> impl Future<Output = Result<Vec<SyncRow>, Error>> + Send;
+    fn positions(
+        &self,
+        namespace: &str,
+    ) -> impl Future<Output = Result<Vec<SyncRow>, Error>> + Send;
 
     /// How many rows a replicated table holds.
     fn count(
@@ -154,7 +157,10 @@ pub trait TableSession: Send {
     ) -> impl Future<Output = Result<Vec<(String, Vec<String>)>, Error>> + Send;
 
     /// Runs each statement in its own transaction.
-    fn execute_each(&mut self, statements: &[String]) -> impl Future<Output = Result<(), Error>> + Send;
+    fn execute_each(
+        &mut self,
+        statements: &[String],
+    ) -> impl Future<Output = Result<(), Error>> + Send;
 
     /// Lands a job's data in one transaction.
     fn load(

@@ -10,7 +10,9 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
 
 use crate::conn::SslMode;
 
@@ -24,7 +26,10 @@ enum Check {
 
 /// A client configuration for `mode`, trusting the bundled web roots plus the PEM
 /// certificates in `extra_roots`.
-pub(crate) fn client_config(mode: SslMode, extra_roots: Option<&Path>) -> Result<ClientConfig, String> {
+pub(crate) fn client_config(
+    mode: SslMode,
+    extra_roots: Option<&Path>,
+) -> Result<ClientConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let check = match mode {
         SslMode::VerifyFull => Check::Full,
@@ -44,9 +49,10 @@ pub(crate) fn client_config(mode: SslMode, extra_roots: Option<&Path>) -> Result
                 .map_err(|e| format!("bad certificate in {}: {e}", path.display()))?;
         }
     }
-    let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
-        .build()
-        .map_err(|e| format!("cannot set up certificate checks: {e}"))?;
+    let webpki =
+        WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
+            .build()
+            .map_err(|e| format!("cannot set up certificate checks: {e}"))?;
     let verifier = Arc::new(Verifier {
         check,
         webpki,

@@ -42,6 +42,9 @@ pub trait Dialect: Send + Sync + std::fmt::Debug {
     /// they are missing and record the layout version; safe to run every time.
     fn create_meta(&self) -> Vec<String>;
 
+    /// Creates a namespace if it is missing, where the dialect has namespaces.
+    fn create_namespace(&self, namespace: &str) -> Option<String>;
+
     /// `CREATE TYPE` for an enumeration, where the dialect has such types.
     fn create_enum(&self, namespace: &str, e: &EnumType) -> Option<String>;
 

@@ -177,6 +177,13 @@ impl Dialect for Postgres {
         out
     }
 
+    fn create_namespace(&self, namespace: &str) -> Option<String> {
+        Some(format!(
+            "CREATE SCHEMA IF NOT EXISTS {}",
+            quote_ident(namespace)
+        ))
+    }
+
     fn create_enum(&self, namespace: &str, e: &EnumType) -> Option<String> {
         let values: Vec<String> = e.values.iter().map(|v| quote_literal(v)).collect();
         Some(format!(

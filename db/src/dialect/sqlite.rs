@@ -88,6 +88,10 @@ impl Dialect for Sqlite {
         ]
     }
 
+    fn create_namespace(&self, _namespace: &str) -> Option<String> {
+        None
+    }
+
     fn create_enum(&self, _namespace: &str, _e: &EnumType) -> Option<String> {
         None
     }

@@ -37,7 +37,13 @@ pub(super) async fn run(
     let staged = job.landing.dedupe || job.landing.target == Target::Merge;
     let into = match job.landing.target {
         Target::Create => {
-            batch(&tx, &store, &Postgres.create_table(model, &model.table, &pk_name(&model.table)), "creating the table").await?;
+            batch(
+                &tx,
+                &store,
+                &Postgres.create_table(model, &model.table, &pk_name(&model.table)),
+                "creating the table",
+            )
+            .await?;
             table.clone()
         }
         Target::Replace => {
@@ -49,9 +55,19 @@ pub(super) async fn run(
         Target::Merge => table.clone(),
     };
     if staged {
-        batch(&tx, &store, &[sql::create_stage(model)], "creating the staging table").await?;
+        batch(
+            &tx,
+            &store,
+            &[sql::create_stage(model)],
+            "creating the staging table",
+        )
+        .await?;
     }
-    let copy_into = if staged { sql::STAGE.to_owned() } else { into.clone() };
+    let copy_into = if staged {
+        sql::STAGE.to_owned()
+    } else {
+        into.clone()
+    };
     let mut stats = LoadStats::default();
     let mut columns: Vec<String> = Vec::new();
     for i in 0..feed.len() {
@@ -99,7 +115,13 @@ pub(super) async fn run(
     }
     if job.landing.target == Target::Replace {
         let mut stmts = vec![format!("DROP TABLE IF EXISTS {table}")];
-        stmts.extend(Postgres.rename_table(ns, &shadow, &model.table, &pk_name(&shadow), &pk_name(&model.table)));
+        stmts.extend(Postgres.rename_table(
+            ns,
+            &shadow,
+            &model.table,
+            &pk_name(&shadow),
+            &pk_name(&model.table),
+        ));
         batch(&tx, &store, &stmts, "swapping in the new copy of the table").await?;
     }
     stats.views = recreate_views(&tx, &store, &views, &table).await?;
@@ -110,9 +132,16 @@ pub(super) async fn run(
     Ok(stats)
 }
 
-async fn batch(tx: &Transaction<'_>, store: &PgStore, stmts: &[String], what: &str) -> Result<(), Error> {
+async fn batch(
+    tx: &Transaction<'_>,
+    store: &PgStore,
+    stmts: &[String],
+    what: &str,
+) -> Result<(), Error> {
     for s in stmts {
-        tx.batch_execute(s).await.map_err(|e| store.fail(what, &e))?;
+        tx.batch_execute(s)
+            .await
+            .map_err(|e| store.fail(what, &e))?;
     }
     Ok(())
 }
@@ -161,7 +190,10 @@ async fn copy_object(
         }
     }
     rewriter.finish(&mut out).map_err(ObjectError::Data)?;
-    let layout = rewriter.layout().cloned().ok_or(ObjectError::Data(crate::tsv::TsvError::NoHeader))?;
+    let layout = rewriter
+        .layout()
+        .cloned()
+        .ok_or(ObjectError::Data(crate::tsv::TsvError::NoHeader))?;
     let mut s = match sink {
         Some(s) => s,
         None => Box::pin(
@@ -171,15 +203,24 @@ async fn copy_object(
         ),
     };
     if !out.is_empty() {
-        s.send(Bytes::from(out)).await.map_err(|e| store.fail(what, &e))?;
+        s.send(Bytes::from(out))
+            .await
+            .map_err(|e| store.fail(what, &e))?;
     }
-    s.as_mut().finish().await.map_err(|e| store.fail(what, &e))?;
+    s.as_mut()
+        .finish()
+        .await
+        .map_err(|e| store.fail(what, &e))?;
     let lines = rewriter.lines().saturating_sub(1);
     let columns = layout.columns;
     Ok((columns, lines))
 }
 
-async fn save_views(tx: &Transaction<'_>, store: &PgStore, table: &str) -> Result<Vec<SavedView>, Error> {
+async fn save_views(
+    tx: &Transaction<'_>,
+    store: &PgStore,
+    table: &str,
+) -> Result<Vec<SavedView>, Error> {
     let rows = tx
         .query(sql::DEPENDENT_VIEWS, &[&table])
         .await
@@ -214,7 +255,11 @@ async fn recreate_views(
     Ok(views.len() as u64)
 }
 
-async fn write_position(tx: &Transaction<'_>, store: &PgStore, job: &LoadJob<'_>) -> Result<(), Error> {
+async fn write_position(
+    tx: &Transaction<'_>,
+    store: &PgStore,
+    job: &LoadJob<'_>,
+) -> Result<(), Error> {
     let model = job.model;
     let ts = naive_utc(job.next_position);
     let version = i64::try_from(model.schema_version).unwrap_or(i64::MAX);
@@ -230,7 +275,13 @@ async fn write_position(tx: &Transaction<'_>, store: &PgStore, job: &LoadJob<'_>
         None => tx
             .execute(
                 &sql::insert_position(),
-                &[&model.namespace, &model.table, &ts, &version, &model.schema_description],
+                &[
+                    &model.namespace,
+                    &model.table,
+                    &ts,
+                    &version,
+                    &model.schema_description,
+                ],
             )
             .await
             .map_err(|e| store.fail(what, &e))?,

@@ -86,7 +86,9 @@ impl PgStore {
                 Ok(c) => Ok(c),
                 Err(_) => connect_tls(&config, tokio_postgres::config::SslMode::Require, t).await,
             },
-            SslMode::Prefer => connect_tls(&config, tokio_postgres::config::SslMode::Prefer, t).await,
+            SslMode::Prefer => {
+                connect_tls(&config, tokio_postgres::config::SslMode::Prefer, t).await
+            }
             _ => connect_tls(&config, tokio_postgres::config::SslMode::Require, t).await,
         };
         result.map_err(fail)
@@ -138,7 +140,7 @@ impl Store for PgStore {
         &Postgres
     }
 
-    async fn prepare(&self) -> Result<(), Error> {
+    async fn prepare(&self, namespace: &str) -> Result<(), Error> {
         let mut client = self.connect().await?;
         let tx = client
             .transaction()
@@ -148,7 +150,11 @@ impl Store for PgStore {
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&lock_key("", "")])
             .await
             .map_err(|e| self.fail("locking the meta tables", &e))?;
-        for stmt in Postgres.create_meta() {
+        for stmt in Postgres
+            .create_meta()
+            .into_iter()
+            .chain(Postgres.create_namespace(namespace))
+        {
             tx.batch_execute(&stmt)
                 .await
                 .map_err(|e| self.fail("creating the meta tables", &e))?;
@@ -202,8 +208,9 @@ impl Store for PgStore {
                 let ts: String = r.get(1);
                 Ok(SyncRow {
                     table: r.get(0),
-                    timestamp: parse_naive_utc(&ts)
-                        .ok_or_else(|| Error::database("reading table_sync", format!("bad timestamp {ts}")))?,
+                    timestamp: parse_naive_utc(&ts).ok_or_else(|| {
+                        Error::database("reading table_sync", format!("bad timestamp {ts}"))
+                    })?,
                     schema_version: u64::try_from(r.get::<_, i64>(2)).unwrap_or(0),
                     target_schema: r.get(3),
                     target_table: r.get(4),
@@ -216,7 +223,10 @@ impl Store for PgStore {
         let client = self.connect().await?;
         let n: i64 = client
             .query_one(
-                &format!("SELECT COUNT(*) FROM {}", Postgres.qualified(namespace, table)),
+                &format!(
+                    "SELECT COUNT(*) FROM {}",
+                    Postgres.qualified(namespace, table)
+                ),
                 &[],
             )
             .await
@@ -324,7 +334,10 @@ impl TableSession for PgSession {
             .collect();
         let comment: Option<String> = self
             .client
-            .query_one("SELECT obj_description(to_regclass($1), 'pg_class')", &[&name])
+            .query_one(
+                "SELECT obj_description(to_regclass($1), 'pg_class')",
+                &[&name],
+            )
             .await
             .map_err(|e| self.store.fail(what, &e))?
             .get(0);

@@ -158,7 +158,10 @@ impl SavedView {
             "VIEW"
         };
         let definition = self.definition.trim().trim_end_matches(';');
-        let mut out = vec![format!("CREATE {kind} {} AS {definition}", self.qualified())];
+        let mut out = vec![format!(
+            "CREATE {kind} {} AS {definition}",
+            self.qualified()
+        )];
         if let Some(c) = &self.comment {
             out.push(format!(
                 "COMMENT ON {kind} {} IS {}",

@@ -1,0 +1,244 @@
+//! Shared pieces of the database tests: a PostgreSQL database of their own on a real
+//! server, the in-process emulator, and comparisons against the emulator's records.
+#![allow(dead_code, unreachable_pub)]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use dap_db::conn::ConnectionString;
+use dap_db::model::{ColumnType, TableModel};
+use dap_db::pg::PgStore;
+use dap_db::source::HyperSource;
+use dap_emulator::{Emulator, EmulatorConfig, QueryRange, Record};
+use dap_proto::{Config, PollPolicy, RetryPolicy};
+
+/// The server tests use: `DAP_TEST_DATABASE_URL`, else the local default.
+pub fn server_url() -> String {
+    std::env::var("DAP_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A database created for one test and dropped after it.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+    admin: String,
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("//").map_or(0, |i| i + 2);
+    let path_start = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
+    let mut out = format!("{}/{db}", &base[..path_start]);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+impl TestDb {
+    /// Creates `dap_test_<pid>_<n>_<tag>`; fails with instructions if no server answers.
+    pub async fn new(tag: &str) -> Self {
+        let admin = server_url();
+        let name = format!(
+            "dap_test_{}_{}_{tag}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let client = admin_client(&admin).await;
+        for stmt in [
+            format!("DROP DATABASE IF EXISTS \"{name}\""),
+            format!("CREATE DATABASE \"{name}\""),
+        ] {
+            client
+                .batch_execute(&stmt)
+                .await
+                .expect("create the test database");
+        }
+        Self {
+            url: with_database(&admin, &name),
+            name,
+            admin,
+        }
+    }
+
+    pub fn store(&self) -> PgStore {
+        PgStore::new(&ConnectionString::parse(&self.url).expect("url")).expect("postgres")
+    }
+
+    pub async fn client(&self) -> tokio_postgres::Client {
+        self.store()
+            .connect()
+            .await
+            .expect("connect to the test database")
+    }
+}
+
+async fn admin_client(url: &str) -> tokio_postgres::Client {
+    let conn = ConnectionString::parse(url).expect("DAP_TEST_DATABASE_URL is a connection string");
+    let store = PgStore::new(&conn).expect("DAP_TEST_DATABASE_URL names a PostgreSQL server");
+    match store.connect().await {
+        Ok(c) => c,
+        Err(e) => panic!(
+            "these tests need a PostgreSQL server and none answered at {conn} ({e}). Start one \
+             (`.ci/run` installs and starts it; or `pg_ctlcluster 15 main start`), or point \
+             DAP_TEST_DATABASE_URL at a server where the user may create databases"
+        ),
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let admin = self.admin.clone();
+        let name = self.name.clone();
+        // Drop runs outside any runtime's async context: use a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                let c = admin_client(&admin).await;
+                let _ = c
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                    .await;
+            });
+        })
+        .join();
+    }
+}
+
+/// An emulator whose clock only moves when told.
+pub fn emulator() -> Emulator {
+    emulator_with(EmulatorConfig::default())
+}
+
+pub fn emulator_with(mut cfg: EmulatorConfig) -> Emulator {
+    // Frozen at a whole second of the real time, so tokens are valid for the client.
+    let now = jiff::Timestamp::now().as_second() * 1000;
+    cfg.frozen_clock_ms = Some(now);
+    cfg.history_origin_ms = now - 3 * 86_400_000;
+    Emulator::start(cfg).expect("emulator starts")
+}
+
+pub fn source(emu: &Emulator) -> HyperSource {
+    let config = Config::builder(emu.client_id(), emu.client_secret())
+        .base_url(emu.base_url())
+        .poll(PollPolicy::new(
+            Duration::from_millis(2),
+            Duration::from_millis(10),
+        ))
+        .retry(RetryPolicy::new(
+            4,
+            Duration::from_millis(1),
+            Duration::from_millis(5),
+        ))
+        .build()
+        .expect("config");
+    HyperSource::new(dap_hyper::Client::new(config).expect("client"))
+}
+
+/// The model of an emulated table, from its schema endpoint.
+pub async fn model(src: &HyperSource, table: &str) -> TableModel {
+    use dap_db::source::Source;
+    let schema = src.schema("canvas", table).await.expect("schema");
+    TableModel::from_schema("canvas", table, schema.raw(), schema.version).unwrap()
+}
+
+/// A cell normalised for comparison: timestamps as instants, numbers as f64, JSON as
+/// values.
+pub fn normalise(ty: &ColumnType, text: Option<&str>) -> Option<String> {
+    let text = text?;
+    Some(match ty {
+        ColumnType::Timestamp => {
+            let t = text.trim_end_matches('Z').replace(' ', "T");
+            let civil: jiff::civil::DateTime =
+                t.parse().unwrap_or_else(|_| panic!("timestamp {text}"));
+            civil.to_string()
+        }
+        ColumnType::Double | ColumnType::Real => text.parse::<f64>().unwrap().to_string(),
+        ColumnType::Json => serde_json::from_str::<serde_json::Value>(text)
+            .unwrap()
+            .to_string(),
+        ColumnType::Boolean => match text {
+            "t" | "true" | "1" => "true".to_owned(),
+            _ => "false".to_owned(),
+        },
+        _ => text.to_owned(),
+    })
+}
+
+/// The expected rows of `table` at `at_ms`, normalised, ordered by key.
+pub fn expected_rows(emu: &Emulator, model: &TableModel, at_ms: i64) -> Vec<Vec<Option<String>>> {
+    let records: Vec<Record> = emu
+        .expected_records("canvas", &model.table, QueryRange::Snapshot { at_ms })
+        .expect("known table");
+    records
+        .iter()
+        .map(|r| {
+            model
+                .columns
+                .iter()
+                .map(|c| {
+                    let cell = r.column(&c.label()).flatten();
+                    normalise(&c.ty, cell.as_deref())
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The rows of a PostgreSQL table, normalised, ordered by key.
+pub async fn pg_rows(db: &TestDb, model: &TableModel) -> Vec<Vec<Option<String>>> {
+    let client = db.client().await;
+    let cols: Vec<String> = model
+        .columns
+        .iter()
+        .map(|c| format!("t.\"{}\"::text", c.name))
+        .collect();
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {} FROM \"{}\".\"{}\" AS t ORDER BY t.\"{}\"",
+                cols.join(", "),
+                model.namespace,
+                model.table,
+                model.primary_key
+            ),
+            &[],
+        )
+        .await
+        .expect("read the table");
+    rows.iter()
+        .map(|r| {
+            model
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| normalise(&c.ty, r.get::<_, Option<String>>(i).as_deref()))
+                .collect()
+        })
+        .collect()
+}
+
+/// The stored position of a table.
+pub async fn pg_position(db: &TestDb, table: &str) -> Option<String> {
+    let client = db.client().await;
+    client
+        .query_opt(
+            "SELECT \"timestamp\"::text FROM instructure_dap.table_sync WHERE source_table = $1",
+            &[&table],
+        )
+        .await
+        .ok()
+        .flatten()
+        .map(|r| r.get(0))
+}
