@@ -176,14 +176,15 @@ pub(crate) enum Command {
     Sync(SyncArgs),
     /// Runs the whole workflow against a built-in emulator: no credentials, no network.
     Demo(DemoArgs),
-    /// Not supported here (database replication of the official CLI).
+    /// Performs a snapshot query and persists the result in the database for given table(s).
     Initdb(DbArgs),
-    /// Not supported here (database replication of the official CLI).
+    /// Performs an incremental query and persists the result in the database for given
+    /// table(s).
     Syncdb(DbArgs),
-    /// Not supported here (database replication of the official CLI).
+    /// Drops table(s) from the database.
     Dropdb(DbArgs),
-    /// Not supported here (database replication of the official CLI).
-    Listdb(DbArgs),
+    /// Lists table information stored in the local database.
+    Listdb(ListdbArgs),
 }
 
 /// `--namespace`.
@@ -269,12 +270,51 @@ pub(crate) struct DemoArgs {
     pub(crate) table: String,
 }
 
-/// Arguments of the database commands, accepted so the refusal is a clear message.
+/// `initdb`, `syncdb` and `dropdb` options.
 #[derive(Debug, Args)]
 pub(crate) struct DbArgs {
-    /// Any arguments.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    pub(crate) args: Vec<String>,
+    /// Identifies the data source.
+    #[arg(long, value_name = "NAMESPACE")]
+    pub(crate) namespace: String,
+    /// Table name or comma separated list of table names. Use 'all' for every table in
+    /// the namespace.
+    #[arg(long, value_name = "TABLE")]
+    pub(crate) table: String,
+    /// The database: postgresql://user:password@host:port/database[?ssl=require] or
+    /// sqlite:///path/to/file.db (never printed).
+    #[arg(
+        long,
+        env = "DAP_CONNECTION_STRING",
+        hide_env_values = true,
+        value_name = "DBCONNSTR"
+    )]
+    pub(crate) connection_string: Option<String>,
+    /// How many tables are replicated at once (their queries paced to DAP's limit).
+    #[arg(long, value_name = "N", default_value_t = 4,
+          value_parser = clap::value_parser!(u16).range(1..=32))]
+    pub(crate) concurrency: u16,
+}
+
+/// `listdb` options.
+#[derive(Debug, Args)]
+pub(crate) struct ListdbArgs {
+    /// Identifies the data source.
+    #[arg(long, value_name = "NAMESPACE")]
+    pub(crate) namespace: String,
+    /// The database (see `initdb`; never printed).
+    #[arg(
+        long,
+        env = "DAP_CONNECTION_STRING",
+        hide_env_values = true,
+        value_name = "DBCONNSTR"
+    )]
+    pub(crate) connection_string: Option<String>,
+    /// Omit tables that have not been replicated locally.
+    #[arg(long)]
+    pub(crate) omit_not_replicated: bool,
+    /// Skip querying record counts for each local table.
+    #[arg(long)]
+    pub(crate) omit_record_count: bool,
 }
 
 #[cfg(test)]

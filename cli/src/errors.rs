@@ -23,12 +23,6 @@ pub(crate) enum CliError {
     /// A bad argument value.
     #[error("{0}")]
     Usage(String),
-    /// A command of the official CLI that this one does not implement.
-    #[error(
-        "`dap {0}` (database replication) is not supported by this dap; use the official \
-         client for database commands, or `dap sync` to keep a directory of files up to date"
-    )]
-    Unsupported(&'static str),
     /// An API call or download failed.
     #[error("{what}: {source}")]
     Api {
@@ -103,7 +97,6 @@ impl CliError {
             Self::MissingCredentials(_) => "missing_credentials",
             Self::Config(_) => "config",
             Self::Usage(_) => "usage",
-            Self::Unsupported(_) => "unsupported",
             Self::Io { .. } => "io",
             Self::Other(_) => "other",
             Self::Api { source, .. } => match source {

@@ -10,6 +10,7 @@
 
 mod args;
 mod commands;
+mod db;
 mod demo;
 mod errors;
 mod jsonfile;
@@ -50,7 +51,13 @@ fn main() -> ExitCode {
         }
     };
     let g = &cli.global;
-    logging::set_secrets(g.client_secret.iter().cloned().collect());
+    logging::set_secrets(
+        g.client_secret
+            .iter()
+            .cloned()
+            .chain(db::secret(&cli.command))
+            .collect(),
+    );
     let default_level = if matches!(cli.command, Command::Demo(_)) {
         LogLevel::Warning
     } else {
@@ -201,10 +208,10 @@ async fn dispatch(cli: &Cli) -> Result<Outcome, CliError> {
             })
             .await
         }
-        Command::Initdb(_) => Err(CliError::Unsupported("initdb")),
-        Command::Syncdb(_) => Err(CliError::Unsupported("syncdb")),
-        Command::Dropdb(_) => Err(CliError::Unsupported("dropdb")),
-        Command::Listdb(_) => Err(CliError::Unsupported("listdb")),
+        Command::Initdb(a) => db::replicate(&make_client(g)?, a, dap_db::plan::Command::Init).await,
+        Command::Syncdb(a) => db::replicate(&make_client(g)?, a, dap_db::plan::Command::Sync).await,
+        Command::Dropdb(a) => db::dropdb(a).await,
+        Command::Listdb(a) => db::listdb(&make_client(g)?, a, !g.non_interactive, json_output).await,
     }
 }
 
@@ -299,6 +306,8 @@ fn command_namespace(c: &Command) -> Option<&str> {
         Command::List(a) => Some(&a.namespace),
         Command::Schema(a) => Some(&a.namespace),
         Command::Sync(a) => Some(&a.query.namespace),
+        Command::Initdb(a) | Command::Syncdb(a) | Command::Dropdb(a) => Some(&a.namespace),
+        Command::Listdb(a) => Some(&a.namespace),
         _ => None,
     }
 }

@@ -16,3 +16,5 @@ pub mod source;
 pub mod store;
 mod tls;
 pub mod tsv;
+pub mod listdb;
+pub mod sqlite;

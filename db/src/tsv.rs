@@ -154,6 +154,28 @@ impl Layout {
         })
     }
 
+    /// For each field of a line, the index of its column in [`Layout::columns`], or
+    /// `None` for a field that is not stored (`meta.ts`).
+    pub fn field_columns(&self) -> Vec<Option<usize>> {
+        let mut next = 0;
+        self.fields
+            .iter()
+            .map(|f| {
+                if *f == Field::Drop {
+                    None
+                } else {
+                    next += 1;
+                    Some(next - 1)
+                }
+            })
+            .collect()
+    }
+
+    /// How many fields a line has.
+    pub fn field_count(&self) -> usize {
+        self.fields.len()
+    }
+
     /// Whether lines pass through with only their first field cut off.
     fn drops_first_only(&self) -> bool {
         self.fields.first() == Some(&Field::Drop)

@@ -1,0 +1,260 @@
+//! `initdb`, `syncdb`, `dropdb` and `listdb`: the database commands, on top of dap-db.
+
+use std::collections::BTreeMap;
+
+use dap_db::conn::{ConnectionString, Target};
+use dap_db::listdb;
+use dap_db::pg::PgStore;
+use dap_db::plan::Command as DbCommand;
+use dap_db::replicate::{self, Action, Options, TableOutcome, TableReport};
+use dap_db::source::{HyperSource, Source};
+use dap_db::sqlite::SqliteStore;
+use dap_db::store::Store;
+use dap_hyper::Client;
+use serde_json::{Value, json};
+use tracing::info;
+
+use crate::args::{DbArgs, ListdbArgs};
+use crate::commands::{Outcome, print_stdout, resolve_tables};
+use crate::errors::CliError;
+use crate::logging;
+
+/// The password of a database command's connection string, to keep out of every output.
+pub(crate) fn secret(command: &crate::args::Command) -> Option<String> {
+    use crate::args::Command as C;
+    let text = match command {
+        C::Initdb(a) | C::Syncdb(a) | C::Dropdb(a) => a.connection_string.clone(),
+        C::Listdb(a) => a.connection_string.clone(),
+        _ => None,
+    }
+    .or_else(|| std::env::var("DAP_CONNECTION_STRING").ok())?;
+    ConnectionString::parse(&text)
+        .ok()?
+        .password()
+        .map(str::to_owned)
+}
+
+fn connection(text: Option<&str>) -> Result<ConnectionString, CliError> {
+    ConnectionString::parse(text.unwrap_or("")).map_err(|e| CliError::Usage(e.to_string()))
+}
+
+/// Runs `f` with the store the connection string names.
+macro_rules! with_store {
+    ($conn:expr, |$store:ident| $body:expr) => {
+        match $conn.target() {
+            Target::Postgres(_) => {
+                let $store = PgStore::new(&$conn).ok_or_else(|| CliError::Other("internal: not postgres".to_owned()))?;
+                $body
+            }
+            Target::Sqlite(_) => {
+                let $store = SqliteStore::new(&$conn).ok_or_else(|| CliError::Other("internal: not sqlite".to_owned()))?;
+                $body
+            }
+            _ => Err(CliError::Usage(format!("{} is not supported", $conn))),
+        }
+    };
+}
+
+fn db_error(what: &str, e: dap_db::error::Error) -> CliError {
+    CliError::Other(logging::redact(&format!("{what}: {e}")))
+}
+
+/// `initdb` and `syncdb`.
+pub(crate) async fn replicate(
+    client: &Client,
+    args: &DbArgs,
+    command: DbCommand,
+) -> Result<Outcome, CliError> {
+    let conn = connection(args.connection_string.as_deref())?;
+    let tables = resolve_tables(client, &args.namespace, &args.table).await?;
+    let source = HyperSource::new(client.clone());
+    let options = Options {
+        concurrency: usize::from(args.concurrency),
+        ..Options::default()
+    };
+    let outcomes = with_store!(conn, |store| {
+        store
+            .prepare(&args.namespace)
+            .await
+            .map_err(|e| db_error("preparing the database", e))?;
+        Ok::<_, CliError>(replicate::run(&store, &source, command, &args.namespace, &tables, options).await)
+    })?;
+    let name = match command {
+        DbCommand::Init => "initdb",
+        DbCommand::Sync => "syncdb",
+    };
+    Ok(summarise(name, &args.namespace, &conn, outcomes))
+}
+
+/// `dropdb`.
+pub(crate) async fn dropdb(args: &DbArgs) -> Result<Outcome, CliError> {
+    let conn = connection(args.connection_string.as_deref())?;
+    let outcomes = with_store!(conn, |store| {
+        store
+            .prepare(&args.namespace)
+            .await
+            .map_err(|e| db_error("preparing the database", e))?;
+        let tables: Vec<String> = if args.table.trim().eq_ignore_ascii_case("all") {
+            let rows = store
+                .positions(&args.namespace)
+                .await
+                .map_err(|e| db_error("reading instructure_dap.table_sync", e))?;
+            let names: Vec<String> = rows.into_iter().map(|r| r.table).collect();
+            info!("all local database tables in namespace {} : {names:?}", args.namespace);
+            names
+        } else {
+            split_tables(&args.table)
+        };
+        if tables.is_empty() {
+            tracing::warn!("No tables to drop in namespace {}", args.namespace);
+        }
+        Ok::<_, CliError>(replicate::drop_tables(&store, &args.namespace, &tables).await)
+    })?;
+    Ok(summarise("dropdb", &args.namespace, &conn, outcomes))
+}
+
+fn split_tables(spec: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for t in spec.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        if !out.iter().any(|x| x == t) {
+            out.push(t.to_owned());
+        }
+    }
+    out
+}
+
+fn summarise(name: &str, namespace: &str, conn: &ConnectionString, outcomes: Vec<TableOutcome>) -> Outcome {
+    let mut reports: Vec<Value> = Vec::new();
+    let mut failed: Vec<String> = Vec::new();
+    let total = outcomes.len();
+    for o in outcomes {
+        match o {
+            TableOutcome::Done(r) => reports.push(report_json(&r)),
+            TableOutcome::Failed(table, e) => {
+                reports.push(json!({
+                    "table": table,
+                    "status": "failed",
+                    "error": logging::redact(&e.to_string()),
+                }));
+                failed.push(table);
+            }
+            TableOutcome::Skipped(table) => {
+                reports.push(json!({ "table": table, "status": "skipped" }));
+                failed.push(table);
+            }
+        }
+    }
+    let ok = failed.is_empty();
+    if ok {
+        if total > 1 {
+            info!("Operation {name} completed: {total} table(s) succeeded.");
+        }
+    } else {
+        tracing::error!(
+            "Operation {name} completed with issues: {} failed out of {total} table(s): {}",
+            failed.len(),
+            failed.join(", ")
+        );
+    }
+    Outcome {
+        json: json!({
+            "command": name,
+            "ok": ok,
+            "namespace": namespace,
+            "database": conn.to_string(),
+            "tables": reports,
+            "failed": failed,
+        }),
+        ok,
+    }
+}
+
+fn report_json(r: &TableReport) -> Value {
+    let (action, reason) = match &r.action {
+        Action::Initialized => ("initialized", None),
+        Action::Synced => ("synced", None),
+        Action::Reinitialized(reason) => ("reinitialized", Some(reason.clone())),
+        Action::Dropped => ("dropped", None),
+        _ => ("other", None),
+    };
+    json!({
+        "table": r.table,
+        "status": "ok",
+        "action": action,
+        "reason": reason,
+        "job_id": r.job,
+        "position": r.position.map(|p| p.to_string()),
+        "schema_version": r.schema_version,
+        "schema_migrated": r.migrated,
+        "lines": r.stats.lines,
+        "upserted": r.stats.upserted,
+        "deleted": r.stats.deleted,
+        "views_recreated": r.stats.views,
+        "elapsed_ms": r.elapsed_ms,
+    })
+}
+
+/// `listdb`.
+pub(crate) async fn listdb(
+    client: &Client,
+    args: &ListdbArgs,
+    interactive: bool,
+    json_output: bool,
+) -> Result<Outcome, CliError> {
+    let conn = connection(args.connection_string.as_deref())?;
+    let source = HyperSource::new(client.clone());
+    let dap_tables = source
+        .tables(&args.namespace)
+        .await
+        .map_err(|e| CliError::Other(logging::redact(&e.to_string())))?;
+    let (positions, counts) = with_store!(conn, |store| {
+        store
+            .prepare(&args.namespace)
+            .await
+            .map_err(|e| db_error("preparing the database", e))?;
+        let positions = store
+            .positions(&args.namespace)
+            .await
+            .map_err(|e| db_error("reading instructure_dap.table_sync", e))?;
+        let mut counts = BTreeMap::new();
+        if !args.omit_record_count {
+            for p in &positions {
+                let n = store
+                    .count(&args.namespace, &p.table)
+                    .await
+                    .map_err(|e| db_error("counting rows", e))?;
+                counts.insert(p.table.clone(), n);
+            }
+        }
+        Ok::<_, CliError>((positions, counts))
+    })?;
+    let tz = jiff::tz::TimeZone::system();
+    let rows = listdb::rows(
+        &dap_tables,
+        &positions,
+        &counts,
+        args.omit_not_replicated,
+        jiff::Timestamp::now(),
+        &tz,
+    );
+    let with_records = !args.omit_record_count;
+    let text = listdb::to_json(&rows, with_records);
+    if !json_output {
+        if interactive {
+            print_stdout(&listdb::to_table(&args.namespace, &rows, with_records));
+        } else {
+            print_stdout(&format!("{text}\n"));
+        }
+    }
+    let tables: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Ok(Outcome {
+        json: json!({
+            "command": "listdb",
+            "ok": true,
+            "namespace": args.namespace,
+            "database": conn.to_string(),
+            "tables": tables,
+        }),
+        ok: true,
+    })
+}
