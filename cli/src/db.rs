@@ -43,11 +43,13 @@ macro_rules! with_store {
     ($conn:expr, |$store:ident| $body:expr) => {
         match $conn.target() {
             Target::Postgres(_) => {
-                let $store = PgStore::new(&$conn).ok_or_else(|| CliError::Other("internal: not postgres".to_owned()))?;
+                let $store = PgStore::new(&$conn)
+                    .ok_or_else(|| CliError::Other("internal: not postgres".to_owned()))?;
                 $body
             }
             Target::Sqlite(_) => {
-                let $store = SqliteStore::new(&$conn).ok_or_else(|| CliError::Other("internal: not sqlite".to_owned()))?;
+                let $store = SqliteStore::new(&$conn)
+                    .ok_or_else(|| CliError::Other("internal: not sqlite".to_owned()))?;
                 $body
             }
             _ => Err(CliError::Usage(format!("{} is not supported", $conn))),
@@ -77,7 +79,9 @@ pub(crate) async fn replicate(
             .prepare(&args.namespace)
             .await
             .map_err(|e| db_error("preparing the database", e))?;
-        Ok::<_, CliError>(replicate::run(&store, &source, command, &args.namespace, &tables, options).await)
+        Ok::<_, CliError>(
+            replicate::run(&store, &source, command, &args.namespace, &tables, options).await,
+        )
     })?;
     let name = match command {
         DbCommand::Init => "initdb",
@@ -100,7 +104,10 @@ pub(crate) async fn dropdb(args: &DbArgs) -> Result<Outcome, CliError> {
                 .await
                 .map_err(|e| db_error("reading instructure_dap.table_sync", e))?;
             let names: Vec<String> = rows.into_iter().map(|r| r.table).collect();
-            info!("all local database tables in namespace {} : {names:?}", args.namespace);
+            info!(
+                "all local database tables in namespace {} : {names:?}",
+                args.namespace
+            );
             names
         } else {
             split_tables(&args.table)
@@ -123,7 +130,12 @@ fn split_tables(spec: &str) -> Vec<String> {
     out
 }
 
-fn summarise(name: &str, namespace: &str, conn: &ConnectionString, outcomes: Vec<TableOutcome>) -> Outcome {
+fn summarise(
+    name: &str,
+    namespace: &str,
+    conn: &ConnectionString,
+    outcomes: Vec<TableOutcome>,
+) -> Outcome {
     let mut reports: Vec<Value> = Vec::new();
     let mut failed: Vec<String> = Vec::new();
     let total = outcomes.len();

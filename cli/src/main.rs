@@ -211,7 +211,9 @@ async fn dispatch(cli: &Cli) -> Result<Outcome, CliError> {
         Command::Initdb(a) => db::replicate(&make_client(g)?, a, dap_db::plan::Command::Init).await,
         Command::Syncdb(a) => db::replicate(&make_client(g)?, a, dap_db::plan::Command::Sync).await,
         Command::Dropdb(a) => db::dropdb(a).await,
-        Command::Listdb(a) => db::listdb(&make_client(g)?, a, !g.non_interactive, json_output).await,
+        Command::Listdb(a) => {
+            db::listdb(&make_client(g)?, a, !g.non_interactive, json_output).await
+        }
     }
 }
 

@@ -121,7 +121,10 @@ pub fn to_json(rows: &[ListRow], with_records: bool) -> String {
         .iter()
         .map(|r| {
             let s = |v: Option<&str>| {
-                v.map_or_else(|| "null".to_owned(), |t| serde_json::Value::from(t).to_string())
+                v.map_or_else(
+                    || "null".to_owned(),
+                    |t| serde_json::Value::from(t).to_string(),
+                )
             };
             let rep = r.replicated.as_ref();
             let mut fields = vec![
@@ -140,7 +143,8 @@ pub fn to_json(rows: &[ListRow], with_records: bool) -> String {
             if with_records {
                 fields.push(format!(
                     "\"records\": {}",
-                    r.records.map_or_else(|| "null".to_owned(), |n| n.to_string())
+                    r.records
+                        .map_or_else(|| "null".to_owned(), |n| n.to_string())
                 ));
             }
             format!("  {{\n    {}\n  }}", fields.join(",\n    "))
@@ -238,13 +242,19 @@ mod tests {
     #[test]
     fn isoformat_like_python() {
         let utc = TimeZone::UTC;
-        assert_eq!(isoformat(ts("2026-12-01T19:10:12Z"), &utc), "2026-12-01T19:10:12+00:00");
+        assert_eq!(
+            isoformat(ts("2026-12-01T19:10:12Z"), &utc),
+            "2026-12-01T19:10:12+00:00"
+        );
         assert_eq!(
             isoformat(ts("2026-12-01T19:10:12.5Z"), &utc),
             "2026-12-01T19:10:12.500000+00:00"
         );
         let plus2 = TimeZone::fixed(jiff::tz::offset(2));
-        assert_eq!(isoformat(ts("2026-12-01T19:10:12Z"), &plus2), "2026-12-01T21:10:12+02:00");
+        assert_eq!(
+            isoformat(ts("2026-12-01T19:10:12Z"), &plus2),
+            "2026-12-01T21:10:12+02:00"
+        );
     }
 
     #[test]
@@ -256,7 +266,11 @@ mod tests {
             target_schema: Some("canvas".to_owned()),
             target_table: "accounts".to_owned(),
         }];
-        let dap = vec!["users".to_owned(), "accounts".to_owned(), "assignments".to_owned()];
+        let dap = vec![
+            "users".to_owned(),
+            "accounts".to_owned(),
+            "assignments".to_owned(),
+        ];
         let counts = BTreeMap::from([("accounts".to_owned(), 8)]);
         let now = ts("2026-12-01T19:11:58Z");
         let rows = rows(&dap, &replicated, &counts, false, now, &TimeZone::UTC);

@@ -107,11 +107,17 @@ fn work(conn: &mut Connection, job: &Job, rx: &Receiver<Msg>) -> Result<LoadStat
     let ns = &model.namespace;
     let table = Sqlite.qualified(ns, &model.table);
     let shadow = shadow_name(&model.table);
-    let tx = conn.transaction().map_err(|e| fail("starting a transaction", &e))?;
+    let tx = conn
+        .transaction()
+        .map_err(|e| fail("starting a transaction", &e))?;
     let staged = job.landing.dedupe || job.landing.target == Target::Merge;
     let into = match job.landing.target {
         Target::Create => {
-            exec(&tx, &Sqlite.create_table(model, &model.table, &pk_name(&model.table)), "creating the table")?;
+            exec(
+                &tx,
+                &Sqlite.create_table(model, &model.table, &pk_name(&model.table)),
+                "creating the table",
+            )?;
             table.clone()
         }
         Target::Replace => {
@@ -123,9 +129,17 @@ fn work(conn: &mut Connection, job: &Job, rx: &Receiver<Msg>) -> Result<LoadStat
         Target::Merge => table.clone(),
     };
     if staged {
-        exec(&tx, &[sql::create_stage(model)], "creating the staging table")?;
+        exec(
+            &tx,
+            &[sql::create_stage(model)],
+            "creating the staging table",
+        )?;
     }
-    let insert_into = if staged { sql::STAGE.to_owned() } else { into.clone() };
+    let insert_into = if staged {
+        sql::STAGE.to_owned()
+    } else {
+        into.clone()
+    };
     let mut stats = LoadStats::default();
     let mut columns: Vec<String> = Vec::new();
     let mut object = 0;
@@ -167,9 +181,9 @@ fn work(conn: &mut Connection, job: &Job, rx: &Receiver<Msg>) -> Result<LoadStat
     }
     if staged && !columns.is_empty() {
         if job.landing.target == Target::Merge {
-            stats.deleted = tx
-                .execute(&sql::merge_delete(model, &into), [])
-                .map_err(|e| fail("deleting the deleted rows", &e))? as u64;
+            stats.deleted =
+                tx.execute(&sql::merge_delete(model, &into), [])
+                    .map_err(|e| fail("deleting the deleted rows", &e))? as u64;
         }
         stats.upserted = tx
             .execute(&sql::merge_upsert(model, &into, &columns), [])
@@ -178,7 +192,11 @@ fn work(conn: &mut Connection, job: &Job, rx: &Receiver<Msg>) -> Result<LoadStat
         stats.upserted = stats.lines;
     }
     if staged {
-        exec(&tx, &[format!("DROP TABLE IF EXISTS {}", sql::STAGE)], "dropping the staging table")?;
+        exec(
+            &tx,
+            &[format!("DROP TABLE IF EXISTS {}", sql::STAGE)],
+            "dropping the staging table",
+        )?;
     }
     if job.landing.target == Target::Replace {
         let mut stmts = vec![Sqlite.drop_table(ns, &model.table)];
@@ -336,7 +354,9 @@ fn row_values(layout: &Layout, line: &[u8], line_no: u64) -> Result<Vec<Value>, 
 
 /// One cell as the SQLite value its column stores.
 pub(crate) fn value(ty: Option<&ColumnType>, cell: Option<String>) -> Result<Value, String> {
-    let Some(text) = cell else { return Ok(Value::Null) };
+    let Some(text) = cell else {
+        return Ok(Value::Null);
+    };
     Ok(match ty {
         Some(ColumnType::SmallInt | ColumnType::Int | ColumnType::BigInt) => Value::Integer(
             text.trim()
@@ -378,21 +398,49 @@ mod tests {
     #[test]
     fn values_by_type() {
         let s = |t: &str| Some(t.to_owned());
-        assert_eq!(value(Some(&ColumnType::BigInt), s("42")).unwrap(), Value::Integer(42));
-        assert_eq!(value(Some(&ColumnType::Double), s("1.5")).unwrap(), Value::Real(1.5));
-        assert_eq!(value(Some(&ColumnType::Boolean), s("false")).unwrap(), Value::Integer(0));
-        assert_eq!(value(Some(&ColumnType::Json), s("{\"a\":1}")).unwrap(), Value::Text("{\"a\":1}".to_owned()));
+        assert_eq!(
+            value(Some(&ColumnType::BigInt), s("42")).unwrap(),
+            Value::Integer(42)
+        );
+        assert_eq!(
+            value(Some(&ColumnType::Double), s("1.5")).unwrap(),
+            Value::Real(1.5)
+        );
+        assert_eq!(
+            value(Some(&ColumnType::Boolean), s("false")).unwrap(),
+            Value::Integer(0)
+        );
+        assert_eq!(
+            value(Some(&ColumnType::Json), s("{\"a\":1}")).unwrap(),
+            Value::Text("{\"a\":1}".to_owned())
+        );
         assert_eq!(value(Some(&ColumnType::Int), None).unwrap(), Value::Null);
-        assert!(value(Some(&ColumnType::Int), s("x")).unwrap_err().contains("not an integer"));
+        assert!(
+            value(Some(&ColumnType::Int), s("x"))
+                .unwrap_err()
+                .contains("not an integer")
+        );
         assert!(value(Some(&ColumnType::Boolean), s("yes")).is_err());
     }
 
     #[test]
     fn timestamps_become_utc_text() {
-        assert_eq!(utc_timestamp("2024-01-01T10:00:00Z").unwrap(), "2024-01-01 10:00:00");
-        assert_eq!(utc_timestamp("2024-01-01T10:00:00.250Z").unwrap(), "2024-01-01 10:00:00.25");
-        assert_eq!(utc_timestamp("2024-01-01T12:00:00+02:00").unwrap(), "2024-01-01 10:00:00");
-        assert_eq!(utc_timestamp("2024-01-01 10:00:00").unwrap(), "2024-01-01 10:00:00");
+        assert_eq!(
+            utc_timestamp("2024-01-01T10:00:00Z").unwrap(),
+            "2024-01-01 10:00:00"
+        );
+        assert_eq!(
+            utc_timestamp("2024-01-01T10:00:00.250Z").unwrap(),
+            "2024-01-01 10:00:00.25"
+        );
+        assert_eq!(
+            utc_timestamp("2024-01-01T12:00:00+02:00").unwrap(),
+            "2024-01-01 10:00:00"
+        );
+        assert_eq!(
+            utc_timestamp("2024-01-01 10:00:00").unwrap(),
+            "2024-01-01 10:00:00"
+        );
         assert!(utc_timestamp("yesterday").is_err());
     }
 }

@@ -29,7 +29,9 @@ fn fail(what: impl Into<String>, e: &rusqlite::Error) -> Error {
     Error::database(what, e)
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, Error> + Send + 'static) -> Result<T, Error> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| Error::database("running a database task", e))?
@@ -124,11 +126,15 @@ impl Store for SqliteStore {
         blocking(move || {
             let _lock = lock_file(&path, META_NAMESPACE)?;
             let mut conn = SqliteStore::open(&path)?;
-            let tx = conn.transaction().map_err(|e| fail("creating the meta tables", &e))?;
+            let tx = conn
+                .transaction()
+                .map_err(|e| fail("creating the meta tables", &e))?;
             for s in Sqlite.create_meta() {
-                tx.execute_batch(&s).map_err(|e| fail("creating the meta tables", &e))?;
+                tx.execute_batch(&s)
+                    .map_err(|e| fail("creating the meta tables", &e))?;
             }
-            tx.commit().map_err(|e| fail("creating the meta tables", &e))
+            tx.commit()
+                .map_err(|e| fail("creating the meta tables", &e))
         })
         .await
     }
@@ -155,7 +161,9 @@ impl Store for SqliteStore {
         let ns = namespace.to_owned();
         self.with_conn(move |conn| {
             let what = "reading instructure_dap__table_sync";
-            let mut stmt = conn.prepare(&sql::select_positions()).map_err(|e| fail(what, &e))?;
+            let mut stmt = conn
+                .prepare(&sql::select_positions())
+                .map_err(|e| fail(what, &e))?;
             let rows = stmt
                 .query_map([&ns], |r| {
                     Ok((
@@ -169,7 +177,8 @@ impl Store for SqliteStore {
                 .map_err(|e| fail(what, &e))?;
             let mut out = Vec::new();
             for row in rows {
-                let (table, ts, version, target_schema, target_table) = row.map_err(|e| fail(what, &e))?;
+                let (table, ts, version, target_schema, target_table) =
+                    row.map_err(|e| fail(what, &e))?;
                 out.push(SyncRow {
                     timestamp: parse_naive_utc(&ts)
                         .ok_or_else(|| Error::database(what, format!("bad timestamp {ts}")))?,
@@ -212,10 +221,9 @@ impl SqliteSession {
         &mut self,
         f: impl FnOnce(&mut Connection) -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Error> {
-        let mut conn = self
-            .conn
-            .take()
-            .ok_or_else(|| Error::database("using the SQLite database", "a previous task failed"))?;
+        let mut conn = self.conn.take().ok_or_else(|| {
+            Error::database("using the SQLite database", "a previous task failed")
+        })?;
         let (conn, result) = tokio::task::spawn_blocking(move || {
             let r = f(&mut conn);
             (conn, r)
@@ -262,11 +270,18 @@ impl TableSession for SqliteSession {
         self.run(move |conn| {
             let what = "reading the table's columns";
             let mut stmt = conn
-                .prepare("SELECT name, type, \"notnull\", pk FROM pragma_table_info(?1) ORDER BY cid")
+                .prepare(
+                    "SELECT name, type, \"notnull\", pk FROM pragma_table_info(?1) ORDER BY cid",
+                )
                 .map_err(|e| fail(what, &e))?;
             let rows = stmt
                 .query_map([&name], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?))
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, i64>(3)?,
+                    ))
                 })
                 .map_err(|e| fail(what, &e))?;
             let mut table = ExistingTable::default();
@@ -295,7 +310,8 @@ impl TableSession for SqliteSession {
         let statements = statements.to_vec();
         self.run(move |conn| {
             for s in &statements {
-                conn.execute_batch(s).map_err(|e| fail("changing the database", &e))?;
+                conn.execute_batch(s)
+                    .map_err(|e| fail("changing the database", &e))?;
             }
             Ok(())
         })

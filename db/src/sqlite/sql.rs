@@ -132,7 +132,10 @@ mod tests {
     fn statements() {
         let m = model();
         assert_eq!(
-            insert("\"canvas__accounts\"", &["id".to_owned(), "name".to_owned()]),
+            insert(
+                "\"canvas__accounts\"",
+                &["id".to_owned(), "name".to_owned()]
+            ),
             "INSERT INTO \"canvas__accounts\" (\"id\", \"name\") VALUES (?1, ?2)"
         );
         assert!(create_stage(&m).contains("CREATE TEMP TABLE \"dap_stage\" (\"_dap_seq\" INTEGER PRIMARY KEY, \"_dap_action\" TEXT, \"id\" BIGINT,"));
