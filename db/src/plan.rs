@@ -137,6 +137,19 @@ pub enum RangeError {
         /// The stored position.
         stored: Timestamp,
     },
+    /// A re-initialisation got a snapshot no newer than the table (DAP handed back a
+    /// job it had already finished for the same query).
+    #[error(
+        "DAP returned a snapshot as of {at}, which is not newer than the table's position \
+         {stored}: DAP reuses a finished job for an identical query (for up to a day), and \
+         this one cannot replace the table; nothing was changed, run again later"
+    )]
+    NotNewer {
+        /// The snapshot's `at`.
+        at: Timestamp,
+        /// The stored position.
+        stored: Timestamp,
+    },
     /// Changes that start after the stored position.
     #[error(
         "DAP returned changes from {since}, but the table is at {stored}; applying them \
@@ -167,10 +180,13 @@ pub enum RangeError {
 }
 
 /// Checks a finished job against the query that produced it and the stored position.
+/// `replacing` is set when a snapshot is to replace the table's data (a
+/// re-initialisation): it must then be strictly newer than the position.
 pub fn check(
     asked_changes: bool,
     covered: Covered,
     stored: Option<Timestamp>,
+    replacing: bool,
 ) -> Result<(), RangeError> {
     match covered {
         Covered::Snapshot { at } => {
@@ -182,6 +198,9 @@ pub fn check(
             }
             match stored {
                 Some(stored) if at < stored => Err(RangeError::StaleSnapshot { at, stored }),
+                Some(stored) if replacing && at == stored => {
+                    Err(RangeError::NotNewer { at, stored })
+                }
                 _ => Ok(()),
             }
         }
@@ -306,14 +325,18 @@ mod tests {
             at: ts("2024-01-01T00:00:00Z"),
         };
         assert!(matches!(
-            check(false, old, stored),
+            check(false, old, stored, false),
             Err(RangeError::StaleSnapshot { .. })
         ));
-        assert!(check(false, old, None).is_ok());
+        assert!(check(false, old, None, false).is_ok());
         let same = Covered::Snapshot {
             at: ts("2024-01-02T00:00:00Z"),
         };
-        assert!(check(false, same, stored).is_ok());
+        assert!(check(false, same, stored, false).is_ok());
+        assert!(matches!(
+            check(false, same, stored, true),
+            Err(RangeError::NotNewer { .. })
+        ));
     }
 
     #[test]
@@ -323,13 +346,13 @@ mod tests {
             since: ts("2024-01-02T00:00:00Z"),
             until: ts("2024-01-03T00:00:00Z"),
         };
-        assert!(check(true, ok, stored).is_ok());
+        assert!(check(true, ok, stored, false).is_ok());
         let gap = Covered::Changes {
             since: ts("2024-01-02T00:00:01Z"),
             until: ts("2024-01-03T00:00:00Z"),
         };
         assert!(matches!(
-            check(true, gap, stored),
+            check(true, gap, stored, false),
             Err(RangeError::Gap { .. })
         ));
         let back = Covered::Changes {
@@ -337,11 +360,11 @@ mod tests {
             until: ts("2024-01-01T00:00:00Z"),
         };
         assert!(matches!(
-            check(true, back, stored),
+            check(true, back, stored, false),
             Err(RangeError::Backwards { .. })
         ));
         assert!(matches!(
-            check(false, ok, stored),
+            check(false, ok, stored, false),
             Err(RangeError::WrongKind { .. })
         ));
     }

@@ -280,7 +280,8 @@ impl<S: Store> Ctx<'_, S> {
     ) -> Result<TableReport, Error> {
         let result = self.query(model, snapshot_query()).await?;
         let covered = covered(&result)?;
-        plan::check(false, covered, stored.map(|p| p.timestamp))?;
+        let replacing = matches!(action, Action::Reinitialized(_));
+        plan::check(false, covered, stored.map(|p| p.timestamp), replacing)?;
         self.prepare_enums(session, model).await?;
         let landing = plan::landing(self.namespace, self.table, covered, replace);
         let job = LoadJob {
@@ -332,7 +333,7 @@ impl<S: Store> Ctx<'_, S> {
             Err(e) => return Err(e),
         };
         let covered = covered(&result)?;
-        plan::check(true, covered, Some(since))?;
+        plan::check(true, covered, Some(since), false)?;
         // The job may follow a newer schema than the one read first.
         let migration = migrate::diff(existing, model, dialect);
         if let Some(reason) = self.reinit_reason(&migration) {

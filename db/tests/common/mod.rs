@@ -242,3 +242,118 @@ pub async fn pg_position(db: &TestDb, table: &str) -> Option<String> {
         .flatten()
         .map(|r| r.get(0))
 }
+
+/// A [`Source`] over the emulator with hooks: a schema that replaces DAP's, snapshots
+/// made to look older, and objects that stall after their first chunk until released.
+pub struct Tweaked {
+    pub inner: HyperSource,
+    pub schema: std::sync::Mutex<Option<(String, u64)>>,
+    pub snapshot_at: std::sync::Mutex<Option<jiff::Timestamp>>,
+    pub stall: std::sync::Arc<tokio::sync::Semaphore>,
+    pub stalling: std::sync::atomic::AtomicBool,
+    pub first_chunk: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl Tweaked {
+    pub fn new(inner: HyperSource) -> Self {
+        Self {
+            inner,
+            schema: std::sync::Mutex::new(None),
+            snapshot_at: std::sync::Mutex::new(None),
+            stall: std::sync::Arc::new(tokio::sync::Semaphore::new(0)),
+            stalling: std::sync::atomic::AtomicBool::new(false),
+            first_chunk: std::sync::Arc::new(tokio::sync::Notify::new()),
+        }
+    }
+}
+
+impl dap_db::source::Source for Tweaked {
+    fn tables<'a>(
+        &'a self,
+        namespace: &'a str,
+    ) -> futures_util::future::BoxFuture<'a, Result<Vec<String>, dap_db::source::SourceError>> {
+        self.inner.tables(namespace)
+    }
+
+    fn schema<'a>(
+        &'a self,
+        namespace: &'a str,
+        table: &'a str,
+    ) -> futures_util::future::BoxFuture<
+        'a,
+        Result<dap_proto::TableSchema, dap_db::source::SourceError>,
+    > {
+        Box::pin(async move {
+            let replaced = self.schema.lock().unwrap().clone();
+            match replaced {
+                Some((text, version)) => Ok(dap_proto::TableSchema {
+                    schema: serde_json::value::RawValue::from_string(text).unwrap(),
+                    version,
+                }),
+                None => self.inner.schema(namespace, table).await,
+            }
+        })
+    }
+
+    fn query<'a>(
+        &'a self,
+        namespace: &'a str,
+        table: &'a str,
+        query: dap_proto::Query,
+    ) -> futures_util::future::BoxFuture<
+        'a,
+        Result<dap_proto::QueryResult, dap_db::source::SourceError>,
+    > {
+        Box::pin(async move {
+            let mut r = self.inner.query(namespace, table, query).await?;
+            if let Some((_, version)) = &*self.schema.lock().unwrap() {
+                r.schema_version = *version;
+            }
+            if let (Some(at), dap_proto::DataRange::Snapshot { .. }) =
+                (*self.snapshot_at.lock().unwrap(), r.range)
+            {
+                r.range = dap_proto::DataRange::Snapshot { at };
+            }
+            Ok(r)
+        })
+    }
+
+    fn object(&self, result: &dap_proto::QueryResult, index: usize) -> dap_db::source::Chunks {
+        use futures_util::StreamExt;
+        let inner = self.inner.object(result, index);
+        if !self.stalling.load(std::sync::atomic::Ordering::Relaxed) {
+            return inner;
+        }
+        let (stall, first) = (self.stall.clone(), self.first_chunk.clone());
+        Box::pin(inner.enumerate().then(move |(i, chunk)| {
+            let (stall, first) = (stall.clone(), first.clone());
+            async move {
+                if i == 1 {
+                    first.notify_one();
+                    let _ = stall.acquire().await.map(|p| p.forget());
+                }
+                chunk
+            }
+        }))
+    }
+}
+
+/// Adds a property to the `value` object of a schema text, and bumps nothing else.
+pub fn with_value_property(schema: &str, name: &str, property: serde_json::Value) -> String {
+    let mut v: serde_json::Value = serde_json::from_str(schema).unwrap();
+    v["properties"]["value"]["properties"][name] = property;
+    v.to_string()
+}
+
+/// Whether a table exists.
+pub async fn table_exists(db: &TestDb, table: &str) -> bool {
+    db.client()
+        .await
+        .query_one(
+            "SELECT to_regclass($1) IS NOT NULL",
+            &[&format!("canvas.{table}")],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
