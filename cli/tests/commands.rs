@@ -638,27 +638,6 @@ fn concurrency_downloads_every_object() {
 }
 
 #[test]
-fn database_commands_are_refused_clearly() {
-    let emu = emulator();
-    let r = run(dap(&emu).args([
-        "syncdb",
-        "--namespace",
-        "canvas",
-        "--table",
-        "all",
-        "--connection-string",
-        "postgresql://u:p@h/db",
-    ]));
-    r.assert_code(5);
-    assert!(r.stderr.contains("not supported"), "{}", r.stderr);
-    assert!(
-        !r.stderr.contains("u:p@h"),
-        "connection string not echoed: {}",
-        r.stderr
-    );
-}
-
-#[test]
 fn version_and_help_hide_the_secret() {
     let r = run(bare_dap().arg("--version"));
     r.assert_code(0);

@@ -81,7 +81,7 @@ pub enum ColumnType {
     /// A JSON document (objects, and arrays that are not of simple values).
     Json,
     /// An array of a simple type.
-    Array(Box<ColumnType>),
+    Array(Box<Self>),
 }
 
 /// A column of a replicated table.

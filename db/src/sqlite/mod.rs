@@ -125,7 +125,7 @@ impl Store for SqliteStore {
         let path = self.path.clone();
         blocking(move || {
             let _lock = lock_file(&path, META_NAMESPACE)?;
-            let mut conn = SqliteStore::open(&path)?;
+            let mut conn = Self::open(&path)?;
             let tx = conn
                 .transaction()
                 .map_err(|e| fail("creating the meta tables", &e))?;
@@ -145,7 +145,7 @@ impl Store for SqliteStore {
         let t = table.to_owned();
         let (conn, lock) = blocking(move || {
             let lock = lock_file(&path, &t)?;
-            Ok((SqliteStore::open(&path)?, lock))
+            Ok((Self::open(&path)?, lock))
         })
         .await?;
         Ok(SqliteSession {

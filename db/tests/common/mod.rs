@@ -321,7 +321,7 @@ impl dap_db::source::Source for Tweaked {
     fn object(&self, result: &dap_proto::QueryResult, index: usize) -> dap_db::source::Chunks {
         use futures_util::StreamExt;
         let inner = self.inner.object(result, index);
-        if !self.stalling.load(std::sync::atomic::Ordering::Relaxed) {
+        if !self.stalling.load(Ordering::Relaxed) {
             return inner;
         }
         let (stall, first) = (self.stall.clone(), self.first_chunk.clone());
