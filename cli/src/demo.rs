@@ -182,6 +182,12 @@ pub(crate) async fn demo(
     );
     steps.push(json!({ "step": "verify", "ms": ms, "files": files, "snapshot_records": snap_records, "incremental_records": inc_records }));
 
+    // 6. the same table replicated into a SQLite file: initdb, an hour, syncdb.
+    let started = Instant::now();
+    let (line, step) = crate::db::demo_step(&client, &emu, NAMESPACE, table, &out_dir).await?;
+    say.step("database", line, millis_since(started));
+    steps.push(step);
+
     let total_ms = millis_since(total);
     let stats = emu.stats();
     say.say(format!(

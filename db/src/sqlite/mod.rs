@@ -344,3 +344,45 @@ impl TableSession for SqliteSession {
         .await
     }
 }
+
+/// The rows of a replicated table in a SQLite file, ordered by key, each value as
+/// [`crate::model::canonical`] text: for checking a copy against what DAP served.
+pub fn canonical_rows(
+    path: &Path,
+    model: &crate::model::TableModel,
+) -> Result<Vec<Vec<Option<String>>>, Error> {
+    use rusqlite::types::ValueRef;
+    let conn = SqliteStore::open(path)?;
+    let what = "reading the table";
+    let cols: Vec<String> = model
+        .columns
+        .iter()
+        .map(|c| Sqlite.ident(&c.name))
+        .collect();
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT {} FROM {} ORDER BY {}",
+            cols.join(", "),
+            Sqlite.qualified(&model.namespace, &model.table),
+            Sqlite.ident(&model.primary_key)
+        ))
+        .map_err(|e| fail(what, &e))?;
+    let mut rows = stmt.query([]).map_err(|e| fail(what, &e))?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().map_err(|e| fail(what, &e))? {
+        let mut line = Vec::with_capacity(model.columns.len());
+        for (i, c) in model.columns.iter().enumerate() {
+            let text = match r.get_ref(i).map_err(|e| fail(what, &e))? {
+                ValueRef::Null => None,
+                ValueRef::Integer(n) => Some(n.to_string()),
+                ValueRef::Real(f) => Some(f.to_string()),
+                ValueRef::Text(t) | ValueRef::Blob(t) => {
+                    Some(String::from_utf8_lossy(t).into_owned())
+                }
+            };
+            line.push(text.map(|t| crate::model::canonical(&c.ty, &t)));
+        }
+        out.push(line);
+    }
+    Ok(out)
+}
