@@ -248,8 +248,9 @@ fn demo_json_and_kept_output_directory() {
         .collect();
     assert_eq!(
         steps,
-        ["list", "schema", "snapshot", "incremental", "verify"]
+        ["list", "schema", "snapshot", "incremental", "verify", "database"]
     );
+    assert!(v["steps"][5]["rows"].as_u64().unwrap() > 0);
     let inc = &v["steps"][3]["result"];
     assert_eq!(inc["since"], v["steps"][2]["result"]["at"]);
     let files = tree(&out);
