@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# Database replication, side by side: this project's `dap initdb`/`syncdb` against the
+# official Python client's (instructure-dap-client 2.3.1, unmodified), on the DAP
+# emulator and the same PostgreSQL server, with `psql \copy` of the same rows as the
+# floor for initdb.
+#
+# Usage: bench/db-compare.sh [--rows N] [--changes N] [--table T] [--runs N] [--results FILE]
+#
+#   --rows N       rows of the table (default 600000)
+#   --changes N    changes in the syncdb window (default 150000)
+#   --table T      emulated canvas table (default submissions)
+#   --runs N       timed runs of each case per client (default 1)
+#   --results FILE also write the measurements (TSV) there
+#
+# Env: DAP_BENCH_DB_VENV  virtualenv of the official client (default target/official-venv-db;
+#                         created with `instructure-dap-client[postgresql,mysql]==2.3.1`)
+#      DAP_TEST_DATABASE_URL  PostgreSQL server (default postgresql://postgres@127.0.0.1:5432/postgres)
+#      CARGO_TARGET_DIR   honoured (binaries from its release/)
+#
+# Each case reports wall time, CPU (user + system) and peak RSS (GNU time); every run
+# is checked (exit status, row count equal across clients).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+root=$(pwd)
+rows=600000
+changes=150000
+table=submissions
+runs=1
+results_copy=
+while [ $# -gt 0 ]; do
+    case $1 in
+        --rows) rows=$2; shift ;;
+        --changes) changes=$2; shift ;;
+        --table) table=$2; shift ;;
+        --runs) runs=$2; shift ;;
+        --results) results_copy=$2; shift ;;
+        -h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) echo "unknown option $1 (try --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+target=${CARGO_TARGET_DIR:-$root/target}
+venv=${DAP_BENCH_DB_VENV:-$target/official-venv-db}
+server=${DAP_TEST_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/postgres}
+admin() { psql "$server" -v ON_ERROR_STOP=1 -qAt "$@"; }
+db_url() { echo "${server%/*}/$1"; }
+
+echo "== building (release)"
+cargo build --release --quiet -p dap-cli -p dap-emulator
+if [ ! -x "$venv/bin/dap" ] || ! "$venv/bin/python" -c 'import asyncpg' 2>/dev/null; then
+    echo "== installing the official client into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "instructure-dap-client[postgresql,mysql]==2.3.1"
+fi
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/dap-db-bench.XXXXXX")
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+# One change every 10 ms: advancing the clock by changes/100 seconds makes the window.
+"$target/release/dap-emulator" --port "$port" --rows-per-table "$rows" --change-interval 0.01 \
+    >"$work/emulator.log" 2>&1 &
+emu_pid=$!
+dbs=()
+cleanup() {
+    kill "$emu_pid" 2>/dev/null || true
+    wait "$emu_pid" 2>/dev/null || true
+    for d in "${dbs[@]}"; do admin -c "DROP DATABASE IF EXISTS \"$d\" WITH (FORCE)" 2>/dev/null || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+base="http://127.0.0.1:$port"
+for _ in $(seq 1 100); do curl -fsS "$base/_emulator/now" >/dev/null 2>&1 && break; sleep 0.1; done
+
+export DAP_API_URL="$base" DAP_CLIENT_ID='us-east-1#demo-client' DAP_CLIENT_SECRET='demo-secret' DAP_TRACKING=false
+results="$work/results.tsv"
+printf 'case\tclient\trun\twall_s\tcpu_s\tpeak_rss_mib\n' >"$results"
+
+fresh_db() {
+    local name="dap_bench_$$_$1"
+    admin -c "DROP DATABASE IF EXISTS \"$name\" WITH (FORCE)" -c "CREATE DATABASE \"$name\""
+    dbs+=("$name")
+    echo "$name"
+}
+
+# timed CASE CLIENT RUN command...: runs it under GNU time, records wall, CPU, RSS.
+timed() {
+    local case=$1 client=$2 run=$3; shift 3
+    /usr/bin/time -f '%e %U %S %M' -o "$work/time" "$@" >"$work/out" 2>"$work/err" || {
+        echo "FAILED: $case $client: $*" >&2; tail -20 "$work/err" >&2; exit 1; }
+    read -r wall user sys rss <"$work/time"
+    local cpu mib
+    cpu=$(python3 -c "print(round($user + $sys, 2))")
+    mib=$(python3 -c "print(round($rss / 1024, 1))")
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$case" "$client" "$run" "$wall" "$cpu" "$mib" >>"$results"
+    printf '   %-8s %-9s run %s: %6.2f s wall, %6.2f s CPU, %7.1f MiB peak RSS\n' "$case" "$client" "$run" "$wall" "$cpu" "$mib"
+}
+
+count() { psql "$(db_url "$1")" -qAt -c "SELECT count(*) FROM canvas.$table"; }
+
+echo "== warming the emulator's snapshot of canvas.$table ($rows rows)"
+ours_warm=$(fresh_db warm)
+"$target/release/dap" --non-interactive --loglevel warning initdb --namespace canvas --table "$table" \
+    --connection-string "$(db_url "$ours_warm")"
+echo "   $(count "$ours_warm") rows; TSV $(psql "$(db_url "$ours_warm")" -qAt -c "SELECT pg_size_pretty(sum(length(t::text))::bigint) FROM canvas.$table t") as text"
+psql "$(db_url "$ours_warm")" -qAt -c "\\copy canvas.$table to '$work/rows.tsv'"
+
+for run in $(seq 1 "$runs"); do
+    echo "== initdb, run $run"
+    off=$(fresh_db "off_$run"); ours=$(fresh_db "ours_$run"); floor=$(fresh_db "floor_$run")
+    timed initdb official "$run" "$venv/bin/dap" --non-interactive --loglevel warning initdb \
+        --namespace canvas --table "$table" --connection-string "$(db_url "$off")"
+    timed initdb dap-rs "$run" "$target/release/dap" --non-interactive --loglevel warning initdb \
+        --namespace canvas --table "$table" --connection-string "$(db_url "$ours")"
+    # The floor: the same rows, already decompressed, into the same (empty) table.
+    pg_dump --schema-only "$(db_url "$ours")" | psql "$(db_url "$floor")" -q -v ON_ERROR_STOP=1 >/dev/null
+    timed initdb psql-copy "$run" psql "$(db_url "$floor")" -v ON_ERROR_STOP=1 -qc "\\copy canvas.$table from '$work/rows.tsv'"
+    [ "$(count "$off")" = "$(count "$ours")" ] && [ "$(count "$ours")" = "$(count "$floor")" ] || {
+        echo "row counts differ: official $(count "$off"), ours $(count "$ours"), floor $(count "$floor")" >&2; exit 1; }
+
+    echo "== syncdb of a window of about $changes changes, run $run"
+    curl -fsS -X POST "$base/_emulator/advance?seconds=$((changes / 100))" >/dev/null
+    timed syncdb official "$run" "$venv/bin/dap" --non-interactive --loglevel warning syncdb \
+        --namespace canvas --table "$table" --connection-string "$(db_url "$off")"
+    timed syncdb dap-rs "$run" "$target/release/dap" --json --non-interactive --loglevel warning syncdb \
+        --namespace canvas --table "$table" --connection-string "$(db_url "$ours")"
+    python3 -c "import json,sys; t=json.load(open('$work/out'))['tables'][0]; print('   window: %d changes (%d upserted, %d deleted)' % (t['lines'], t['upserted'], t['deleted']))"
+    [ "$(count "$off")" = "$(count "$ours")" ] || { echo "row counts differ after syncdb" >&2; exit 1; }
+done
+
+echo
+echo "== medians"
+python3 - "$results" <<'EOF'
+import csv, statistics, sys
+rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
+def med(case, client, key):
+    v = [float(r[key]) for r in rows if r["case"] == case and r["client"] == client]
+    return statistics.median(v) if v else float("nan")
+print("| case | client | wall s | CPU s | peak RSS MiB |")
+print("| --- | --- | ---: | ---: | ---: |")
+for case in ("initdb", "syncdb"):
+    for client in ("official", "dap-rs", "psql-copy"):
+        w = med(case, client, "wall_s")
+        if w == w:
+            print(f"| {case} | {client} | {w:.2f} | {med(case, client, 'cpu_s'):.2f} | {med(case, client, 'peak_rss_mib'):.1f} |")
+i_off, i_ours, i_floor = (med("initdb", c, "wall_s") for c in ("official", "dap-rs", "psql-copy"))
+s_off, s_ours = (med("syncdb", c, "wall_s") for c in ("official", "dap-rs"))
+print()
+print(f"initdb: {i_off / i_ours:.1f}x faster than the official client; {i_ours / i_floor:.2f}x the psql \\copy floor")
+print(f"syncdb: {s_off / s_ours:.1f}x faster than the official client")
+EOF
+if [ -n "$results_copy" ]; then cp "$results" "$results_copy"; fi
