@@ -248,7 +248,14 @@ fn demo_json_and_kept_output_directory() {
         .collect();
     assert_eq!(
         steps,
-        ["list", "schema", "snapshot", "incremental", "verify", "database"]
+        [
+            "list",
+            "schema",
+            "snapshot",
+            "incremental",
+            "verify",
+            "database"
+        ]
     );
     assert!(v["steps"][5]["rows"].as_u64().unwrap() > 0);
     let inc = &v["steps"][3]["result"];

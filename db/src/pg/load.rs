@@ -96,6 +96,13 @@ pub(super) async fn run(
     let drops: Vec<String> = views.iter().rev().map(SavedView::drop).collect();
     batch(&tx, &store, &drops, "dropping the views on the table").await?;
     if staged && !columns.is_empty() {
+        batch(
+            &tx,
+            &store,
+            &sql::dedupe_stage(model),
+            "keeping the last change of each key",
+        )
+        .await?;
         if job.landing.target == Target::Merge {
             batch(&tx, &store, &job.migration, "changing the table's layout").await?;
             stats.deleted = tx

@@ -33,27 +33,31 @@ pub(crate) fn copy_in(table: &str, columns: &[String]) -> String {
     format!("COPY {table} ({}) FROM STDIN", cols.join(", "))
 }
 
-/// The last staged row of each key.
-fn last_rows(model: &TableModel, select: &str) -> String {
+/// Statements that leave one staged row per key (the last to arrive), with fresh
+/// statistics: DAP sends one change per key, except where it delivers at least once.
+pub(crate) fn dedupe_stage(model: &TableModel) -> Vec<String> {
     let key = quote_ident(&model.primary_key);
-    format!(
-        "SELECT DISTINCT ON ({key}) {select} FROM {STAGE} ORDER BY {key}, {} DESC",
-        quote_ident(SEQ_COLUMN)
-    )
+    let seq = quote_ident(SEQ_COLUMN);
+    vec![
+        format!("ANALYZE {STAGE}"),
+        format!(
+            "DELETE FROM {STAGE} AS a USING (SELECT {key}, max({seq}) AS last FROM {STAGE} \
+             GROUP BY {key} HAVING count(*) > 1) AS d WHERE a.{key} = d.{key} AND a.{seq} < d.last"
+        ),
+    ]
 }
 
-/// Deletes the keys whose last staged change is a delete.
+/// Deletes the keys whose staged change is a delete.
 pub(crate) fn merge_delete(model: &TableModel, table: &str) -> String {
     let key = quote_ident(&model.primary_key);
     let action = quote_ident(ACTION_COLUMN);
     format!(
-        "DELETE FROM {table} AS t USING ({}) AS s WHERE s.{action} = 'D' AND t.{key} = s.{key}",
-        last_rows(model, &format!("{key}, {action}"))
+        "DELETE FROM {table} AS t USING {STAGE} AS s WHERE s.{action} = 'D' AND t.{key} = s.{key}"
     )
 }
 
-/// Inserts or updates the last staged row of each key that is not a delete, for the
-/// data's `columns` (the action excluded).
+/// Inserts or updates the staged rows that are not deletes, for the data's `columns`
+/// (the action excluded).
 pub(crate) fn merge_upsert(model: &TableModel, table: &str, columns: &[String]) -> String {
     let key = quote_ident(&model.primary_key);
     let cols: Vec<String> = columns
@@ -73,9 +77,8 @@ pub(crate) fn merge_upsert(model: &TableModel, table: &str, columns: &[String]) 
         format!("DO UPDATE SET {}", updates.join(", "))
     };
     format!(
-        "INSERT INTO {table} ({list}) SELECT {list} FROM ({}) AS s \
+        "INSERT INTO {table} ({list}) SELECT {list} FROM {STAGE} AS s \
          WHERE s.{action} IS DISTINCT FROM 'D' ON CONFLICT ({key}) {conflict}",
-        last_rows(model, "*"),
         action = quote_ident(ACTION_COLUMN)
     )
 }
@@ -193,11 +196,11 @@ mod tests {
         );
         assert_eq!(
             merge_delete(&m, "\"canvas\".\"accounts\""),
-            "DELETE FROM \"canvas\".\"accounts\" AS t USING (SELECT DISTINCT ON (\"id\") \"id\", \"_dap_action\" \
-             FROM pg_temp.\"dap_stage\" ORDER BY \"id\", \"_dap_seq\" DESC) AS s WHERE s.\"_dap_action\" = 'D' AND t.\"id\" = s.\"id\""
+            "DELETE FROM \"canvas\".\"accounts\" AS t USING pg_temp.\"dap_stage\" AS s WHERE s.\"_dap_action\" = 'D' AND t.\"id\" = s.\"id\""
         );
+        assert!(dedupe_stage(&m)[1].contains("HAVING count(*) > 1"));
         let up = merge_upsert(&m, "\"canvas\".\"accounts\"", &cols);
-        assert!(up.starts_with("INSERT INTO \"canvas\".\"accounts\" (\"id\", \"name\") SELECT \"id\", \"name\" FROM (SELECT DISTINCT ON"));
+        assert!(up.starts_with("INSERT INTO \"canvas\".\"accounts\" (\"id\", \"name\") SELECT \"id\", \"name\" FROM pg_temp.\"dap_stage\" AS s WHERE"));
         assert!(up.ends_with("ON CONFLICT (\"id\") DO UPDATE SET \"name\" = EXCLUDED.\"name\""));
         let keys_only = merge_upsert(&m, "t", &["id".to_owned()]);
         assert!(keys_only.ends_with("DO NOTHING"));

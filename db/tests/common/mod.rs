@@ -357,3 +357,100 @@ pub async fn table_exists(db: &TestDb, table: &str) -> bool {
         .unwrap()
         .get(0)
 }
+
+/// A [`Source`] that serves one hand-written schema and, for any query, the given
+/// objects (decompressed TSV) with the given range: for data the emulator does not make.
+pub struct StaticSource {
+    pub schema: String,
+    pub version: u64,
+    pub objects: std::sync::Mutex<Vec<Vec<u8>>>,
+    pub range: std::sync::Mutex<dap_proto::DataRange>,
+}
+
+impl StaticSource {
+    pub fn new(schema: &str, version: u64) -> Self {
+        Self {
+            schema: schema.to_owned(),
+            version,
+            objects: std::sync::Mutex::new(Vec::new()),
+            range: std::sync::Mutex::new(dap_proto::DataRange::Snapshot {
+                at: "2024-01-01T00:00:00Z".parse().unwrap(),
+            }),
+        }
+    }
+
+    /// The next query answers with these objects covering `range`.
+    pub fn serve(&self, objects: &[&str], range: dap_proto::DataRange) {
+        *self.objects.lock().unwrap() = objects.iter().map(|o| o.as_bytes().to_vec()).collect();
+        *self.range.lock().unwrap() = range;
+    }
+}
+
+impl dap_db::source::Source for StaticSource {
+    fn tables<'a>(
+        &'a self,
+        _namespace: &'a str,
+    ) -> futures_util::future::BoxFuture<'a, Result<Vec<String>, dap_db::source::SourceError>> {
+        Box::pin(async { Ok(vec!["things".to_owned()]) })
+    }
+
+    fn schema<'a>(
+        &'a self,
+        _namespace: &'a str,
+        _table: &'a str,
+    ) -> futures_util::future::BoxFuture<
+        'a,
+        Result<dap_proto::TableSchema, dap_db::source::SourceError>,
+    > {
+        Box::pin(async move {
+            Ok(dap_proto::TableSchema {
+                schema: serde_json::value::RawValue::from_string(self.schema.clone()).unwrap(),
+                version: self.version,
+            })
+        })
+    }
+
+    fn query<'a>(
+        &'a self,
+        _namespace: &'a str,
+        _table: &'a str,
+        query: dap_proto::Query,
+    ) -> futures_util::future::BoxFuture<
+        'a,
+        Result<dap_proto::QueryResult, dap_db::source::SourceError>,
+    > {
+        Box::pin(async move {
+            let n = self.objects.lock().unwrap().len();
+            Ok(dap_proto::QueryResult {
+                job: dap_proto::JobId::new("static-job"),
+                format: query.format(),
+                expires_at: None,
+                schema_version: self.version,
+                range: *self.range.lock().unwrap(),
+                objects: (0..n)
+                    .map(|i| dap_proto::ObjectUrl {
+                        id: dap_proto::ObjectId::new(format!("o{i}")),
+                        url: dap_proto::PresignedUrl::new(format!("http://127.0.0.1:1/o{i}")),
+                    })
+                    .collect(),
+                urls_issued_at: std::time::Instant::now(),
+            })
+        })
+    }
+
+    fn object(&self, _result: &dap_proto::QueryResult, index: usize) -> dap_db::source::Chunks {
+        let data = self
+            .objects
+            .lock()
+            .unwrap()
+            .get(index)
+            .cloned()
+            .unwrap_or_default();
+        // Split into small chunks, so lines cross chunk boundaries.
+        let chunks: Vec<Result<bytes::Bytes, dap_db::source::SourceError>> = data
+            .chunks(7)
+            .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+            .collect();
+        Box::pin(futures_util::stream::iter(chunks))
+    }
+}
