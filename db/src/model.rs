@@ -460,6 +460,40 @@ impl fmt::Display for ColumnType {
     }
 }
 
+/// A value's text in one canonical spelling per type, so that copies held by different
+/// databases (or DAP's own TSV) compare equal: timestamps as RFC 3339 UTC, numbers as
+/// the shortest round-trip text, booleans as `true`/`false`, JSON re-serialised.
+/// Text that does not parse is returned as it is.
+pub fn canonical(ty: &ColumnType, text: &str) -> String {
+    match ty {
+        ColumnType::Timestamp => {
+            let t = text.trim();
+            t.parse::<jiff::Timestamp>()
+                .ok()
+                .or_else(|| {
+                    t.replace(' ', "T")
+                        .parse::<jiff::civil::DateTime>()
+                        .ok()
+                        .and_then(|d| d.to_zoned_datetime(jiff::tz::TimeZone::UTC).ok())
+                        .map(|z| z.timestamp())
+                })
+                .map_or_else(|| text.to_owned(), |ts| ts.to_string())
+        }
+        ColumnType::Real | ColumnType::Double => text
+            .trim()
+            .parse::<f64>()
+            .map_or_else(|_| text.to_owned(), |f| f.to_string()),
+        ColumnType::Boolean => match text.trim() {
+            "t" | "true" | "1" => "true".to_owned(),
+            "f" | "false" | "0" => "false".to_owned(),
+            _ => text.to_owned(),
+        },
+        ColumnType::Json | ColumnType::Array(_) => serde_json::from_str::<serde_json::Value>(text)
+            .map_or_else(|_| text.to_owned(), |v| v.to_string()),
+        _ => text.to_owned(),
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -623,39 +657,5 @@ pub(crate) mod tests {
             ColumnType::BigInt
         );
         assert_eq!(t(r#"{}"#), ColumnType::BigInt);
-    }
-}
-
-/// A value's text in one canonical spelling per type, so that copies held by different
-/// databases (or DAP's own TSV) compare equal: timestamps as RFC 3339 UTC, numbers as
-/// the shortest round-trip text, booleans as `true`/`false`, JSON re-serialised.
-/// Text that does not parse is returned as it is.
-pub fn canonical(ty: &ColumnType, text: &str) -> String {
-    match ty {
-        ColumnType::Timestamp => {
-            let t = text.trim();
-            t.parse::<jiff::Timestamp>()
-                .ok()
-                .or_else(|| {
-                    t.replace(' ', "T")
-                        .parse::<jiff::civil::DateTime>()
-                        .ok()
-                        .and_then(|d| d.to_zoned_datetime(jiff::tz::TimeZone::UTC).ok())
-                        .map(|z| z.timestamp())
-                })
-                .map_or_else(|| text.to_owned(), |ts| ts.to_string())
-        }
-        ColumnType::Real | ColumnType::Double => text
-            .trim()
-            .parse::<f64>()
-            .map_or_else(|_| text.to_owned(), |f| f.to_string()),
-        ColumnType::Boolean => match text.trim() {
-            "t" | "true" | "1" => "true".to_owned(),
-            "f" | "false" | "0" => "false".to_owned(),
-            _ => text.to_owned(),
-        },
-        ColumnType::Json | ColumnType::Array(_) => serde_json::from_str::<serde_json::Value>(text)
-            .map_or_else(|_| text.to_owned(), |v| v.to_string()),
-        _ => text.to_owned(),
     }
 }
