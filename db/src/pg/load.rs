@@ -26,52 +26,99 @@ pub(super) async fn run(
 ) -> Result<LoadStats, Error> {
     let store = session.store.clone();
     let model = job.model;
-    let ns = &model.namespace;
-    let table = Postgres.qualified(ns, &model.table);
-    let shadow = shadow_name(&model.table);
+    let table = Postgres.qualified(&model.namespace, &model.table);
+    let started = std::time::Instant::now();
     let tx = session
         .client
         .transaction()
         .await
         .map_err(|e| store.fail("starting a transaction", &e))?;
     let staged = job.landing.dedupe || job.landing.target == Target::Merge;
-    let into = match job.landing.target {
-        Target::Create => {
-            batch(
-                &tx,
-                &store,
-                &Postgres.create_table(model, &model.table, &pk_name(&model.table)),
-                "creating the table",
-            )
-            .await?;
-            table.clone()
-        }
-        Target::Replace => {
-            let mut stmts = vec![Postgres.drop_table(ns, &shadow)];
-            stmts.extend(Postgres.create_table(model, &shadow, &pk_name(&shadow)));
-            batch(&tx, &store, &stmts, "creating the new copy of the table").await?;
-            Postgres.qualified(ns, &shadow)
-        }
-        Target::Merge => table.clone(),
-    };
-    if staged {
-        batch(
-            &tx,
-            &store,
-            &[sql::create_stage(model)],
-            "creating the staging table",
-        )
-        .await?;
-    }
+    let into = prepare(&tx, &store, job, staged).await?;
     let copy_into = if staged {
         sql::STAGE.to_owned()
     } else {
         into.clone()
     };
     let mut stats = LoadStats::default();
+    let columns = copy_all(&tx, &store, &copy_into, job, feed, &mut stats).await?;
+    phase("copy", started, stats.lines);
+    let views = if job.disturbs_views {
+        save_views(&tx, &store, &table).await?
+    } else {
+        Vec::new()
+    };
+    let drops: Vec<String> = views.iter().rev().map(SavedView::drop).collect();
+    batch(&tx, &store, &drops, "dropping the views on the table").await?;
+    apply(&tx, &store, job, staged, &into, &columns, &mut stats).await?;
+    phase("apply", started, stats.upserted + stats.deleted);
+    stats.views = recreate_views(&tx, &store, &views, &table).await?;
+    write_position(&tx, &store, job).await?;
+    tx.commit()
+        .await
+        .map_err(|e| store.fail("committing", &e))?;
+    phase("commit", started, 0);
+    Ok(stats)
+}
+
+fn phase(name: &str, started: std::time::Instant, rows: u64) {
+    tracing::debug!(
+        phase = name,
+        rows,
+        elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        "load phase done"
+    );
+}
+
+/// Creates the table (or its new copy) and the staging table; returns where the rows
+/// finally go.
+async fn prepare(
+    tx: &Transaction<'_>,
+    store: &PgStore,
+    job: &LoadJob<'_>,
+    staged: bool,
+) -> Result<String, Error> {
+    let model = job.model;
+    let ns = &model.namespace;
+    let shadow = shadow_name(&model.table);
+    let into = match job.landing.target {
+        Target::Create => {
+            let stmts = Postgres.create_table(model, &model.table, &pk_name(&model.table));
+            batch(tx, store, &stmts, "creating the table").await?;
+            Postgres.qualified(ns, &model.table)
+        }
+        Target::Replace => {
+            let mut stmts = vec![Postgres.drop_table(ns, &shadow)];
+            stmts.extend(Postgres.create_table(model, &shadow, &pk_name(&shadow)));
+            batch(tx, store, &stmts, "creating the new copy of the table").await?;
+            Postgres.qualified(ns, &shadow)
+        }
+        Target::Merge => Postgres.qualified(ns, &model.table),
+    };
+    if staged {
+        batch(
+            tx,
+            store,
+            &[sql::create_stage(model)],
+            "creating the staging table",
+        )
+        .await?;
+    }
+    Ok(into)
+}
+
+/// Streams every object into `COPY`; returns the columns the data had.
+async fn copy_all(
+    tx: &Transaction<'_>,
+    store: &PgStore,
+    copy_into: &str,
+    job: &LoadJob<'_>,
+    feed: Feed<'_>,
+    stats: &mut LoadStats,
+) -> Result<Vec<String>, Error> {
     let mut columns: Vec<String> = Vec::new();
     for i in 0..feed.len() {
-        let (cols, lines) = copy_object(&tx, &store, &copy_into, feed.open(i), model, job.kind)
+        let (cols, lines) = copy_object(tx, store, copy_into, feed.open(i), job.model, job.kind)
             .await
             .map_err(|e| match e {
                 ObjectError::Data(error) => Error::Data {
@@ -88,40 +135,57 @@ pub(super) async fn run(
             }
         }
     }
-    let views = if job.disturbs_views {
-        save_views(&tx, &store, &table).await?
-    } else {
-        Vec::new()
-    };
-    let drops: Vec<String> = views.iter().rev().map(SavedView::drop).collect();
-    batch(&tx, &store, &drops, "dropping the views on the table").await?;
+    Ok(columns)
+}
+
+/// Changes the layout, applies staged rows, swaps a new copy in.
+async fn apply(
+    tx: &Transaction<'_>,
+    store: &PgStore,
+    job: &LoadJob<'_>,
+    staged: bool,
+    into: &str,
+    columns: &[String],
+    stats: &mut LoadStats,
+) -> Result<(), Error> {
+    let model = job.model;
+    let merge = job.landing.target == Target::Merge;
+    if merge {
+        batch(tx, store, &job.migration, "changing the table's layout").await?;
+    }
     if staged && !columns.is_empty() {
         batch(
-            &tx,
-            &store,
+            tx,
+            store,
             &sql::dedupe_stage(model),
             "keeping the last change of each key",
         )
         .await?;
-        if job.landing.target == Target::Merge {
-            batch(&tx, &store, &job.migration, "changing the table's layout").await?;
+        if merge {
             stats.deleted = tx
-                .execute(&sql::merge_delete(model, &into), &[])
+                .execute(&sql::merge_delete(model, into), &[])
                 .await
                 .map_err(|e| store.fail("deleting the deleted rows", &e))?;
         }
-        stats.upserted = tx
-            .execute(&sql::merge_upsert(model, &into, &columns), &[])
-            .await
-            .map_err(|e| store.fail("upserting the changed rows", &e))?;
-    } else {
-        if job.landing.target == Target::Merge {
-            batch(&tx, &store, &job.migration, "changing the table's layout").await?;
+        if let Some(update) = sql::merge_update(model, into, columns) {
+            stats.upserted = tx
+                .execute(&update, &[])
+                .await
+                .map_err(|e| store.fail("updating the changed rows", &e))?;
         }
+        stats.upserted += tx
+            .execute(&sql::merge_insert(model, into, columns), &[])
+            .await
+            .map_err(|e| store.fail("inserting the new rows", &e))?;
+    } else if !staged {
         stats.upserted = stats.lines;
     }
     if job.landing.target == Target::Replace {
-        let mut stmts = vec![format!("DROP TABLE IF EXISTS {table}")];
+        let (ns, shadow) = (&model.namespace, shadow_name(&model.table));
+        let mut stmts = vec![format!(
+            "DROP TABLE IF EXISTS {}",
+            Postgres.qualified(ns, &model.table)
+        )];
         stmts.extend(Postgres.rename_table(
             ns,
             &shadow,
@@ -129,14 +193,9 @@ pub(super) async fn run(
             &pk_name(&shadow),
             &pk_name(&model.table),
         ));
-        batch(&tx, &store, &stmts, "swapping in the new copy of the table").await?;
+        batch(tx, store, &stmts, "swapping in the new copy of the table").await?;
     }
-    stats.views = recreate_views(&tx, &store, &views, &table).await?;
-    write_position(&tx, &store, job).await?;
-    tx.commit()
-        .await
-        .map_err(|e| store.fail("committing", &e))?;
-    Ok(stats)
+    Ok(())
 }
 
 async fn batch(

@@ -56,9 +56,27 @@ pub(crate) fn merge_delete(model: &TableModel, table: &str) -> String {
     )
 }
 
-/// Inserts or updates the staged rows that are not deletes, for the data's `columns`
-/// (the action excluded).
-pub(crate) fn merge_upsert(model: &TableModel, table: &str, columns: &[String]) -> String {
+/// Updates the rows whose keys have a staged upsert, for the data's `columns` (the
+/// action excluded); `None` when only the key came.
+pub(crate) fn merge_update(model: &TableModel, table: &str, columns: &[String]) -> Option<String> {
+    let key = quote_ident(&model.primary_key);
+    let sets: Vec<String> = columns
+        .iter()
+        .filter(|c| *c != ACTION_COLUMN && **c != model.primary_key)
+        .map(|c| format!("{0} = s.{0}", quote_ident(c)))
+        .collect();
+    (!sets.is_empty()).then(|| {
+        format!(
+            "UPDATE {table} AS t SET {} FROM {STAGE} AS s WHERE t.{key} = s.{key} \
+             AND s.{action} IS DISTINCT FROM 'D'",
+            sets.join(", "),
+            action = quote_ident(ACTION_COLUMN)
+        )
+    })
+}
+
+/// Inserts the staged upserts whose keys the table does not have.
+pub(crate) fn merge_insert(model: &TableModel, table: &str, columns: &[String]) -> String {
     let key = quote_ident(&model.primary_key);
     let cols: Vec<String> = columns
         .iter()
@@ -66,19 +84,12 @@ pub(crate) fn merge_upsert(model: &TableModel, table: &str, columns: &[String]) 
         .map(|c| quote_ident(c))
         .collect();
     let list = cols.join(", ");
-    let updates: Vec<String> = columns
-        .iter()
-        .filter(|c| *c != ACTION_COLUMN && **c != model.primary_key)
-        .map(|c| format!("{0} = EXCLUDED.{0}", quote_ident(c)))
-        .collect();
-    let conflict = if updates.is_empty() {
-        "DO NOTHING".to_owned()
-    } else {
-        format!("DO UPDATE SET {}", updates.join(", "))
-    };
+    let from: Vec<String> = cols.iter().map(|c| format!("s.{c}")).collect();
     format!(
-        "INSERT INTO {table} ({list}) SELECT {list} FROM {STAGE} AS s \
-         WHERE s.{action} IS DISTINCT FROM 'D' ON CONFLICT ({key}) {conflict}",
+        "INSERT INTO {table} ({list}) SELECT {} FROM {STAGE} AS s \
+         WHERE s.{action} IS DISTINCT FROM 'D' \
+         AND NOT EXISTS (SELECT 1 FROM {table} AS t WHERE t.{key} = s.{key})",
+        from.join(", "),
         action = quote_ident(ACTION_COLUMN)
     )
 }
@@ -199,11 +210,17 @@ mod tests {
             "DELETE FROM \"canvas\".\"accounts\" AS t USING pg_temp.\"dap_stage\" AS s WHERE s.\"_dap_action\" = 'D' AND t.\"id\" = s.\"id\""
         );
         assert!(dedupe_stage(&m)[1].contains("HAVING count(*) > 1"));
-        let up = merge_upsert(&m, "\"canvas\".\"accounts\"", &cols);
-        assert!(up.starts_with("INSERT INTO \"canvas\".\"accounts\" (\"id\", \"name\") SELECT \"id\", \"name\" FROM pg_temp.\"dap_stage\" AS s WHERE"));
-        assert!(up.ends_with("ON CONFLICT (\"id\") DO UPDATE SET \"name\" = EXCLUDED.\"name\""));
-        let keys_only = merge_upsert(&m, "t", &["id".to_owned()]);
-        assert!(keys_only.ends_with("DO NOTHING"));
+        assert_eq!(
+            merge_update(&m, "t", &cols).unwrap(),
+            "UPDATE t AS t SET \"name\" = s.\"name\" FROM pg_temp.\"dap_stage\" AS s WHERE t.\"id\" = s.\"id\" \
+             AND s.\"_dap_action\" IS DISTINCT FROM 'D'"
+        );
+        assert!(merge_update(&m, "t", &["id".to_owned()]).is_none());
+        assert_eq!(
+            merge_insert(&m, "t", &cols),
+            "INSERT INTO t (\"id\", \"name\") SELECT s.\"id\", s.\"name\" FROM pg_temp.\"dap_stage\" AS s \
+             WHERE s.\"_dap_action\" IS DISTINCT FROM 'D' AND NOT EXISTS (SELECT 1 FROM t AS t WHERE t.\"id\" = s.\"id\")"
+        );
     }
 
     #[test]
