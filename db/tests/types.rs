@@ -104,8 +104,24 @@ new line \\ back",7,1.5,t,"2024-01-02 03:04:05.123",a,"{x,""y \\""q\\"""",NULL}"
             r#"(3,"\\N","",-1,-0.25,,"2024-01-01 00:00:00","b c","{""""}",{},{},"{""x"": null}")"#,
         ]
     );
+    // A table of the user's refers to the rows: updated rows must stay the same rows.
+    client
+        .batch_execute(
+            "CREATE TABLE public.child (id int, thing bigint REFERENCES canvas.things (id) ON DELETE CASCADE);
+             INSERT INTO public.child VALUES (1, 1), (2, 2), (3, 3)",
+        )
+        .await
+        .unwrap();
     src.serve(&[&changes()], range_changes());
     run1(&store, &src, Command::Sync).await;
+    let children: Vec<i32> = client
+        .query("SELECT id FROM public.child ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(children, [1, 3], "only the deleted row's child went");
     let rows: Vec<String> = client
         .query(
             "SELECT concat_ws('|', id, label, n32, kind, tags) FROM canvas.things ORDER BY id",

@@ -56,6 +56,37 @@ pub(crate) fn merge_delete(model: &TableModel, table: &str) -> String {
     )
 }
 
+/// Whether anything could see a row deleted and inserted again rather than updated:
+/// a foreign key that references the table ($1, its quoted name), or a trigger on it.
+pub(crate) const HAS_DEPENDENTS: &str = "\
+SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE confrelid = to_regclass($1))
+    OR EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass($1) AND NOT tgisinternal)";
+
+/// Deletes every staged key, returning how many of them were deletes (a faster merge
+/// than updating in place, for tables nothing refers to).
+pub(crate) fn delete_staged_keys(model: &TableModel, table: &str) -> String {
+    let key = quote_ident(&model.primary_key);
+    let action = quote_ident(ACTION_COLUMN);
+    format!(
+        "WITH d AS (DELETE FROM {table} AS t USING {STAGE} AS s WHERE t.{key} = s.{key} \
+         RETURNING s.{action}) SELECT count(*) FILTER (WHERE {action} = 'D') FROM d"
+    )
+}
+
+/// Inserts every staged upsert (after [`delete_staged_keys`]).
+pub(crate) fn insert_upserts(table: &str, columns: &[String]) -> String {
+    let cols: Vec<String> = columns
+        .iter()
+        .filter(|c| *c != ACTION_COLUMN)
+        .map(|c| quote_ident(c))
+        .collect();
+    let list = cols.join(", ");
+    format!(
+        "INSERT INTO {table} ({list}) SELECT {list} FROM {STAGE} WHERE {} IS DISTINCT FROM 'D'",
+        quote_ident(ACTION_COLUMN)
+    )
+}
+
 /// Updates the rows whose keys have a staged upsert, for the data's `columns` (the
 /// action excluded); `None` when only the key came.
 pub(crate) fn merge_update(model: &TableModel, table: &str, columns: &[String]) -> Option<String> {
@@ -216,6 +247,15 @@ mod tests {
              AND s.\"_dap_action\" IS DISTINCT FROM 'D'"
         );
         assert!(merge_update(&m, "t", &["id".to_owned()]).is_none());
+        assert_eq!(
+            delete_staged_keys(&m, "t"),
+            "WITH d AS (DELETE FROM t AS t USING pg_temp.\"dap_stage\" AS s WHERE t.\"id\" = s.\"id\" \
+             RETURNING s.\"_dap_action\") SELECT count(*) FILTER (WHERE \"_dap_action\" = 'D') FROM d"
+        );
+        assert_eq!(
+            insert_upserts("t", &cols),
+            "INSERT INTO t (\"id\", \"name\") SELECT \"id\", \"name\" FROM pg_temp.\"dap_stage\" WHERE \"_dap_action\" IS DISTINCT FROM 'D'"
+        );
         assert_eq!(
             merge_insert(&m, "t", &cols),
             "INSERT INTO t (\"id\", \"name\") SELECT s.\"id\", s.\"name\" FROM pg_temp.\"dap_stage\" AS s \
