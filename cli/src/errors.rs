@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use dap_proto::chain::ChainError;
 use dap_proto::{DapErrorKind, Error as ProtoError};
 
 /// Exit code of a successful run.
@@ -49,6 +50,12 @@ pub(crate) enum CliError {
         #[source]
         source: std::io::Error,
     },
+    /// A job's data does not match its query or would move a table backwards.
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    /// Another run kept a table locked for longer than `--lock-timeout`.
+    #[error("{0}")]
+    Locked(String),
     /// Something else, described in full.
     #[error("{0}")]
     Other(String),
@@ -105,6 +112,9 @@ impl CliError {
             Self::Usage(_) => "usage",
             Self::Unsupported(_) => "unsupported",
             Self::Io { .. } => "io",
+            Self::Chain(ChainError::StaleSnapshot { .. }) => "stale_snapshot",
+            Self::Chain(_) => "range_mismatch",
+            Self::Locked(_) => "locked",
             Self::Other(_) => "other",
             Self::Api { source, .. } => match source {
                 dap_hyper::Error::Dap(e) => match e {
@@ -152,6 +162,17 @@ impl CliError {
             Self::Io { .. } => {
                 Some("check that the directory exists or can be created, is writable, and that the disk has space".to_owned())
             }
+            Self::Locked(_) => Some(
+                "two runs never write one table of a directory at once; give the other run \
+                 time (--lock-timeout SECONDS), or use another --output-directory"
+                    .to_owned(),
+            ),
+            Self::Chain(ChainError::StaleSnapshot { .. }) => None,
+            Self::Chain(_) => Some(
+                "the server answered with data for another window; run the command again, \
+                 and report it to Instructure support if it persists"
+                    .to_owned(),
+            ),
             Self::Api { source, .. } => match source {
                 dap_hyper::Error::Dap(ProtoError::Api(d)) => match &d.kind {
                     DapErrorKind::Authentication => Some(
@@ -241,7 +262,7 @@ impl CliError {
 /// What hints may mention.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct HintContext<'a> {
-    /// The base URL in use.
+    /// The base URL in use, without user info.
     pub(crate) base_url: &'a str,
     /// The namespace, if the command has one.
     pub(crate) namespace: Option<&'a str>,
