@@ -4,7 +4,8 @@
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use dap_emulator::{Emulator, EmulatorConfig};
 use serde_json::Value;
@@ -88,15 +89,55 @@ impl Run {
 }
 
 pub fn run(cmd: &mut Command) -> Run {
+    finished(cmd.output().expect("dap runs"))
+}
+
+fn finished(output: Output) -> Run {
     let Output {
         status,
         stdout,
         stderr,
-    } = cmd.output().expect("dap runs");
+    } = output;
     Run {
         code: status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&stdout).into_owned(),
         stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+/// `dap ARGS --output-directory DIR` against `emu`.
+pub fn run_in(emu: &Emulator, dir: &Path, args: &[&str]) -> Run {
+    run(dap(emu).args(args).arg("--output-directory").arg(dir))
+}
+
+/// Starts `cmd` in the background, its output captured.
+pub fn spawn(cmd: &mut Command) -> Child {
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("dap starts")
+}
+
+/// Waits for a background run to end.
+pub fn wait(child: Child) -> Run {
+    finished(child.wait_with_output().expect("dap ends"))
+}
+
+/// Sends SIGINT to a background run.
+pub fn interrupt(child: &Child) {
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+}
+
+/// Polls `done` until it holds, failing after `limit`.
+pub fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
@@ -160,6 +201,30 @@ pub fn expected(
     )
 }
 
+/// What the emulator says the query of one `--json` table report returns: its
+/// snapshot `at`, or its incremental `since` and `until`.
+pub fn expected_for(emu: &Emulator, ns: &str, report: &Value) -> Vec<Value> {
+    let range = if report["at"].is_string() {
+        dap_emulator::QueryRange::Snapshot {
+            at_ms: ms(&report["at"]),
+        }
+    } else {
+        dap_emulator::QueryRange::Incremental {
+            since_ms: ms(&report["since"]),
+            until_ms: ms(&report["until"]),
+        }
+    };
+    expected(emu, ns, report["table"].as_str().expect("table"), range)
+}
+
+/// Checks that the files of a `--json` table report hold exactly what the emulator
+/// says its query returns; returns the record count.
+pub fn assert_exact(emu: &Emulator, report: &Value) -> usize {
+    let got = read_records(&files_of(report));
+    assert_eq!(got, expected_for(emu, "canvas", report), "{report}");
+    got.len()
+}
+
 /// Milliseconds of an RFC 3339 timestamp.
 pub fn ms(ts: &Value) -> i64 {
     ts.as_str()
@@ -177,4 +242,21 @@ pub fn files_of(table: &Value) -> Vec<PathBuf> {
         .iter()
         .map(|f| PathBuf::from(f["path"].as_str().unwrap()))
         .collect()
+}
+
+/// Every file under `dir` is finished (no temporary or lock file) and, if gzip,
+/// complete.
+pub fn assert_only_complete_files(dir: &Path) {
+    for f in tree(dir) {
+        let name = f.rsplit('/').next().unwrap();
+        assert!(!name.starts_with('.'), "temporary or lock file left: {f}");
+        if f.ends_with(".gz") {
+            let raw = std::fs::read(dir.join(&f)).unwrap();
+            let mut decoder = dap_proto::gzip::GzipDecoder::new();
+            decoder.verify(&raw).unwrap();
+            decoder
+                .finish()
+                .unwrap_or_else(|e| panic!("{f} is incomplete: {e}"));
+        }
+    }
 }
