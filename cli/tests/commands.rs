@@ -60,17 +60,7 @@ fn official_options_are_accepted_and_ignored() {
 fn schema_files_match_the_official_layout() {
     let emu = emulator();
     let out = tempfile::tempdir().unwrap();
-    let r = run_in(
-        &emu,
-        out.path(),
-        &[
-            "schema",
-            "--namespace",
-            "canvas",
-            "--table",
-            "accounts,users",
-        ],
-    );
+    let r = run_in(&emu, out.path(), on("schema", "accounts,users", &[]));
     r.assert_code(0);
     assert_eq!(
         tree(out.path()),
@@ -95,18 +85,7 @@ fn schema_files_match_the_official_layout() {
 fn snapshot_writes_job_directory_with_exact_records() {
     let emu = emulator();
     let out = tempfile::tempdir().unwrap();
-    let r = run_in(
-        &emu,
-        out.path(),
-        &[
-            "snapshot",
-            "--namespace",
-            "canvas",
-            "--table",
-            "accounts",
-            "--json",
-        ],
-    );
+    let r = run_in(&emu, out.path(), on("snapshot", "accounts", &["--json"]));
     r.assert_code(0).assert_no_secret();
     let v = r.json();
     let t = &v["tables"][0];
@@ -136,16 +115,7 @@ fn json_result_shape() {
     let r = run_in(
         &emu,
         out.path(),
-        &[
-            "--json",
-            "snapshot",
-            "--namespace",
-            "canvas",
-            "--table",
-            "users",
-            "--format",
-            "csv",
-        ],
+        on("snapshot", "users", &["--json", "--format", "csv"]),
     );
     r.assert_code(0);
     let v = r.json();
@@ -182,18 +152,17 @@ fn incremental_with_since_and_until_returns_exactly_the_window() {
     let r = run_in(
         &emu,
         out.path(),
-        &[
+        on(
             "incremental",
-            "--namespace",
-            "canvas",
-            "--table",
             "courses",
-            "--json",
-            "--since",
-            &since.to_string(),
-            "--until",
-            &until.to_string(),
-        ],
+            &[
+                "--json",
+                "--since",
+                &since.to_string(),
+                "--until",
+                &until.to_string(),
+            ],
+        ),
     );
     r.assert_code(0);
     let v = r.json();
@@ -214,16 +183,11 @@ fn offsets_are_accepted_as_instants() {
     let r = run_in(
         &emu,
         out.path(),
-        &[
-            "--json",
+        on(
             "incremental",
-            "--namespace",
-            "canvas",
-            "--table",
             "accounts",
-            "--since",
-            &with_offset,
-        ],
+            &["--json", "--since", &with_offset],
+        ),
     );
     r.assert_code(0);
     assert_eq!(ms(&r.json()["tables"][0]["since"]), since.as_millisecond());
@@ -232,20 +196,12 @@ fn offsets_are_accepted_as_instants() {
 #[test]
 fn until_before_since_is_refused() {
     let emu = emulator();
-    let r = run(dap(&emu)
-        .args([
-            "incremental",
-            "--namespace",
-            "canvas",
-            "--table",
-            "accounts",
-        ])
-        .args([
-            "--since",
-            "2024-02-01T00:00:00Z",
-            "--until",
-            "2024-01-01T00:00:00Z",
-        ]));
+    let r = run(dap(&emu).args(on("incremental", "accounts", &[])).args([
+        "--since",
+        "2024-02-01T00:00:00Z",
+        "--until",
+        "2024-01-01T00:00:00Z",
+    ]));
     r.assert_code(5);
     assert!(
         r.stderr.contains("--until must be later than --since"),
@@ -268,16 +224,11 @@ fn table_all_with_one_failing_table_continues_and_names_it() {
     let r = run_in(
         &emu,
         out.path(),
-        &[
-            "--json",
+        on(
             "incremental",
-            "--namespace",
-            "canvas",
-            "--table",
             "all",
-            "--since",
-            &since.to_string(),
-        ],
+            &["--json", "--since", &since.to_string()],
+        ),
     );
     r.assert_code(5);
     let v = r.json();
@@ -315,13 +266,7 @@ fn unknown_table_in_a_comma_list_does_not_stop_the_others() {
     let r = run_in(
         &emu,
         out.path(),
-        &[
-            "snapshot",
-            "--namespace",
-            "canvas",
-            "--table",
-            "accounts, nosuch ,courses",
-        ],
+        on("snapshot", "accounts, nosuch ,courses", &[]),
     );
     r.assert_code(5);
     assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 2);
@@ -356,11 +301,7 @@ fn server_errors_get_a_message_and_exit_5() {
         ..Faults::default()
     });
     let out = tempfile::tempdir().unwrap();
-    let r = run_in(
-        &emu,
-        out.path(),
-        &["schema", "--namespace", "canvas", "--table", "accounts"],
-    );
+    let r = run_in(&emu, out.path(), on("schema", "accounts", &[]));
     r.assert_code(5);
     assert!(
         r.stderr.contains("schema of table 'accounts'"),
@@ -386,14 +327,7 @@ fn missing_credentials_name_the_variable_and_flag() {
     );
     assert!(!r.stderr.contains("DAP_CLIENT_SECRET"), "{}", r.stderr);
 
-    let r = run(bare_dap().args([
-        "--json",
-        "snapshot",
-        "--namespace",
-        "canvas",
-        "--table",
-        "a",
-    ]));
+    let r = run(bare_dap().args(on("snapshot", "a", &["--json"])));
     r.assert_code(5);
     assert!(
         r.stderr.contains("DAP_CLIENT_ID") && r.stderr.contains("DAP_CLIENT_SECRET"),
@@ -436,13 +370,7 @@ fn wrong_credentials_fail_fatally_without_printing_the_secret() {
         .env("DAP_CLIENT_SECRET", &wrong)
         .args(["--loglevel", "debug", "--json", "--logfile"])
         .arg(&log)
-        .args([
-            "snapshot",
-            "--namespace",
-            "canvas",
-            "--table",
-            "accounts,users,courses",
-        ])
+        .args(on("snapshot", "accounts,users,courses", &[]))
         .arg("--output-directory")
         .arg(out.path().join("data")));
     r.assert_code(5).assert_no_secret();
@@ -470,14 +398,7 @@ fn log_file_has_no_secrets_or_signatures_and_json_format_parses() {
     let r = run(dap(&emu)
         .args(["--loglevel", "debug", "--logformat", "json", "--logfile"])
         .arg(&log)
-        .args([
-            "snapshot",
-            "--namespace",
-            "canvas",
-            "--table",
-            "accounts",
-            "--output-directory",
-        ])
+        .args(on("snapshot", "accounts", &["--output-directory"]))
         .arg(out.path().join("data")));
     r.assert_code(0).assert_no_secret();
     let logged = std::fs::read_to_string(&log).unwrap();
@@ -507,15 +428,7 @@ fn decompress_writes_plain_files() {
     let r = run_in(
         &emu,
         out.path(),
-        &[
-            "--json",
-            "snapshot",
-            "--namespace",
-            "canvas",
-            "--table",
-            "accounts",
-            "--decompress",
-        ],
+        on("snapshot", "accounts", &["--json", "--decompress"]),
     );
     r.assert_code(0);
     let t = &r.json()["tables"][0];
@@ -536,45 +449,24 @@ fn concurrency_downloads_every_object() {
     let r = run_in(
         &emu,
         out.path(),
-        &[
-            "--json",
-            "snapshot",
-            "--namespace",
-            "canvas",
-            "--table",
-            "submissions",
-            "--concurrency",
-            "3",
-        ],
+        on("snapshot", "submissions", &["--json", "--concurrency", "3"]),
     );
     r.assert_code(0);
     let t = &r.json()["tables"][0];
     assert_eq!(files_of(t).len(), 5);
     assert_exact(&emu, t);
-    let r = run(dap(&emu).args([
-        "snapshot",
-        "--namespace",
-        "canvas",
-        "--table",
-        "x",
-        "--concurrency",
-        "0",
-    ]));
+    let r = run(dap(&emu).args(on("snapshot", "x", &["--concurrency", "0"])));
     assert_ne!(r.code, 0);
 }
 
 #[test]
 fn database_commands_are_refused_clearly() {
     let emu = emulator();
-    let r = run(dap(&emu).args([
+    let r = run(dap(&emu).args(on(
         "syncdb",
-        "--namespace",
-        "canvas",
-        "--table",
         "all",
-        "--connection-string",
-        "postgresql://u:p@h/db",
-    ]));
+        &["--connection-string", "postgresql://u:p@h/db"],
+    )));
     r.assert_code(5);
     assert!(r.stderr.contains("not supported"), "{}", r.stderr);
     assert!(
@@ -675,18 +567,7 @@ fn jobs_that_wait_and_run_are_polled_to_completion() {
         ..EmulatorConfig::default()
     });
     let out = tempfile::tempdir().unwrap();
-    let r = run_in(
-        &emu,
-        out.path(),
-        &[
-            "--json",
-            "snapshot",
-            "--namespace",
-            "canvas",
-            "--table",
-            "accounts",
-        ],
-    );
+    let r = run_in(&emu, out.path(), on("snapshot", "accounts", &["--json"]));
     r.assert_code(0);
     assert!(
         emu.stats().requests.job >= 2,
@@ -703,14 +584,7 @@ fn unwritable_output_directory_is_a_clear_error() {
     let file = dir.path().join("a-file");
     std::fs::write(&file, b"x").unwrap();
     let r = run(dap(&emu)
-        .args([
-            "schema",
-            "--namespace",
-            "canvas",
-            "--table",
-            "accounts",
-            "--output-directory",
-        ])
+        .args(on("schema", "accounts", &["--output-directory"]))
         .arg(&file));
     r.assert_code(5);
     assert!(r.stderr.contains("a-file"), "{}", r.stderr);

@@ -3,12 +3,10 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
 use common::*;
 use dap_emulator::{EmulatorConfig, Endpoint, FaultAction, FaultRule, Faults};
-use serde_json::Value;
 
 const STATE: &str = "dap-sync-state.json";
 
@@ -29,10 +27,6 @@ fn sync_args(table: &str) -> Vec<&str> {
     vec!["--json", "sync", "--namespace", "canvas", "--table", table]
 }
 
-fn state(dir: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(dir.join(STATE)).unwrap()).unwrap()
-}
-
 #[test]
 fn a_second_run_on_a_busy_table_refuses_or_waits_and_files_stay_intact() {
     let emu = emulator_with(EmulatorConfig {
@@ -41,17 +35,10 @@ fn a_second_run_on_a_busy_table_refuses_or_waits_and_files_stay_intact() {
     });
     slow_storage(&emu, 3, 1500);
     let out = tempfile::tempdir().unwrap();
-    let args = [
-        "--json",
-        "snapshot",
-        "--namespace",
-        "canvas",
-        "--table",
-        "accounts",
-    ];
+    let args = on("snapshot", "accounts", &["--json"]);
     let first = spawn(
         dap(&emu)
-            .args(args)
+            .args(&args)
             .arg("--output-directory")
             .arg(out.path()),
     );
@@ -63,7 +50,7 @@ fn a_second_run_on_a_busy_table_refuses_or_waits_and_files_stay_intact() {
     // Refuse at once: exit 5, naming the other run.
     let refused = run(dap(&emu)
         .args(["--lock-timeout", "0"])
-        .args(args)
+        .args(&args)
         .arg("--output-directory")
         .arg(out.path()));
     refused.assert_code(5);
@@ -109,12 +96,12 @@ fn concurrent_syncs_of_different_tables_keep_each_others_positions() {
         emu.stats().requests.storage > 0
     });
     // Another table of the same directory is not blocked, and finishes first.
-    let fast = run_in(&emu, out.path(), &sync_args("users"));
+    let fast = run_in(&emu, out.path(), sync_args("users"));
     fast.assert_code(0);
     assert!(!fast.stderr.contains("Waiting"), "{}", fast.stderr);
     let slow = wait(slow);
     slow.assert_code(0);
-    let tables = &state(out.path())["namespaces"]["canvas"];
+    let tables = &sync_state(out.path())["namespaces"]["canvas"];
     assert_eq!(
         tables["users"]["next_since"],
         fast.json()["tables"][0]["at"]
@@ -130,10 +117,10 @@ fn concurrent_syncs_of_different_tables_keep_each_others_positions() {
 fn sync_refuses_a_deduplicated_snapshot_older_than_its_position() {
     let emu = emulator();
     let out = tempfile::tempdir().unwrap();
-    let first = run_in(&emu, out.path(), &sync_args("courses"));
+    let first = run_in(&emu, out.path(), sync_args("courses"));
     first.assert_code(0);
     emu.advance_clock(Duration::from_secs(3600));
-    let second = run_in(&emu, out.path(), &sync_args("courses"));
+    let second = run_in(&emu, out.path(), sync_args("courses"));
     second.assert_code(0);
     let position = second.json()["tables"][0]["until"].clone();
     let saved = std::fs::read(out.path().join(STATE)).unwrap();
@@ -144,7 +131,7 @@ fn sync_refuses_a_deduplicated_snapshot_older_than_its_position() {
         snapshot_required: true,
         ..Faults::default()
     });
-    let recovered = run_in(&emu, out.path(), &sync_args("courses"));
+    let recovered = run_in(&emu, out.path(), sync_args("courses"));
     emu.set_faults(Faults::default());
     let mut forced_args = sync_args("courses");
     forced_args.push("--force-snapshot");
@@ -175,8 +162,8 @@ fn sync_refuses_a_deduplicated_snapshot_older_than_its_position() {
 fn sync_state_names_files_relative_to_the_output_directory() {
     let emu = emulator();
     let out = tempfile::tempdir().unwrap();
-    run_in(&emu, out.path(), &sync_args("accounts")).assert_code(0);
-    let accounts = &state(out.path())["namespaces"]["canvas"]["accounts"];
+    run_in(&emu, out.path(), sync_args("accounts")).assert_code(0);
+    let accounts = &sync_state(out.path())["namespaces"]["canvas"]["accounts"];
     assert_eq!(accounts["schema_file"], "accounts_schema_version_2.json");
     let file = accounts["history"][0]["files"][0].as_str().unwrap();
     assert!(file.starts_with("job_"), "{file}");
@@ -189,7 +176,7 @@ fn a_table_is_reported_synced_only_once_its_state_is_saved() {
     let out = tempfile::tempdir().unwrap();
     // Something that is not a lock file stands where the state lock goes.
     std::fs::create_dir(out.path().join(".dap-lock.sync-state")).unwrap();
-    let r = run_in(&emu, out.path(), &sync_args("accounts"));
+    let r = run_in(&emu, out.path(), sync_args("accounts"));
     r.assert_code(5);
     assert!(!r.stderr.contains("is synced"), "{}", r.stderr);
     assert!(r.stderr.contains(".dap-lock.sync-state"), "{}", r.stderr);

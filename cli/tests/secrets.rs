@@ -152,26 +152,17 @@ fn bad_timestamps_are_refused_before_any_request_with_the_right_reason() {
     ];
     for (since, words) in cases {
         let r = run(dap(&emu)
-            .args([
-                "incremental",
-                "--namespace",
-                "canvas",
-                "--table",
-                "accounts",
-            ])
+            .args(on("incremental", "accounts", &[]))
             .arg(format!("--since={since}")));
         r.assert_code(5);
         assert!(r.stderr.contains(words), "{since}: {}", r.stderr);
     }
-    let r = run(dap(&emu)
-        .args([
-            "incremental",
-            "--namespace",
-            "canvas",
-            "--table",
-            "accounts",
-        ])
-        .args(["--since", "2024-01-01T00:00:00Z", "--until", "2024-02-01"]));
+    let r = run(dap(&emu).args(on("incremental", "accounts", &[])).args([
+        "--since",
+        "2024-01-01T00:00:00Z",
+        "--until",
+        "2024-02-01",
+    ]));
     r.assert_code(5);
     assert!(
         r.stderr.contains("--until 2024-02-01T00:00:00Z"),

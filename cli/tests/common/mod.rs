@@ -106,8 +106,26 @@ fn finished(output: Output) -> Run {
 }
 
 /// `dap ARGS --output-directory DIR` against `emu`.
-pub fn run_in(emu: &Emulator, dir: &Path, args: &[&str]) -> Run {
+pub fn run_in<S: AsRef<std::ffi::OsStr>>(
+    emu: &Emulator,
+    dir: &Path,
+    args: impl IntoIterator<Item = S>,
+) -> Run {
     run(dap(emu).args(args).arg("--output-directory").arg(dir))
+}
+
+/// `COMMAND --namespace canvas --table TABLES MORE...`.
+pub fn on(command: &str, tables: &str, more: &[&str]) -> Vec<String> {
+    [command, "--namespace", "canvas", "--table", tables]
+        .iter()
+        .chain(more)
+        .map(|s| (*s).to_owned())
+        .collect()
+}
+
+/// The sync state file of `dir`.
+pub fn sync_state(dir: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(dir.join("dap-sync-state.json")).unwrap()).unwrap()
 }
 
 /// Starts `cmd` in the background, its output captured.
