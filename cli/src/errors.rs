@@ -174,50 +174,7 @@ impl CliError {
                     .to_owned(),
             ),
             Self::Api { source, .. } => match source {
-                dap_hyper::Error::Dap(ProtoError::Api(d)) => match &d.kind {
-                    DapErrorKind::Authentication => Some(
-                        "check DAP_CLIENT_ID and DAP_CLIENT_SECRET (or --client-id and --client-secret); \
-                         client credentials expire: create new ones in the Identity Service if needed"
-                            .to_owned(),
-                    ),
-                    DapErrorKind::AccountNotOnboarded | DapErrorKind::AccountDisabled => Some(
-                        "the account cannot use DAP; ask your Canvas administrator or Instructure support"
-                            .to_owned(),
-                    ),
-                    DapErrorKind::AccountUnderMaintenance => {
-                        Some("the account is under maintenance; try again later".to_owned())
-                    }
-                    DapErrorKind::Forbidden | DapErrorKind::RequestTypeForbidden => Some(
-                        "the API refused this kind of request for these credentials".to_owned(),
-                    ),
-                    DapErrorKind::NotFound { kind, .. } => match kind.as_deref() {
-                        Some("namespace") => Some(
-                            "namespaces are canvas, canvas_logs, catalog and new_quizzes".to_owned(),
-                        ),
-                        _ => Some(format!(
-                            "run `dap list --namespace {ns}` to see the available tables"
-                        )),
-                    },
-                    DapErrorKind::SnapshotRequired { .. } => Some(format!(
-                        "the table was reloaded by DAP; take a new snapshot \
-                         (`dap snapshot --namespace {ns} --table ...`), or use `dap sync`, which does it automatically"
-                    )),
-                    DapErrorKind::OutOfRange { since, .. } => Some(match since {
-                        Some(s) => format!("use a --since at or after {s}, or take a new snapshot"),
-                        None => "use a later --since, or take a new snapshot".to_owned(),
-                    }),
-                    DapErrorKind::Validation { .. } => Some(
-                        "the API refused the request as invalid; check --since/--until (not in the future, since before until) and --format"
-                            .to_owned(),
-                    ),
-                    DapErrorKind::RateLimited => Some(
-                        "the API kept answering 429 (rate limited); wait a minute and run again".to_owned(),
-                    ),
-                    DapErrorKind::Server => Some(
-                        "the DAP service failed; run the command again later".to_owned(),
-                    ),
-                    _ => None,
-                },
+                dap_hyper::Error::Dap(ProtoError::Api(d)) => dap_hint(&d.kind, ns),
                 dap_hyper::Error::Dap(ProtoError::JobFailed { .. }) => Some(
                     "the query job failed on the server; run again later, and quote the uuid to Instructure support if it persists"
                         .to_owned(),
@@ -256,6 +213,54 @@ impl CliError {
             Some(hint) => format!("{self}. Hint: {hint}"),
             None => self.to_string(),
         }
+    }
+}
+
+/// What the user can do about an error the DAP API reported.
+fn dap_hint(kind: &DapErrorKind, ns: &str) -> Option<String> {
+    match kind {
+        DapErrorKind::Authentication => Some(
+            "check DAP_CLIENT_ID and DAP_CLIENT_SECRET (or --client-id and --client-secret); \
+             client credentials expire: create new ones in the Identity Service if needed"
+                .to_owned(),
+        ),
+        DapErrorKind::AccountNotOnboarded | DapErrorKind::AccountDisabled => Some(
+            "the account cannot use DAP; ask your Canvas administrator or Instructure support"
+                .to_owned(),
+        ),
+        DapErrorKind::AccountUnderMaintenance => {
+            Some("the account is under maintenance; try again later".to_owned())
+        }
+        DapErrorKind::Forbidden | DapErrorKind::RequestTypeForbidden => Some(
+            "the API refused this kind of request for these credentials".to_owned(),
+        ),
+        DapErrorKind::NotFound { kind, .. } => match kind.as_deref() {
+            Some("namespace") => Some(
+                "namespaces are canvas, canvas_logs, catalog and new_quizzes".to_owned(),
+            ),
+            _ => Some(format!(
+                "run `dap list --namespace {ns}` to see the available tables"
+            )),
+        },
+        DapErrorKind::SnapshotRequired { .. } => Some(format!(
+            "the table was reloaded by DAP; take a new snapshot \
+             (`dap snapshot --namespace {ns} --table ...`), or use `dap sync`, which does it automatically"
+        )),
+        DapErrorKind::OutOfRange { since, .. } => Some(match since {
+            Some(s) => format!("use a --since at or after {s}, or take a new snapshot"),
+            None => "use a later --since, or take a new snapshot".to_owned(),
+        }),
+        DapErrorKind::Validation { .. } => Some(
+            "the API refused the request as invalid; check --since/--until (not in the future, since before until) and --format"
+                .to_owned(),
+        ),
+        DapErrorKind::RateLimited => Some(
+            "the API kept answering 429 (rate limited); wait a minute and run again".to_owned(),
+        ),
+        DapErrorKind::Server => Some(
+            "the DAP service failed; run the command again later".to_owned(),
+        ),
+        _ => None,
     }
 }
 
