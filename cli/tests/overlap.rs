@@ -33,7 +33,7 @@ fn a_second_run_on_a_busy_table_refuses_or_waits_and_files_stay_intact() {
         objects_per_job: 3,
         ..EmulatorConfig::default()
     });
-    slow_storage(&emu, 3, 1500);
+    slow_storage(&emu, 3, 2500);
     let out = tempfile::tempdir().unwrap();
     let args = on("snapshot", "accounts", &["--json"]);
     let first = spawn(
