@@ -120,11 +120,11 @@ fn level_name(level: Level) -> &'static str {
     }
 }
 
-/// `2024-01-01 12:00:00.123Z - INFO - message`, like the official CLI's plain logs (in
-/// UTC).
-struct PlainFormat;
+/// Formats an event as a plain line (`2024-01-01 12:00:00.123Z - INFO - message`, like
+/// the official CLI's plain logs, in UTC) or as a JSON record.
+struct LineFormat(LogFormat);
 
-impl<S, N> FormatEvent<S, N> for PlainFormat
+impl<S, N> FormatEvent<S, N> for LineFormat
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
@@ -135,15 +135,32 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        let now = jiff::Timestamp::now();
-        write!(
-            writer,
-            "{} - {} - ",
-            now.strftime("%Y-%m-%d %H:%M:%S%.3fZ"),
-            level_name(*event.metadata().level())
-        )?;
-        ctx.field_format().format_fields(writer.by_ref(), event)?;
-        writeln!(writer)
+        match self.0 {
+            LogFormat::Plain => {
+                write!(
+                    writer,
+                    "{} - {} - ",
+                    jiff::Timestamp::now().strftime("%Y-%m-%d %H:%M:%S%.3fZ"),
+                    level_name(*event.metadata().level())
+                )?;
+                ctx.field_format().format_fields(writer.by_ref(), event)?;
+                writeln!(writer)
+            }
+            LogFormat::Json => {
+                let spans = ctx.event_scope().into_iter().flat_map(|s| s.from_root());
+                let context = spans.fold(DapContext::default(), |outer, span| {
+                    match span.extensions().get::<DapContext>() {
+                        Some(inner) => DapContext {
+                            namespace: inner.namespace.clone().or(outer.namespace),
+                            table: inner.table.clone().or(outer.table),
+                        },
+                        None => outer,
+                    }
+                });
+                let line = json_record(event, context).map_err(|_| fmt::Error)?;
+                writeln!(writer, "{line}")
+            }
+        }
     }
 }
 
@@ -236,50 +253,28 @@ struct JsonRecord<'a> {
     fields: BTreeMap<String, serde_json::Value>,
 }
 
-/// One JSON object per line, with the official client's field names.
-struct JsonFormat;
-
-impl<S, N> FormatEvent<S, N> for JsonFormat
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-    N: for<'a> FormatFields<'a> + 'static,
-{
-    fn format_event(
-        &self,
-        ctx: &FmtContext<'_, S, N>,
-        mut writer: Writer<'_>,
-        event: &Event<'_>,
-    ) -> fmt::Result {
-        let meta = event.metadata();
-        let mut fields = EventFields::default();
-        event.record(&mut fields);
-        let mut context = DapContext::default();
-        for span in ctx.event_scope().into_iter().flat_map(|s| s.from_root()) {
-            if let Some(c) = span.extensions().get::<DapContext>() {
-                context.namespace = c.namespace.clone().or(context.namespace);
-                context.table = c.table.clone().or(context.table);
-            }
-        }
-        let filename = meta
-            .file()
-            .map(|f| f.rsplit(['/', '\\']).next().unwrap_or(f));
-        let record = JsonRecord {
-            level: level_name(*meta.level()),
-            message: fields.message,
-            timestamp: jiff::Timestamp::now()
-                .strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
-                .to_string(),
-            logger_name: meta.target().replace("::", "."),
-            filename,
-            module: filename.map(|f| f.strip_suffix(".rs").unwrap_or(f)),
-            lineno: meta.line(),
-            dap_namespace: context.namespace.map(|n| redact(&n)),
-            dap_table: context.table.map(|t| redact(&t)),
-            fields: fields.other,
-        };
-        let line = serde_json::to_string(&record).map_err(|_| fmt::Error)?;
-        writeln!(writer, "{line}")
-    }
+/// One JSON object, with the official client's field names, every text redacted.
+fn json_record(event: &Event<'_>, context: DapContext) -> serde_json::Result<String> {
+    let meta = event.metadata();
+    let mut fields = EventFields::default();
+    event.record(&mut fields);
+    let filename = meta
+        .file()
+        .map(|f| f.rsplit(['/', '\\']).next().unwrap_or(f));
+    serde_json::to_string(&JsonRecord {
+        level: level_name(*meta.level()),
+        message: fields.message,
+        timestamp: jiff::Timestamp::now()
+            .strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
+            .to_string(),
+        logger_name: meta.target().replace("::", "."),
+        filename,
+        module: filename.map(|f| f.strip_suffix(".rs").unwrap_or(f)),
+        lineno: meta.line(),
+        dap_namespace: context.namespace.map(|n| redact(&n)),
+        dap_table: context.table.map(|t| redact(&t)),
+        fields: fields.other,
+    })
 }
 
 fn level_filter(level: LogLevel) -> LevelFilter {
@@ -304,25 +299,17 @@ fn layer<S>(format: LogFormat, target: Target, filter: Targets) -> Box<dyn Layer
 where
     S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
 {
-    let fmt = tracing_subscriber::fmt::layer().with_ansi(false);
-    match format {
-        LogFormat::Plain => fmt
-            .event_format(PlainFormat)
-            .with_writer(Sink {
-                target,
-                redact_lines: true,
-            })
-            .with_filter(filter)
-            .boxed(),
-        LogFormat::Json => fmt
-            .event_format(JsonFormat)
-            .with_writer(Sink {
-                target,
-                redact_lines: false,
-            })
-            .with_filter(filter)
-            .boxed(),
-    }
+    // JSON records redact their values before escaping; plain lines are redacted whole.
+    let redact_lines = format == LogFormat::Plain;
+    tracing_subscriber::fmt::layer()
+        .with_ansi(false)
+        .event_format(LineFormat(format))
+        .with_writer(Sink {
+            target,
+            redact_lines,
+        })
+        .with_filter(filter)
+        .boxed()
 }
 
 /// Installs the global subscriber: the console (stderr) at `level` (errors only with

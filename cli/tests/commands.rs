@@ -194,23 +194,6 @@ fn offsets_are_accepted_as_instants() {
 }
 
 #[test]
-fn until_before_since_is_refused() {
-    let emu = emulator();
-    let r = run(dap(&emu).args(on("incremental", "accounts", &[])).args([
-        "--since",
-        "2024-02-01T00:00:00Z",
-        "--until",
-        "2024-01-01T00:00:00Z",
-    ]));
-    r.assert_code(5);
-    assert!(
-        r.stderr.contains("--until must be later than --since"),
-        "{}",
-        r.stderr
-    );
-}
-
-#[test]
 fn table_all_with_one_failing_table_continues_and_names_it() {
     let emu = emulator();
     emu.set_faults(Faults {
