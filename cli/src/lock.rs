@@ -26,7 +26,7 @@ use std::io::{self, Read as _, Seek as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use tracing::info;
+use tracing::warn;
 
 use crate::errors::CliError;
 
@@ -107,7 +107,7 @@ impl DirLock {
                 )));
             }
             if !said {
-                info!(
+                warn!(
                     "Waiting for another dap run ({holder}) to finish with {what} (at most {} s, \
                      --lock-timeout)",
                     timeout.as_secs()
