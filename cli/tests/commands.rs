@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use dap_emulator::{EmulatorConfig, Endpoint, FaultBody, FaultRule, Faults, QueryRange};
+use dap_emulator::{EmulatedRange, EmulatorConfig, Endpoint, FaultBody, FaultRule, Faults};
 
 #[test]
 fn list_prints_one_table_per_line() {
@@ -118,7 +118,7 @@ fn snapshot_writes_job_directory_with_exact_records() {
         &emu,
         "canvas",
         "accounts",
-        QueryRange::Snapshot {
+        EmulatedRange::Snapshot {
             at_ms: ms(&t["at"]),
         },
     );
@@ -209,7 +209,7 @@ fn incremental_with_since_and_until_returns_exactly_the_window() {
         &emu,
         "canvas",
         "courses",
-        QueryRange::Incremental {
+        EmulatedRange::Incremental {
             since_ms: since.as_millisecond(),
             until_ms: until.as_millisecond(),
         },
@@ -585,7 +585,7 @@ fn decompress_writes_plain_files() {
         &emu,
         "canvas",
         "accounts",
-        QueryRange::Snapshot {
+        EmulatedRange::Snapshot {
             at_ms: ms(&t["at"]),
         },
     );
@@ -620,7 +620,7 @@ fn concurrency_downloads_every_object() {
         &emu,
         "canvas",
         "submissions",
-        QueryRange::Snapshot {
+        EmulatedRange::Snapshot {
             at_ms: ms(&t["at"]),
         },
     );
@@ -815,7 +815,7 @@ fn jobs_that_wait_and_run_are_polled_to_completion() {
         &emu,
         "canvas",
         "accounts",
-        QueryRange::Snapshot {
+        EmulatedRange::Snapshot {
             at_ms: ms(&t["at"]),
         },
     );

@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use dap_emulator::{Faults, QueryRange};
+use dap_emulator::{EmulatedRange, Faults};
 use serde_json::Value;
 
 fn sync(emu: &dap_emulator::Emulator, dir: &std::path::Path, tables: &str) -> Run {
@@ -43,7 +43,7 @@ fn sync_twice_chains_an_incremental_with_exactly_the_changed_records() {
             &emu,
             "canvas",
             table,
-            QueryRange::Snapshot {
+            EmulatedRange::Snapshot {
                 at_ms: ms(&t["at"]),
             },
         );
@@ -77,7 +77,7 @@ fn sync_twice_chains_an_incremental_with_exactly_the_changed_records() {
             &emu,
             "canvas",
             table,
-            QueryRange::Incremental {
+            EmulatedRange::Incremental {
                 since_ms: ms(&t["since"]),
                 until_ms: ms(&t["until"]),
             },
@@ -123,7 +123,7 @@ fn sync_takes_a_fresh_snapshot_when_the_server_requires_one() {
         &emu,
         "canvas",
         "courses",
-        QueryRange::Snapshot {
+        EmulatedRange::Snapshot {
             at_ms: ms(&t["at"]),
         },
     );

@@ -7,7 +7,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use common::{Client, UA, download_all, login_raw, parse_csv, request, tsv_unescape};
 use dap_emulator::data::Action;
-use dap_emulator::{Emulator, EmulatorConfig, Faults, QueryRange, Record};
+use dap_emulator::{EmulatedRange, Emulator, EmulatorConfig, Faults, Record};
 use serde_json::{Value, json};
 
 fn start() -> Emulator {
@@ -313,7 +313,7 @@ fn snapshot_then_incremental_in_every_format() {
             let at = ts_ms(&job["at"]);
             assert_eq!(at % 1000, 0);
             let expected = emu
-                .expected_records(ns, table, QueryRange::Snapshot { at_ms: at })
+                .expected_records(ns, table, EmulatedRange::Snapshot { at_ms: at })
                 .unwrap();
             assert!(!expected.is_empty());
             let files = download_all(&c, &job);
@@ -341,7 +341,7 @@ fn snapshot_then_incremental_in_every_format() {
                     "until"
                 ]
             );
-            let range = QueryRange::Incremental {
+            let range = EmulatedRange::Incremental {
                 since_ms: ts_ms(&at),
                 until_ms: ts_ms(&job["until"]),
             };
@@ -394,7 +394,7 @@ fn chained_incrementals_rebuild_the_snapshot() {
         .expected_records(
             "canvas",
             "users",
-            QueryRange::Snapshot {
+            EmulatedRange::Snapshot {
                 at_ms: ts_ms(&since),
             },
         )
@@ -422,7 +422,7 @@ fn condensed_mode_keeps_nested_fields_together() {
         .expected_records(
             "canvas",
             "courses",
-            QueryRange::Snapshot {
+            EmulatedRange::Snapshot {
                 at_ms: ts_ms(&job["at"]),
             },
         )
@@ -660,7 +660,7 @@ fn several_objects_per_job_split_the_records() {
         .expected_records(
             "canvas",
             "users",
-            QueryRange::Snapshot {
+            EmulatedRange::Snapshot {
                 at_ms: ts_ms(&job["at"]),
             },
         )

@@ -149,7 +149,7 @@ pub fn expected(
     emu: &Emulator,
     ns: &str,
     table: &str,
-    range: dap_emulator::QueryRange,
+    range: dap_emulator::EmulatedRange,
 ) -> Vec<Value> {
     sort_records(
         emu.expected_records(ns, table, range)
