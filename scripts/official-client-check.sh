@@ -16,12 +16,9 @@ tables=${DAP_CHECK_TABLES:-courses submissions}
 ns=canvas
 start=$(date +%s)
 
-if [ ! -x "$venv/bin/dap" ]; then
-    echo "== creating virtualenv $venv and installing instructure-dap-client"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check instructure-dap-client
-fi
-echo "== official client: $("$venv/bin/pip" show instructure-dap-client 2>/dev/null | grep -i '^version' || echo unknown)"
+# shellcheck source=scripts/official-venv.sh
+. "$root/scripts/official-venv.sh"
+official_venv "$venv"
 
 if [ -n "${DAP_EMULATOR_BIN:-}" ]; then
     emulator=$DAP_EMULATOR_BIN

@@ -4,13 +4,13 @@
 //!   of TSV in a snapshot; 2,048 change events per change interval, so an hour of the
 //!   default one-minute interval holds about 120,000 changes).
 //! * `items`: awkward values (free text with tabs, newlines, backslashes, non-ASCII and
-//!   4-byte UTF-8 characters; a nested object; arrays of strings, of int64 and of
-//!   objects; int32 extremes).
+//!   4-byte UTF-8 characters; a nested object; arrays of strings and of int64; int32
+//!   and int64 extremes).
 //! * `item_analyses`: float64 columns holding NaN, `Infinity` and `-Infinity` (MySQL
 //!   cannot store them).
 //! * `quiz_settings`: a free-form JSON object column
-//!   (`{"type": "object", "additionalProperties": true}`), which the official client
-//!   2.3.1 cannot load.
+//!   (`{"type": "object", "additionalProperties": true}`) and an array of objects,
+//!   neither of which the official client 2.3.1 can load.
 //!
 //! `quiz_sessions` and `items` suit two-way checks with the official client on
 //! PostgreSQL and MySQL; `item_analyses` on PostgreSQL only.
@@ -82,7 +82,6 @@ pub(crate) const ITEMS: TableDef = TableDef::new(
         ),
         opt("tags", Array(&Str(64))),
         opt("answer_ids", Array(&BigInt)),
-        opt("choices", Array(&CHOICE)),
         req("is_active", Bool),
         opt("external_id", BigInt),
         req("created_at", Timestamp),
@@ -106,7 +105,7 @@ pub(crate) const ITEM_ANALYSES: TableDef = TableDef::new(
     ],
 );
 
-/// A free-form JSON object column.
+/// A free-form JSON object column and an array of objects.
 pub(crate) const QUIZ_SETTINGS: TableDef = TableDef::new(
     "new_quizzes",
     "quiz_settings",
@@ -116,6 +115,7 @@ pub(crate) const QUIZ_SETTINGS: TableDef = TableDef::new(
         req("quiz_id", Int),
         req("title", Str(255)),
         opt("settings", Json),
+        opt("choices", Array(&CHOICE)),
         req("updated_at", Timestamp),
     ],
 );
