@@ -2,6 +2,8 @@
 //! and helpers shared by the emulator's integration tests.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod driver;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
