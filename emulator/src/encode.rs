@@ -17,7 +17,7 @@
 
 use std::io::Write as _;
 
-use crate::data::{Column, FieldType, Record, Scalar, Shape, TableDef, format_ts};
+use crate::data::{Column, FieldType, Record, Scalar, Shape, TableDef, write_ts};
 
 /// Output format of a query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -175,13 +175,16 @@ impl Encoder {
             out.push('\n');
             return;
         }
-        self.cell(out, true, Cell::Text(&format_ts(r.ts_ms)));
+        let mut scratch = String::new();
+        write_ts(&mut scratch, r.ts_ms, r.ts_ms.rem_euclid(1000) != 0);
+        self.cell(out, true, Cell::Text(&scratch));
         if self.incremental {
             let action = r.action.map_or(Cell::Missing, |a| Cell::Text(a.letter()));
             self.cell(out, false, action);
         }
-        self.cell(out, false, Cell::Text(&r.id.to_string()));
-        let mut scratch = String::new();
+        scratch.clear();
+        let _ = std::fmt::Write::write_fmt(&mut scratch, format_args!("{}", r.id));
+        self.cell(out, false, Cell::Text(&scratch));
         for (j, col) in self.columns.iter().enumerate() {
             let v = self.value_of(r, j);
             match (col.ty, self.mode) {

@@ -192,7 +192,6 @@ mod tests {
         assert_eq!(p["created_at"]["format"], "date-time");
         assert_eq!(p["title"]["maxLength"], 255);
         assert_eq!(p["tags"]["items"]["maxLength"], 64);
-        assert_eq!(p["choices"]["items"]["additionalProperties"], false);
         assert_eq!(p["properties"]["type"], "object");
         assert!(
             p["item_type"]["enum"]
@@ -211,6 +210,8 @@ mod tests {
             serde_json::from_str(&versioned_schema_json(&Shape::first(t))).unwrap();
         let settings = &v["schema"]["properties"]["value"]["properties"]["settings"];
         assert_eq!(settings["additionalProperties"], true);
+        let choices = &v["schema"]["properties"]["value"]["properties"]["choices"];
+        assert_eq!(choices["items"]["additionalProperties"], false);
         assert!(settings.get("properties").is_none());
     }
 }

@@ -42,7 +42,7 @@ pub use shape::{Column, Shape};
 pub use values::AWKWARD_STRINGS;
 
 pub(crate) use history::Timeline;
-pub(crate) use record::write_json_str;
+pub(crate) use record::{write_json_str, write_ts};
 
 /// Parameters that determine the synthetic data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

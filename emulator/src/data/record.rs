@@ -240,30 +240,65 @@ impl Record {
     }
 }
 
-fn format_seconds(secs: i64) -> String {
-    match jiff::Timestamp::from_second(secs) {
-        Ok(t) => t.strftime("%Y-%m-%dT%H:%M:%S").to_string(),
-        Err(_) => "1970-01-01T00:00:00".to_owned(),
-    }
+/// The proleptic Gregorian date and time of `secs` since the epoch (UTC):
+/// `(year, month, day, hour, minute, second)`.
+fn civil(secs: i64) -> (i64, u32, u32, u32, u32, u32) {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400) as u32;
+    // Days to civil date, after H. Hinnant's `civil_from_days`.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day, rem / 3600, rem / 60 % 60, rem % 60)
+}
+
+/// Appends `ms` since the epoch as RFC 3339 UTC, `YYYY-MM-DDTHH:MM:SS` plus `.mmm`
+/// when `millis` is true, plus `Z`; years are clamped to 0000-9999.
+pub(crate) fn write_ts(out: &mut String, ms: i64, millis: bool) {
+    let (year, month, day, h, m, s) = civil(ms.div_euclid(1000));
+    let mut buf = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, width: usize, mut v: u32| {
+        for i in (at..at + width).rev() {
+            buf[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, year.clamp(0, 9999) as u32);
+    put(5, 2, month);
+    put(8, 2, day);
+    put(11, 2, h);
+    put(14, 2, m);
+    put(17, 2, s);
+    put(20, 3, ms.rem_euclid(1000) as u32);
+    let text = if millis {
+        &buf[..]
+    } else {
+        buf[19] = b'Z';
+        &buf[..20]
+    };
+    out.push_str(std::str::from_utf8(text).unwrap_or("1970-01-01T00:00:00Z"));
 }
 
 /// Formats milliseconds since the epoch as RFC 3339 UTC, with milliseconds only
 /// when they are not zero (`2024-01-01T00:00:00Z`, `2024-01-01T00:00:00.250Z`).
 pub fn format_ts(ms: i64) -> String {
-    let base = format_seconds(ms.div_euclid(1000));
-    let frac = ms.rem_euclid(1000);
-    if frac == 0 {
-        format!("{base}Z")
-    } else {
-        format!("{base}.{frac:03}Z")
-    }
+    let mut out = String::with_capacity(24);
+    write_ts(&mut out, ms, ms.rem_euclid(1000) != 0);
+    out
 }
 
 /// Formats milliseconds since the epoch as RFC 3339 UTC with exactly three fraction
 /// digits, as `expires_at` is written.
 pub fn format_ts_millis(ms: i64) -> String {
-    let base = format_seconds(ms.div_euclid(1000));
-    format!("{base}.{:03}Z", ms.rem_euclid(1000))
+    let mut out = String::with_capacity(24);
+    write_ts(&mut out, ms, true);
+    out
 }
 
 #[cfg(test)]
