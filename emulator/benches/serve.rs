@@ -284,31 +284,37 @@ fn many() {
     .expect("emulator starts");
     let api = Api::login(&emu);
     let job = api.job("canvas", "users", &json!({"format": "jsonl"}));
-    let before = rss_kib();
     let start = Instant::now();
     let urls = api.urls(&job);
-    let url_secs = start.elapsed().as_secs_f64();
+    println!("many: a job of {n} objects (5 keys each)");
+    println!(
+        "  {n} URLs in one request: {:.2} s",
+        start.elapsed().as_secs_f64()
+    );
+    let start = Instant::now();
+    let mut rss = vec![rss_kib()];
     let mut bytes = 0;
-    for u in &urls {
+    for (i, u) in urls.iter().enumerate() {
         let (status, head, _, got) = http("GET", u, &[], b"", false);
         assert_eq!(status, 200, "{head}");
         bytes += got;
+        if (i + 1) % (urls.len() / 2).max(1) == 0 {
+            rss.push(rss_kib());
+        }
     }
-    let secs = start.elapsed().as_secs_f64();
-    let after = rss_kib();
-    println!("many: a job of {n} objects ({} keys each)", 5);
-    println!("  {n} URLs in one request: {url_secs:.2} s");
     println!(
-        "  {n} objects ({:.1} MB of gzip) downloaded one by one in {secs:.1} s",
-        bytes as f64 / 1e6
+        "  {n} objects ({:.1} MB of gzip) downloaded one by one in {:.1} s",
+        bytes as f64 / 1e6,
+        start.elapsed().as_secs_f64()
     );
+    let cache = emu.heart().cached_object_bytes() / 1024;
     println!(
-        "  resident memory of the bench process (emulator and client): {} KiB before, {} KiB after ({:+.0} bytes per object; object cache {} KiB)",
-        before,
-        after,
-        (after as f64 - before as f64) * 1024.0 / f64::from(n),
-        emu.heart().cached_object_bytes() / 1024
+        "  resident memory of the bench process (emulator and client), KiB: {rss:?} (before, half-way, after); object cache {cache} KiB"
     );
+    if let [_, half, after] = rss[..] {
+        let per = (after as f64 - half as f64) * 1024.0 / (f64::from(n) / 2.0);
+        println!("  second half: {per:+.0} bytes per object, the cache included");
+    }
 }
 
 fn main() {

@@ -1,13 +1,16 @@
 //! Object URLs: `POST /dap/object/url` with `[{"id": "<job>/<file>"}, ...]`.
 
+use std::collections::HashSet;
+
 use bytes::Bytes;
 use http::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::Heart;
 use super::jobs::find_job;
-use super::reply::{Resp, START, to_json};
+use super::reply::{Resp, START, json_response};
 use super::route::json_body;
+use crate::data::write_json_str;
 use crate::job::JobStatus;
 use crate::signing::presign;
 
@@ -45,8 +48,14 @@ pub(super) fn object_urls(heart: &Heart, body: Option<&Bytes>, now: i64) -> Resp
         .url_lifetime_secs
         .unwrap_or(heart.config.url_lifetime.as_secs());
     let storage = heart.storage_url();
-    let mut urls = serde_json::Map::with_capacity(ids.len());
+    // Written directly: a job may have tens of thousands of objects.
+    let mut out = String::with_capacity(ids.len() * 420 + 16);
+    out.push_str("{\"urls\":{");
+    let mut seen = HashSet::with_capacity(ids.len());
     for id in ids {
+        if !seen.insert(id) {
+            continue;
+        }
         let found = id.split_once('/').and_then(|(job_id, file)| {
             let job = find_job(heart, job_id, now)?;
             let complete = job.status(&heart.config, now) == JobStatus::Complete;
@@ -55,8 +64,15 @@ pub(super) fn object_urls(heart: &Heart, body: Option<&Bytes>, now: i64) -> Resp
         let Some((job_id, file)) = found else {
             return heart.not_found("object", id);
         };
+        if seen.len() > 1 {
+            out.push(',');
+        }
+        write_json_str(&mut out, id);
+        out.push_str(":{\"url\":");
         let url = presign(&heart.url_key, &storage, job_id, file, now, lifetime);
-        urls.insert(id.to_owned(), json!({ "url": url }));
+        write_json_str(&mut out, &url);
+        out.push('}');
     }
-    to_json(StatusCode::OK, &json!({ "urls": urls }))
+    out.push_str("}}");
+    json_response(StatusCode::OK, out)
 }
