@@ -199,7 +199,7 @@ mod tests {
         let start = readme.find("```json\n").expect("json block") + 8;
         let end = start + readme[start..].find("```").expect("block end");
         let f: Faults = serde_json::from_str(&readme[start..end]).expect("valid faults");
-        assert_eq!(f.rules.len(), 7);
+        assert_eq!(f.rules.len(), 8);
         assert_eq!(
             f.rules[1].action,
             FaultAction::Status {
@@ -210,5 +210,14 @@ mod tests {
         );
         assert_eq!(f.rules[5].action, FaultAction::TruncateGzip);
         assert_eq!(f.token_lifetime_secs, Some(30));
+        assert_eq!(f.url_lifetime_secs, Some(60));
+        assert!(matches!(
+            f.rules[7].action,
+            FaultAction::Trickle {
+                bytes: 1,
+                interval_millis: 1000,
+                after_bytes: 0
+            }
+        ));
     }
 }

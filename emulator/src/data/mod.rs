@@ -22,6 +22,17 @@
 //! record carries the values of the version in effect at its own `meta.ts`, so older
 //! records hold NULL in the added columns and never the added enum value.
 //!
+//! # Tables
+//! [`TABLES`] lists them: `canvas` (10 tables), `canvas_logs.web_logs`, `catalog`
+//! (3 tables), and `new_quizzes`, made for database replication:
+//! * `quiz_sessions`: 720,000 keys (about 600,000 live rows, 130 MiB of TSV), 2,048
+//!   changes per interval (about 123,000 an hour at the default one minute);
+//! * `items`: awkward text, a nested object, arrays of strings and of int64, int32 and
+//!   int64 extremes;
+//! * `item_analyses`: float64 columns with NaN and infinities;
+//! * `quiz_settings`: a free-form JSON object and an array of objects (which the official
+//!   client cannot load).
+//!
 //! Everything here is a pure function of [`DataParams`], the table and its
 //! [`SchemaHistory`], so tests can compute the exact expected records with
 //! [`expected_records`] (no bumps) or [`expected_records_with`].
