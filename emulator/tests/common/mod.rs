@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use base64::Engine as _;
-use dap_emulator::Emulator;
+use dap_emulator::{Emulator, Record};
 use serde_json::Value;
 
 /// A received response.
@@ -334,4 +334,70 @@ pub fn tsv_unescape(cell: &str) -> Option<String> {
         }
     }
     Some(out)
+}
+
+/// Checks a CSV or TSV export against the expected records.
+pub fn check_tabular(format: &str, text: &str, expected: &[Record]) {
+    let rows: Vec<Vec<(String, bool)>> = if format == "csv" {
+        parse_csv(text)
+    } else {
+        let mut lines: Vec<&str> = text.split('\n').collect();
+        assert_eq!(lines.pop(), Some(""), "ends with a newline");
+        lines
+            .iter()
+            .map(|l| l.split('\t').map(|c| (c.to_owned(), false)).collect())
+            .collect()
+    };
+    let header: Vec<String> = rows[0].iter().map(|(c, _)| c.clone()).collect();
+    assert_eq!(
+        &header[..3],
+        [
+            "meta.ts",
+            if expected.iter().any(|r| r.action.is_some()) {
+                "meta.action"
+            } else {
+                "key.id"
+            },
+            header[2].as_str()
+        ]
+    );
+    assert_eq!(rows.len() - 1, expected.len(), "row count");
+    for (row, rec) in rows[1..].iter().zip(expected) {
+        assert_eq!(row.len(), header.len());
+        for (col, (cell, quoted)) in header.iter().zip(row) {
+            let want = rec.column(col).unwrap_or_else(|| panic!("no column {col}"));
+            let missing = rec.value.is_none() && col.starts_with("value.");
+            if format == "csv" {
+                match want {
+                    None if missing => assert_eq!((cell.as_str(), *quoted), ("", false), "{col}"),
+                    None => assert_eq!((cell.as_str(), *quoted), ("NULL", false), "{col}"),
+                    Some(w) => {
+                        assert_eq!(cell, &w, "{col} of {}", rec.id);
+                        if w.is_empty() || w == "NULL" {
+                            assert!(quoted, "{col}: {w:?} must be quoted");
+                        }
+                    }
+                }
+            } else {
+                assert_eq!(tsv_unescape(cell), want, "{col} of {}", rec.id);
+            }
+        }
+    }
+}
+
+pub fn check_export(format: &str, files: &[String], expected: &[Record]) {
+    match format {
+        "jsonl" => {
+            let got: Vec<Value> = files
+                .iter()
+                .flat_map(|f| f.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()))
+                .collect();
+            let want: Vec<Value> = expected.iter().map(Record::to_json).collect();
+            assert_eq!(got, want);
+        }
+        _ => {
+            assert_eq!(files.len(), 1);
+            check_tabular(format, &files[0], expected);
+        }
+    }
 }
