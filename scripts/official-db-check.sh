@@ -27,50 +27,30 @@ ns=new_quizzes
 two_way="quiz_sessions items"
 start=$(date +%s)
 
-# shellcheck source=scripts/official-venv.sh
-. "$root/scripts/official-venv.sh"
+# shellcheck source=scripts/official-common.sh
+. "$root/scripts/official-common.sh"
 official_venv "$venv"
-
-if [ -n "${DAP_EMULATOR_BIN:-}" ]; then
-    emulator=$DAP_EMULATOR_BIN
-else
-    echo "== building the emulator"
-    cargo build --quiet -p dap-emulator --bin dap-emulator
-    emulator="${CARGO_TARGET_DIR:-$root/target}/debug/dap-emulator"
-fi
+emulator_binary
 
 py() { "$venv/bin/python" "$root/scripts/official_db_check.py" "$@"; }
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 work=$(mktemp -d "${TMPDIR:-/tmp}/dap-official-db-check.XXXXXX")
 name="dap_official_check_$$_$(date +%s)"
 pg_url="${pg_admin%/*}/$name"
 my_url="${my_admin%/*}/$name"
-"$emulator" --port "$port" --rows-per-table "$rows" >"$work/emulator.log" 2>&1 &
-emu_pid=$!
+emu_pid=
 cleanup() {
-    kill "$emu_pid" 2>/dev/null || true
-    wait "$emu_pid" 2>/dev/null || true
+    if [ -n "$emu_pid" ]; then kill "$emu_pid" 2>/dev/null || true; wait "$emu_pid" 2>/dev/null || true; fi
     py drop "$pg_admin" "$name" >/dev/null 2>&1 || true
     py drop "$my_admin" "$name" >/dev/null 2>&1 || true
     rm -rf "$work"
 }
 trap cleanup EXIT
-
-base="http://127.0.0.1:$port"
-for _ in $(seq 1 100); do
-    if curl -fsS "$base/_emulator/now" >/dev/null 2>&1; then break; fi
-    sleep 0.1
-done
-curl -fsS "$base/_emulator/now" >/dev/null
+start_emulator "$work/emulator.log" --rows-per-table "$rows"
 
 echo "== fresh databases $name"
 py create "$pg_admin" "$name"
 py create "$my_admin" "$name"
 
-export DAP_API_URL="$base"
-export DAP_CLIENT_ID='us-east-1#demo-client'
-export DAP_CLIENT_SECRET='demo-secret'
-export DAP_TRACKING=false
 dap() { "$venv/bin/dap" --non-interactive --loglevel warning "$@"; }
 control() { curl -fsS -X POST -H 'Content-Type: application/json' -d "$2" "$base/_emulator/$1" >/dev/null; }
 

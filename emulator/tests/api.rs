@@ -5,21 +5,13 @@ mod common;
 use std::time::Duration;
 
 use base64::Engine as _;
-use common::{Client, UA, check_export, check_tabular, download_all, login_raw, request};
+use common::{Client, UA, check_export, check_tabular, download_all, login_raw, request, ts_ms};
 use dap_emulator::data::Action;
 use dap_emulator::{EmulatedRange, Emulator, EmulatorConfig, Faults, Record};
 use serde_json::{Value, json};
 
 fn start() -> Emulator {
     Emulator::start(EmulatorConfig::default()).expect("emulator starts")
-}
-
-fn ts_ms(v: &Value) -> i64 {
-    v.as_str()
-        .unwrap()
-        .parse::<jiff::Timestamp>()
-        .unwrap()
-        .as_millisecond()
 }
 
 #[test]

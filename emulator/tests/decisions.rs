@@ -6,16 +6,9 @@ mod common;
 use std::time::Duration;
 
 use common::driver::Driver;
+use common::ts_ms;
 use dap_emulator::{EmulatorConfig, Faults};
-use serde_json::{Value, json};
-
-fn ts_ms(v: &Value) -> i64 {
-    v.as_str()
-        .unwrap()
-        .parse::<jiff::Timestamp>()
-        .unwrap()
-        .as_millisecond()
-}
+use serde_json::json;
 
 fn now(d: &Driver) -> jiff::Timestamp {
     jiff::Timestamp::from_millisecond(d.now_ms()).unwrap()

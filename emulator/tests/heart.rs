@@ -6,17 +6,10 @@ mod common;
 use std::time::Duration;
 
 use common::driver::{Driver, as_json, jsonl};
+use common::ts_ms;
 use dap_emulator::heart::{Listener, Pacing};
 use dap_emulator::{EmulatedRange, EmulatorConfig, Endpoint, FaultAction, FaultRule, Faults};
 use serde_json::{Value, json};
-
-fn ts_ms(v: &Value) -> i64 {
-    v.as_str()
-        .unwrap()
-        .parse::<jiff::Timestamp>()
-        .unwrap()
-        .as_millisecond()
-}
 
 fn small() -> EmulatorConfig {
     EmulatorConfig {

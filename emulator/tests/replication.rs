@@ -4,18 +4,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Client, check_export, download_all};
+use common::{Client, check_export, download_all, ts_ms};
 use dap_emulator::data::Action;
 use dap_emulator::{EmulatedRange, Emulator, EmulatorConfig};
-use serde_json::{Value, json};
-
-fn ts_ms(v: &Value) -> i64 {
-    v.as_str()
-        .unwrap()
-        .parse::<jiff::Timestamp>()
-        .unwrap()
-        .as_millisecond()
-}
+use serde_json::json;
 
 /// The tables made for database replication, in every format and mode a replicator
 /// asks for, snapshot then incremental.

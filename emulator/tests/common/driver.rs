@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use dap_emulator::heart::{Heart, Listener, Reply};
 use dap_emulator::{EmulatorConfig, Record};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// 2026-01-01T00:00:00Z.
 pub const FROZEN_MS: i64 = 1_767_225_600_000;
@@ -103,23 +103,10 @@ impl Driver {
     }
 
     pub fn urls(&self, job: &Value) -> Vec<String> {
-        let ids: Vec<Value> = job["objects"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|o| json!({"id": o["id"]}))
-            .collect();
+        let ids = super::object_ids(job);
         let r = self.post("/dap/object/url", &Value::Array(ids.clone()).to_string());
         assert_eq!(r.status(), 200);
-        let urls = r.json();
-        ids.iter()
-            .map(|i| {
-                urls["urls"][i["id"].as_str().unwrap()]["url"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned()
-            })
-            .collect()
+        super::urls_in(&r.json(), &ids)
     }
 
     /// Downloads a pre-signed URL from the storage listener.

@@ -131,6 +131,37 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Milliseconds since the epoch of an RFC 3339 JSON string.
+pub fn ts_ms(v: &Value) -> i64 {
+    v.as_str()
+        .unwrap()
+        .parse::<jiff::Timestamp>()
+        .unwrap()
+        .as_millisecond()
+}
+
+/// The `[{"id": ...}]` body of an object URL request for every object of a job.
+pub fn object_ids(job: &Value) -> Vec<Value> {
+    job["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| serde_json::json!({"id": o["id"]}))
+        .collect()
+}
+
+/// The URLs of an object URL answer, in the order of `ids`.
+pub fn urls_in(answer: &Value, ids: &[Value]) -> Vec<String> {
+    ids.iter()
+        .map(|i| {
+            answer["urls"][i["id"].as_str().unwrap()]["url"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
 pub const UA: (&str, &str) = ("User-Agent", "dap-emulator-tests/1");
 
 /// A logged-in test client.
@@ -217,23 +248,10 @@ impl Client {
 
     /// Trades object ids for URLs, in object order.
     pub fn urls(&self, job: &Value) -> Vec<String> {
-        let ids: Vec<Value> = job["objects"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|o| serde_json::json!({"id": o["id"]}))
-            .collect();
+        let ids = object_ids(job);
         let r = self.post("/dap/object/url", &Value::Array(ids.clone()).to_string());
         assert_eq!(r.status, 200, "{}", r.text());
-        let v = r.json();
-        ids.iter()
-            .map(|i| {
-                v["urls"][i["id"].as_str().unwrap()]["url"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned()
-            })
-            .collect()
+        urls_in(&r.json(), &ids)
     }
 }
 
