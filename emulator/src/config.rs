@@ -18,8 +18,8 @@ pub const DEMO_CLIENT_SECRET: &str = "demo-secret";
 pub const DEFAULT_HISTORY_ORIGIN_MS: i64 = 1_704_067_200_000;
 
 /// Settings of an emulator instance. Build one with [`EmulatorConfig::default`] and
-/// adjust the fields you need.
-#[derive(Debug, Clone)]
+/// adjust the fields you need. `Debug` leaves the client secret out.
+#[derive(Clone)]
 pub struct EmulatorConfig {
     /// Port of the API listener on 127.0.0.1; 0 picks a free port.
     pub port: u16,
@@ -108,6 +108,33 @@ impl Default for EmulatorConfig {
     }
 }
 
+impl std::fmt::Debug for EmulatorConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmulatorConfig")
+            .field("port", &self.port)
+            .field("storage_port", &self.storage_port)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"[redacted]")
+            .field("token_lifetime", &self.token_lifetime)
+            .field("job_waiting", &self.job_waiting)
+            .field("job_running", &self.job_running)
+            .field("job_lifetime", &self.job_lifetime)
+            .field("url_lifetime", &self.url_lifetime)
+            .field("change_interval", &self.change_interval)
+            .field("retention", &self.retention)
+            .field("history_origin_ms", &self.history_origin_ms)
+            .field("rows_per_table", &self.rows_per_table)
+            .field("objects_per_job", &self.objects_per_job)
+            .field("object_size_bytes", &self.object_size_bytes)
+            .field("reuse_jobs", &self.reuse_jobs)
+            .field("object_cache_bytes", &self.object_cache_bytes)
+            .field("faults", &self.faults)
+            .field("clock_offset", &self.clock_offset)
+            .field("frozen_clock_ms", &self.frozen_clock_ms)
+            .finish()
+    }
+}
+
 impl EmulatorConfig {
     /// The parameters that determine the synthetic data (see [`crate::data`]).
     pub fn data_params(&self) -> crate::data::DataParams {
@@ -191,6 +218,19 @@ impl std::str::FromStr for Endpoint {
 #[cfg(test)]
 mod tests {
     use crate::faults::{FaultAction, FaultBody, Faults};
+
+    #[test]
+    fn debug_leaves_the_secret_out() {
+        let config = super::EmulatorConfig {
+            client_secret: "s3cr3t-value".into(),
+            ..super::EmulatorConfig::default()
+        };
+        let text = format!("{config:?}");
+        assert!(
+            !text.contains("s3cr3t-value") && text.contains("[redacted]"),
+            "{text}"
+        );
+    }
 
     /// The faults example in the README parses.
     #[test]

@@ -49,8 +49,8 @@ pub enum Listener {
     Storage,
 }
 
-/// Everything the emulator knows, and the decisions on every request.
-#[derive(Debug)]
+/// Everything the emulator knows, and the decisions on every request. `Debug` shows
+/// the configuration (without the client secret) and the addresses, not the keys.
 pub struct Heart {
     config: EmulatorConfig,
     params: DataParams,
@@ -63,6 +63,16 @@ pub struct Heart {
     state: Mutex<State>,
     objects: ObjectCache,
     members: MemberCache,
+}
+
+impl std::fmt::Debug for Heart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Heart")
+            .field("api_addr", &self.api_addr)
+            .field("storage_addr", &self.storage_addr)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Heart {
