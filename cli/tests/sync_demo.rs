@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use dap_emulator::{Faults, QueryRange};
+use dap_emulator::{Faults, EmulatedRange};
 
 fn sync(emu: &dap_emulator::Emulator, dir: &std::path::Path, tables: &str) -> Run {
     run(dap(emu)
@@ -30,7 +30,7 @@ fn sync_twice_chains_an_incremental_with_exactly_the_changed_records() {
             &emu,
             "canvas",
             table,
-            QueryRange::Snapshot {
+            EmulatedRange::Snapshot {
                 at_ms: ms(&t["at"]),
             },
         );
@@ -64,7 +64,7 @@ fn sync_twice_chains_an_incremental_with_exactly_the_changed_records() {
             &emu,
             "canvas",
             table,
-            QueryRange::Incremental {
+            EmulatedRange::Incremental {
                 since_ms: ms(&t["since"]),
                 until_ms: ms(&t["until"]),
             },
@@ -110,7 +110,7 @@ fn sync_takes_a_fresh_snapshot_when_the_server_requires_one() {
         &emu,
         "canvas",
         "courses",
-        QueryRange::Snapshot {
+        EmulatedRange::Snapshot {
             at_ms: ms(&t["at"]),
         },
     );

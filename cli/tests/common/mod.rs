@@ -209,7 +209,7 @@ pub(crate) fn expected(
     emu: &Emulator,
     ns: &str,
     table: &str,
-    range: dap_emulator::QueryRange,
+    range: dap_emulator::EmulatedRange,
 ) -> Vec<Value> {
     sort_records(
         emu.expected_records(ns, table, range)
@@ -224,11 +224,11 @@ pub(crate) fn expected(
 /// snapshot `at`, or its incremental `since` and `until`.
 pub(crate) fn expected_for(emu: &Emulator, ns: &str, report: &Value) -> Vec<Value> {
     let range = if report["at"].is_string() {
-        dap_emulator::QueryRange::Snapshot {
+        dap_emulator::EmulatedRange::Snapshot {
             at_ms: ms(&report["at"]),
         }
     } else {
-        dap_emulator::QueryRange::Incremental {
+        dap_emulator::EmulatedRange::Incremental {
             since_ms: ms(&report["since"]),
             until_ms: ms(&report["until"]),
         }

@@ -15,10 +15,10 @@ use crate::errors::CliError;
 /// record count.
 pub(super) fn verify(emu: &Emulator, table: &str, f: &Fetched) -> Result<usize, CliError> {
     let range = match f.result.range {
-        DataRange::Snapshot { at } => dap_emulator::QueryRange::Snapshot {
+        DataRange::Snapshot { at } => dap_emulator::EmulatedRange::Snapshot {
             at_ms: at.as_millisecond(),
         },
-        DataRange::Incremental { since, until } => dap_emulator::QueryRange::Incremental {
+        DataRange::Incremental { since, until } => dap_emulator::EmulatedRange::Incremental {
             since_ms: since.as_millisecond(),
             until_ms: until.as_millisecond(),
         },
