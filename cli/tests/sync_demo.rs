@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use dap_emulator::{Faults, EmulatedRange};
+use dap_emulator::{EmulatedRange, Faults};
 
 fn sync(emu: &dap_emulator::Emulator, dir: &std::path::Path, tables: &str) -> Run {
     run(dap(emu)
