@@ -16,44 +16,20 @@ tables=${DAP_CHECK_TABLES:-courses submissions}
 ns=canvas
 start=$(date +%s)
 
-if [ ! -x "$venv/bin/dap" ]; then
-    echo "== creating virtualenv $venv and installing instructure-dap-client"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check instructure-dap-client
-fi
-echo "== official client: $("$venv/bin/pip" show instructure-dap-client 2>/dev/null | grep -i '^version' || echo unknown)"
-
-if [ -n "${DAP_EMULATOR_BIN:-}" ]; then
-    emulator=$DAP_EMULATOR_BIN
-else
-    echo "== building the emulator"
-    cargo build --quiet -p dap-emulator --bin dap-emulator
-    emulator="$root/target/debug/dap-emulator"
-fi
+# shellcheck source=scripts/official-common.sh
+. "$root/scripts/official-common.sh"
+official_venv "$venv"
+emulator_binary
 checks_start=$(date +%s)
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 work=$(mktemp -d "${TMPDIR:-/tmp}/dap-official-check.XXXXXX")
-"$emulator" --port "$port" >"$work/emulator.log" 2>&1 &
-emu_pid=$!
+emu_pid=
 cleanup() {
-    kill "$emu_pid" 2>/dev/null || true
-    wait "$emu_pid" 2>/dev/null || true
+    if [ -n "$emu_pid" ]; then kill "$emu_pid" 2>/dev/null || true; wait "$emu_pid" 2>/dev/null || true; fi
     rm -rf "$work"
 }
 trap cleanup EXIT
-
-base="http://127.0.0.1:$port"
-for _ in $(seq 1 100); do
-    if curl -fsS "$base/_emulator/now" >/dev/null 2>&1; then break; fi
-    sleep 0.1
-done
-curl -fsS "$base/_emulator/now" >/dev/null
-
-export DAP_API_URL="$base"
-export DAP_CLIENT_ID='us-east-1#demo-client'
-export DAP_CLIENT_SECRET='demo-secret'
-export DAP_TRACKING=false
+start_emulator "$work/emulator.log"
 dap() { "$venv/bin/dap" --non-interactive --loglevel warning "$@"; }
 check() { "$venv/bin/python" "$root/scripts/official_client_check.py" "$base" "$DAP_CLIENT_ID" "$DAP_CLIENT_SECRET" "$@"; }
 api_job() { # prints the `at` or `until` of the only job under a directory

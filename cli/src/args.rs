@@ -50,6 +50,20 @@ pub(crate) struct GlobalArgs {
         global = true
     )]
     pub(crate) client_secret: Option<String>,
+    /// Extra trusted CA certificates (PEM), e.g. for a TLS-inspecting proxy; the built-in
+    /// roots stay trusted.
+    #[arg(long, env = "DAP_CA_FILE", value_name = "PEMFILE", global = true)]
+    pub(crate) ca_file: Option<PathBuf>,
+    /// How long to wait, in seconds, for another dap run writing the same table of the
+    /// output directory before giving up (0: give up at once).
+    #[arg(
+        long,
+        env = "DAP_LOCK_TIMEOUT",
+        value_name = "SECONDS",
+        default_value_t = 600,
+        global = true
+    )]
+    pub(crate) lock_timeout: u64,
     /// Log verbosity [default: info; warning for `demo`].
     #[arg(long, value_enum, value_name = "LEVEL", global = true)]
     pub(crate) loglevel: Option<LogLevel>,
@@ -101,6 +115,11 @@ impl GlobalArgs {
     /// Whether the result goes to stdout as JSON.
     pub(crate) fn json_output(&self) -> bool {
         self.json || self.output == Some(OutputFormat::Json)
+    }
+
+    /// How long to wait for a table another run is writing.
+    pub(crate) fn lock_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.lock_timeout)
     }
 }
 
@@ -185,6 +204,38 @@ pub(crate) enum Command {
     Dropdb(DbArgs),
     /// Lists table information stored in the local database.
     Listdb(ListdbArgs),
+}
+
+impl Command {
+    /// The command's name, as typed.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Self::Snapshot(_) => "snapshot",
+            Self::Incremental(_) => "incremental",
+            Self::List(_) => "list",
+            Self::Schema(_) => "schema",
+            Self::Sync(_) => "sync",
+            Self::Demo(_) => "demo",
+            Self::Initdb(_) => "initdb",
+            Self::Syncdb(_) => "syncdb",
+            Self::Dropdb(_) => "dropdb",
+            Self::Listdb(_) => "listdb",
+        }
+    }
+
+    /// The namespace the command works on, if it has one.
+    pub(crate) fn namespace(&self) -> Option<&str> {
+        match self {
+            Self::Snapshot(a) => Some(&a.namespace),
+            Self::Incremental(a) => Some(&a.query.namespace),
+            Self::List(a) => Some(&a.namespace),
+            Self::Schema(a) => Some(&a.namespace),
+            Self::Sync(a) => Some(&a.query.namespace),
+            Self::Initdb(a) | Self::Syncdb(a) | Self::Dropdb(a) => Some(&a.namespace),
+            Self::Listdb(a) => Some(&a.namespace),
+            Self::Demo(_) => None,
+        }
+    }
 }
 
 /// `--namespace`.

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use dap_proto::chain::ChainError;
 use dap_proto::{DapErrorKind, Error as ProtoError};
 
 /// Exit code of a successful run.
@@ -43,6 +44,12 @@ pub(crate) enum CliError {
         #[source]
         source: std::io::Error,
     },
+    /// A job's data does not match its query or would move a table backwards.
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    /// Another run kept a table locked for longer than `--lock-timeout`.
+    #[error("{0}")]
+    Locked(String),
     /// Something else, described in full.
     #[error("{0}")]
     Other(String),
@@ -98,6 +105,9 @@ impl CliError {
             Self::Config(_) => "config",
             Self::Usage(_) => "usage",
             Self::Io { .. } => "io",
+            Self::Chain(ChainError::StaleSnapshot { .. }) => "stale_snapshot",
+            Self::Chain(_) => "range_mismatch",
+            Self::Locked(_) => "locked",
             Self::Other(_) => "other",
             Self::Api { source, .. } => match source {
                 dap_hyper::Error::Dap(e) => match e {
@@ -145,51 +155,19 @@ impl CliError {
             Self::Io { .. } => {
                 Some("check that the directory exists or can be created, is writable, and that the disk has space".to_owned())
             }
+            Self::Locked(_) => Some(
+                "two runs never write one table of a directory at once; give the other run \
+                 time (--lock-timeout SECONDS), or use another --output-directory"
+                    .to_owned(),
+            ),
+            Self::Chain(ChainError::StaleSnapshot { .. }) => None,
+            Self::Chain(_) => Some(
+                "the server answered with data for another window; run the command again, \
+                 and report it to Instructure support if it persists"
+                    .to_owned(),
+            ),
             Self::Api { source, .. } => match source {
-                dap_hyper::Error::Dap(ProtoError::Api(d)) => match &d.kind {
-                    DapErrorKind::Authentication => Some(
-                        "check DAP_CLIENT_ID and DAP_CLIENT_SECRET (or --client-id and --client-secret); \
-                         client credentials expire: create new ones in the Identity Service if needed"
-                            .to_owned(),
-                    ),
-                    DapErrorKind::AccountNotOnboarded | DapErrorKind::AccountDisabled => Some(
-                        "the account cannot use DAP; ask your Canvas administrator or Instructure support"
-                            .to_owned(),
-                    ),
-                    DapErrorKind::AccountUnderMaintenance => {
-                        Some("the account is under maintenance; try again later".to_owned())
-                    }
-                    DapErrorKind::Forbidden | DapErrorKind::RequestTypeForbidden => Some(
-                        "the API refused this kind of request for these credentials".to_owned(),
-                    ),
-                    DapErrorKind::NotFound { kind, .. } => match kind.as_deref() {
-                        Some("namespace") => Some(
-                            "namespaces are canvas, canvas_logs, catalog and new_quizzes".to_owned(),
-                        ),
-                        _ => Some(format!(
-                            "run `dap list --namespace {ns}` to see the available tables"
-                        )),
-                    },
-                    DapErrorKind::SnapshotRequired { .. } => Some(format!(
-                        "the table was reloaded by DAP; take a new snapshot \
-                         (`dap snapshot --namespace {ns} --table ...`), or use `dap sync`, which does it automatically"
-                    )),
-                    DapErrorKind::OutOfRange { since, .. } => Some(match since {
-                        Some(s) => format!("use a --since at or after {s}, or take a new snapshot"),
-                        None => "use a later --since, or take a new snapshot".to_owned(),
-                    }),
-                    DapErrorKind::Validation { .. } => Some(
-                        "the API refused the request as invalid; check --since/--until (not in the future, since before until) and --format"
-                            .to_owned(),
-                    ),
-                    DapErrorKind::RateLimited => Some(
-                        "the API kept answering 429 (rate limited); wait a minute and run again".to_owned(),
-                    ),
-                    DapErrorKind::Server => Some(
-                        "the DAP service failed; run the command again later".to_owned(),
-                    ),
-                    _ => None,
-                },
+                dap_hyper::Error::Dap(ProtoError::Api(d)) => dap_hint(&d.kind, ns),
                 dap_hyper::Error::Dap(ProtoError::JobFailed { .. }) => Some(
                     "the query job failed on the server; run again later, and quote the uuid to Instructure support if it persists"
                         .to_owned(),
@@ -231,10 +209,58 @@ impl CliError {
     }
 }
 
+/// What the user can do about an error the DAP API reported.
+fn dap_hint(kind: &DapErrorKind, ns: &str) -> Option<String> {
+    match kind {
+        DapErrorKind::Authentication => Some(
+            "check DAP_CLIENT_ID and DAP_CLIENT_SECRET (or --client-id and --client-secret); \
+             client credentials expire: create new ones in the Identity Service if needed"
+                .to_owned(),
+        ),
+        DapErrorKind::AccountNotOnboarded | DapErrorKind::AccountDisabled => Some(
+            "the account cannot use DAP; ask your Canvas administrator or Instructure support"
+                .to_owned(),
+        ),
+        DapErrorKind::AccountUnderMaintenance => {
+            Some("the account is under maintenance; try again later".to_owned())
+        }
+        DapErrorKind::Forbidden | DapErrorKind::RequestTypeForbidden => Some(
+            "the API refused this kind of request for these credentials".to_owned(),
+        ),
+        DapErrorKind::NotFound { kind, .. } => match kind.as_deref() {
+            Some("namespace") => Some(
+                "namespaces are canvas, canvas_logs, catalog and new_quizzes".to_owned(),
+            ),
+            _ => Some(format!(
+                "run `dap list --namespace {ns}` to see the available tables"
+            )),
+        },
+        DapErrorKind::SnapshotRequired { .. } => Some(format!(
+            "the table was reloaded by DAP; take a new snapshot \
+             (`dap snapshot --namespace {ns} --table ...`), or use `dap sync`, which does it automatically"
+        )),
+        DapErrorKind::OutOfRange { since, .. } => Some(match since {
+            Some(s) => format!("use a --since at or after {s}, or take a new snapshot"),
+            None => "use a later --since, or take a new snapshot".to_owned(),
+        }),
+        DapErrorKind::Validation { .. } => Some(
+            "the API refused the request as invalid; check --since/--until (not in the future, since before until) and --format"
+                .to_owned(),
+        ),
+        DapErrorKind::RateLimited => Some(
+            "the API kept answering 429 (rate limited); wait a minute and run again".to_owned(),
+        ),
+        DapErrorKind::Server => Some(
+            "the DAP service failed; run the command again later".to_owned(),
+        ),
+        _ => None,
+    }
+}
+
 /// What hints may mention.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct HintContext<'a> {
-    /// The base URL in use.
+    /// The base URL in use, without user info.
     pub(crate) base_url: &'a str,
     /// The namespace, if the command has one.
     pub(crate) namespace: Option<&'a str>,

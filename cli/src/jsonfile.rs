@@ -8,7 +8,9 @@
 
 use std::fs;
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use serde_json::ser::{Formatter, PrettyFormatter};
@@ -91,21 +93,45 @@ pub(crate) fn to_python_json<T: Serialize + ?Sized>(value: &T) -> serde_json::Re
     Ok(out)
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same directory,
+/// Writes `bytes` to `path` atomically: a new temporary file in the same directory,
 /// flushed to disk, then renamed over the final name. A crash or an interrupt leaves
-/// either the old file or the new one, never half of one.
+/// either the old file or the new one, never half of one. The temporary file is created
+/// with `create_new` under a name no other writer uses, so a file or symbolic link
+/// planted under a predictable name is never followed or overwritten; a link at `path`
+/// itself is replaced, not followed.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or_else(|| Path::new("."));
+    write_atomic_named(path, bytes, temp_names(path))
+}
+
+/// Candidate temporary names for `path`: `.<name>.tmp-<pid>-<n>-<nanos>`, all different.
+fn temp_names(path: &Path) -> impl Iterator<Item = String> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "file".to_owned());
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let pid = std::process::id();
+    std::iter::repeat_with(move || {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        format!(".{name}.tmp-{pid}-{n}-{nanos}")
+    })
+}
+
+/// [`write_atomic`] with the temporary names taken from `names`.
+fn write_atomic_named(
+    path: &Path,
+    bytes: &[u8],
+    names: impl Iterator<Item = String>,
+) -> io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| Path::new("."));
+    let (mut file, tmp) = create_new_in(dir, names)?;
     let result = (|| {
-        let mut file = fs::File::create(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
         drop(file);
@@ -120,6 +146,30 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// Creates a new file in `dir` under the first of `names` (at most 16) that does not
+/// exist yet.
+fn create_new_in(
+    dir: &Path,
+    names: impl Iterator<Item = String>,
+) -> io::Result<(fs::File, PathBuf)> {
+    for name in names.take(16) {
+        let tmp = dir.join(name);
+        match fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+        {
+            Ok(file) => return Ok((file, tmp)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        "every temporary name tried already exists",
+    ))
 }
 
 #[cfg(test)]
@@ -146,5 +196,31 @@ mod tests {
         write_atomic(&p, b"two").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn planted_symlinks_are_never_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, b"keep").unwrap();
+        let p = dir.path().join("state.json");
+        // A link under the name a process-id scheme would pick, and under the first
+        // name offered: both are skipped, and the victim is untouched.
+        let pid_name = format!(".state.json.tmp-{}", std::process::id());
+        std::os::unix::fs::symlink(&victim, dir.path().join(&pid_name)).unwrap();
+        std::os::unix::fs::symlink(&victim, dir.path().join("planted")).unwrap();
+        write_atomic(&p, b"one").unwrap();
+        let names = ["planted".to_owned(), "free".to_owned()].into_iter();
+        write_atomic_named(&p, b"two", names).unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"keep");
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert!(!dir.path().join("free").exists(), "renamed away");
+        // A link at the final name is replaced by the file, not written through.
+        let linked = dir.path().join("linked.json");
+        std::os::unix::fs::symlink(&victim, &linked).unwrap();
+        write_atomic(&linked, b"three").unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"keep");
+        assert!(!fs::symlink_metadata(&linked).unwrap().is_symlink());
     }
 }

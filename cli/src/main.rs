@@ -9,15 +9,17 @@
 #![forbid(unsafe_code)]
 
 mod args;
+mod batch;
 mod commands;
-mod db;
-mod demo;
+mod context;
 mod errors;
+mod fetch;
 mod jsonfile;
+mod lock;
 mod logging;
 mod progress;
+mod redact;
 mod report;
-mod sync;
 mod timestamp;
 
 use std::io::IsTerminal as _;
@@ -25,56 +27,44 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser as _;
-use dap_hyper::{Client, Options};
-use dap_proto::{Config, PollPolicy, RetryPolicy};
 use serde_json::json;
-use tracing::{error, warn};
+use tracing::{Instrument as _, error};
 
-use crate::args::{Cli, Command, GlobalArgs, LogLevel};
-use crate::commands::{Outcome, print_stdout};
+use crate::args::{Cli, Command, LogLevel};
+use crate::batch::Outcome;
+use crate::commands::{db, demo, incremental, list, schema, snapshot, sync};
+use crate::context::Context;
 use crate::errors::{CliError, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, HintContext};
+use crate::fetch::JobDirs;
 use crate::report::ErrorReport;
 
-/// The `User-Agent` of every request.
-const USER_AGENT: &str = concat!(
-    "dap-cli/",
-    env!("CARGO_PKG_VERSION"),
-    " (dap-rs; +https://example.invalid/dap-rs)"
-);
-
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    // Known before parsing, so that even an argument error never shows a secret.
+    let argv: Vec<_> = std::env::args_os().collect();
+    redact::set_secrets(redact::secrets_in(&argv, |k| std::env::var(k).ok()));
+    let cli = match Cli::try_parse_from(&argv) {
         Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(EXIT_ERROR));
-        }
+        Err(e) => return argument_error(&e),
     };
     let g = &cli.global;
-    logging::set_secrets(
-        g.client_secret
-            .iter()
-            .cloned()
-            .chain(db::secret(&cli.command))
-            .collect(),
-    );
-    let default_level = if matches!(cli.command, Command::Demo(_)) {
-        LogLevel::Warning
-    } else {
-        LogLevel::Info
+    let default_level = match cli.command {
+        Command::Demo(_) => LogLevel::Warning,
+        _ => LogLevel::Info,
     };
+    let level = g.loglevel.unwrap_or(default_level);
     if let Err(e) = logging::init(
-        g.loglevel.unwrap_or(default_level),
+        level,
         g.logformat,
         g.logfile.as_deref(),
         g.no_log_to_console,
     ) {
+        let path = g.logfile.as_deref().unwrap_or(std::path::Path::new(""));
         eprintln!(
-            "error: cannot open the log file {}: {e}",
-            g.logfile
-                .as_deref()
-                .unwrap_or(std::path::Path::new(""))
-                .display()
+            "{}",
+            redact::redact(&format!(
+                "error: cannot open the log file {}: {e}",
+                path.display()
+            ))
         );
         return ExitCode::from(EXIT_ERROR);
     }
@@ -82,6 +72,22 @@ fn main() -> ExitCode {
         progress::enable();
     }
     ExitCode::from(run(&cli))
+}
+
+/// Prints a parser error (or the help or version text) with every secret removed.
+fn argument_error(e: &clap::Error) -> ExitCode {
+    let rendered = e.render();
+    if e.use_stderr() {
+        let text = if std::io::stderr().is_terminal() {
+            rendered.ansi().to_string()
+        } else {
+            rendered.to_string()
+        };
+        eprint!("{}", redact::redact(&text));
+    } else {
+        print_stdout(&redact::redact(&rendered.to_string()));
+    }
+    ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(EXIT_ERROR))
 }
 
 /// What happened to the whole run.
@@ -102,20 +108,54 @@ fn run(cli: &Cli) -> u8 {
             return EXIT_ERROR;
         }
     };
+    let base_url = redact::without_user_info(&cli.global.base_url);
+    let ctx = Context {
+        global: &cli.global,
+        hints: HintContext {
+            base_url: &base_url,
+            namespace: cli.command.namespace(),
+        },
+        job_dirs: &JobDirs::default(),
+    };
+    let span = logging::command_span(cli.command.namespace());
     let ending = runtime.block_on(async {
         tokio::select! {
-            r = dispatch(cli) => Ending::Done(r),
+            r = dispatch(&ctx, &cli.command).instrument(span) => Ending::Done(r),
             () = interrupted() => Ending::Interrupted,
         }
     });
     // Stop every download task before looking at the files they wrote.
     runtime.shutdown_timeout(Duration::from_secs(5));
-    let g = &cli.global;
-    let json_output = g.json_output();
-    let name = command_name(&cli.command);
+    finish(&ctx, cli.command.name(), ending)
+}
+
+/// One arm per command; each command module has a `run(&Context, &Args)`.
+async fn dispatch(ctx: &Context<'_>, command: &Command) -> Result<Outcome, CliError> {
+    if ctx.global.no_tracking || ctx.global.console_theme.is_some() {
+        tracing::debug!(
+            "--no-tracking and --console-theme are accepted for compatibility; this dap never tracks usage"
+        );
+    }
+    match command {
+        Command::List(a) => list::run(ctx, a).await,
+        Command::Schema(a) => schema::run(ctx, a).await,
+        Command::Snapshot(a) => snapshot::run(ctx, a).await,
+        Command::Incremental(a) => incremental::run(ctx, a).await,
+        Command::Sync(a) => sync::run(ctx, a).await,
+        Command::Demo(a) => demo::run(ctx, a).await,
+        Command::Initdb(a) => db::initdb(ctx, a).await,
+        Command::Syncdb(a) => db::syncdb(ctx, a).await,
+        Command::Dropdb(a) => db::dropdb(ctx, a).await,
+        Command::Listdb(a) => db::listdb(ctx, a).await,
+    }
+}
+
+/// Reports how the run ended; returns the exit code.
+fn finish(ctx: &Context<'_>, name: &str, ending: Ending) -> u8 {
+    let json_output = ctx.json_output();
     match ending {
         Ending::Interrupted => {
-            let removed = commands::remove_partial_files();
+            let removed = ctx.job_dirs.remove_partial_files();
             error!(
                 "Interrupted: stopped {name}; {removed} incomplete file(s) removed, completed files kept. \
                  Run the command again to finish."
@@ -132,16 +172,12 @@ fn run(cli: &Cli) -> u8 {
             if outcome.ok { EXIT_OK } else { EXIT_ERROR }
         }
         Ending::Done(Err(e)) => {
-            let hints = HintContext {
-                base_url: &g.base_url,
-                namespace: command_namespace(&cli.command),
-            };
-            error!("{}", e.render(&hints));
+            error!("{}", e.render(&ctx.hints));
             if json_output {
                 print_json(&json!({
                     "command": name,
                     "ok": false,
-                    "error": ErrorReport::new(&e, &hints),
+                    "error": ErrorReport::new(&e, &ctx.hints),
                 }));
             }
             EXIT_ERROR
@@ -172,149 +208,15 @@ async fn interrupted() {
     }
 }
 
-async fn dispatch(cli: &Cli) -> Result<Outcome, CliError> {
-    let g = &cli.global;
-    let json_output = g.json_output();
-    if g.no_tracking || g.console_theme.is_some() {
-        tracing::debug!(
-            "--no-tracking and --console-theme are accepted for compatibility; this dap never tracks usage"
-        );
-    }
-    let hints = HintContext {
-        base_url: &g.base_url,
-        namespace: command_namespace(&cli.command),
-    };
-    match &cli.command {
-        Command::List(a) => commands::list(&make_client(g)?, a, json_output).await,
-        Command::Schema(a) => commands::schema(&make_client(g)?, a, hints).await,
-        Command::Snapshot(a) => commands::data(&make_client(g)?, a, None, hints).await,
-        Command::Incremental(a) => {
-            // Refuse a bad timestamp before asking for credentials or the network.
-            timestamp::parse_instant("--since", &a.since).map_err(CliError::Usage)?;
-            if let Some(u) = &a.until {
-                timestamp::parse_instant("--until", u).map_err(CliError::Usage)?;
-            }
-            commands::data(&make_client(g)?, &a.query, Some(a), hints).await
-        }
-        Command::Sync(a) => sync::sync(&make_client(g)?, a, hints).await,
-        Command::Demo(a) => {
-            if g.client_id.is_some() || g.client_secret.is_some() {
-                warn!(
-                    "dap demo uses its built-in emulator; the configured credentials are not used"
-                );
-            }
-            demo::demo(a, json_output, |emu| {
-                build_client(g, emu.base_url(), emu.client_id(), emu.client_secret())
-            })
-            .await
-        }
-        Command::Initdb(a) => db::replicate(&make_client(g)?, a, dap_db::plan::Command::Init).await,
-        Command::Syncdb(a) => db::replicate(&make_client(g)?, a, dap_db::plan::Command::Sync).await,
-        Command::Dropdb(a) => db::dropdb(a).await,
-        Command::Listdb(a) => {
-            db::listdb(&make_client(g)?, a, !g.non_interactive, json_output).await
-        }
-    }
-}
-
-/// A client for the configured API, refusing missing credentials by name.
-fn make_client(g: &GlobalArgs) -> Result<Client, CliError> {
-    let present = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
-    let mut missing = Vec::new();
-    if !present(&g.client_id) {
-        missing.push(("client ID", "DAP_CLIENT_ID", "--client-id"));
-    }
-    if !present(&g.client_secret) {
-        missing.push(("client secret", "DAP_CLIENT_SECRET", "--client-secret"));
-    }
-    if !missing.is_empty() {
-        return Err(CliError::MissingCredentials(missing));
-    }
-    build_client(
-        g,
-        g.base_url.trim().to_owned(),
-        g.client_id.as_deref().unwrap_or_default().trim(),
-        g.client_secret.as_deref().unwrap_or_default(),
-    )
-}
-
-fn build_client(
-    g: &GlobalArgs,
-    base_url: String,
-    client_id: &str,
-    secret: &str,
-) -> Result<Client, CliError> {
-    let mut poll = PollPolicy::default();
-    if let Some(ms) = g.poll_interval_ms.filter(|ms| *ms > 0) {
-        poll.initial_interval = Duration::from_millis(ms);
-        poll.max_interval = poll.initial_interval.max(Duration::from_millis(ms * 4));
-    }
-    let mut retry = RetryPolicy::default();
-    if let Some(ms) = g.retry_backoff_ms {
-        retry.initial_backoff = Duration::from_millis(ms);
-        retry.max_backoff = Duration::from_millis(ms.saturating_mul(8));
-        retry.default_retry_after = Duration::from_millis(ms);
-        retry.max_retry_after = Duration::from_millis(ms.saturating_mul(8));
-    }
-    let config = Config::builder(client_id, secret)
-        .base_url(base_url.trim_end_matches('/'))
-        .user_agent(USER_AGENT)
-        .poll(poll)
-        .retry(retry)
-        .build()
-        .map_err(|e| CliError::Config(config_message(&e, &base_url)))?;
-    Client::with_options(config, Options::default())
-        .map_err(|e| CliError::Config(logging::redact(&e.to_string())))
-}
-
-fn config_message(e: &dap_proto::ConfigError, base_url: &str) -> String {
-    use dap_proto::ConfigError as E;
-    match e {
-        E::PlainHttp(_) => format!(
-            "--base-url / DAP_API_URL {base_url:?} uses plain http to a host other than this \
-             machine, which would send the client secret unencrypted; use an https:// URL"
-        ),
-        E::InvalidBaseUrl(_) => format!(
-            "--base-url / DAP_API_URL {base_url:?} is not an absolute http(s) URL \
-             (for example https://api-gateway.instructure.com)"
-        ),
-        E::InvalidClientId => {
-            "the client ID (DAP_CLIENT_ID / --client-id) contains ':' or control characters"
-                .to_owned()
-        }
-        other => other.to_string(),
-    }
-}
-
-fn command_name(c: &Command) -> &'static str {
-    match c {
-        Command::Snapshot(_) => "snapshot",
-        Command::Incremental(_) => "incremental",
-        Command::List(_) => "list",
-        Command::Schema(_) => "schema",
-        Command::Sync(_) => "sync",
-        Command::Demo(_) => "demo",
-        Command::Initdb(_) => "initdb",
-        Command::Syncdb(_) => "syncdb",
-        Command::Dropdb(_) => "dropdb",
-        Command::Listdb(_) => "listdb",
-    }
-}
-
-fn command_namespace(c: &Command) -> Option<&str> {
-    match c {
-        Command::Snapshot(a) => Some(&a.namespace),
-        Command::Incremental(a) => Some(&a.query.namespace),
-        Command::List(a) => Some(&a.namespace),
-        Command::Schema(a) => Some(&a.namespace),
-        Command::Sync(a) => Some(&a.query.namespace),
-        Command::Initdb(a) | Command::Syncdb(a) | Command::Dropdb(a) => Some(&a.namespace),
-        Command::Listdb(a) => Some(&a.namespace),
-        _ => None,
-    }
-}
-
 fn print_json(value: &serde_json::Value) {
     let text = serde_json::to_string_pretty(value).unwrap_or_else(|_| "{}".to_owned());
-    print_stdout(&format!("{}\n", logging::redact(&text)));
+    print_stdout(&format!("{}\n", redact::redact(&text)));
+}
+
+/// Prints to stdout, ignoring a closed pipe (`dap list | head`).
+pub(crate) fn print_stdout(text: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
 }

@@ -2,11 +2,11 @@
 
 use std::path::Path;
 
-use dap_proto::{DataRange, QueryResult};
-use serde::Serialize;
+use dap_proto::{DataRange, Query, QueryRange, QueryResult};
+use serde::{Deserialize, Serialize};
 
 use crate::errors::{CliError, HintContext};
-use crate::logging::redact;
+use crate::redact::redact;
 
 /// One downloaded file.
 #[derive(Debug, Clone, Serialize)]
@@ -64,16 +64,80 @@ pub(crate) struct SchemaChange {
     pub(crate) to: u64,
 }
 
+/// How one table of a command ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum TableStatus {
+    /// Done.
+    #[default]
+    Ok,
+    /// Tried and failed.
+    Failed,
+    /// Not tried, after an error that affects every table.
+    Skipped,
+}
+
+/// The kind of data a query asks for or a job covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum QueryKind {
+    /// A whole table as of one instant.
+    Snapshot,
+    /// The changes of a window.
+    Incremental,
+}
+
+impl QueryKind {
+    /// The kind of a query.
+    pub(crate) fn of_query(query: &Query) -> Self {
+        match query.range() {
+            QueryRange::Snapshot => Self::Snapshot,
+            _ => Self::Incremental,
+        }
+    }
+
+    /// The kind of what a job covers.
+    pub(crate) fn of_range(range: &DataRange) -> Self {
+        match range {
+            DataRange::Snapshot { .. } => Self::Snapshot,
+            _ => Self::Incremental,
+        }
+    }
+
+    /// `snapshot` or `incremental`.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Snapshot => "snapshot",
+            Self::Incremental => "incremental",
+        }
+    }
+}
+
+impl std::fmt::Display for QueryKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Describes what a finished job covers: `at T` or `since S until U`.
+pub(crate) fn describe_range(range: &DataRange) -> String {
+    match range {
+        DataRange::Snapshot { at } => format!("at {at}"),
+        DataRange::Incremental { since, until } => format!("since {since} until {until}"),
+        _ => String::new(),
+    }
+}
+
 /// What happened to one table.
 #[derive(Debug, Clone, Default, Serialize)]
 pub(crate) struct TableReport {
     /// The table.
     pub(crate) table: String,
-    /// `ok`, `failed` or `skipped`.
-    pub(crate) status: &'static str,
-    /// `snapshot` or `incremental` (data commands).
+    /// How it ended.
+    pub(crate) status: TableStatus,
+    /// What the data covers (data commands).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) query: Option<&'static str>,
+    pub(crate) query: Option<QueryKind>,
     /// Why `sync` chose its query.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) reason: Option<String>,
@@ -120,7 +184,7 @@ impl TableReport {
     pub(crate) fn ok(table: &str) -> Self {
         Self {
             table: table.to_owned(),
-            status: "ok",
+            status: TableStatus::Ok,
             ..Self::default()
         }
     }
@@ -129,7 +193,7 @@ impl TableReport {
     pub(crate) fn failed(table: &str, error: ErrorReport) -> Self {
         Self {
             table: table.to_owned(),
-            status: "failed",
+            status: TableStatus::Failed,
             error: Some(error),
             ..Self::default()
         }
@@ -139,7 +203,7 @@ impl TableReport {
     pub(crate) fn skipped(table: &str) -> Self {
         Self {
             table: table.to_owned(),
-            status: "skipped",
+            status: TableStatus::Skipped,
             ..Self::default()
         }
     }
@@ -152,13 +216,10 @@ impl TableReport {
         files: &[dap_hyper::DownloadedFile],
     ) -> Self {
         self.job_id = Some(result.job.to_string());
+        self.query = Some(QueryKind::of_range(&result.range));
         match result.range {
-            DataRange::Snapshot { at } => {
-                self.query = Some("snapshot");
-                self.at = Some(at.to_string());
-            }
+            DataRange::Snapshot { at } => self.at = Some(at.to_string()),
             DataRange::Incremental { since, until } => {
-                self.query = Some("incremental");
                 self.since = Some(since.to_string());
                 self.until = Some(until.to_string());
             }

@@ -13,6 +13,17 @@ pub(crate) fn parse_instant(flag: &str, input: &str) -> Result<Timestamp, String
     if let Ok(ts) = text.parse::<Timestamp>() {
         return Ok(ts);
     }
+    if let Ok(pieces) = jiff::fmt::temporal::Pieces::parse(text)
+        && pieces.time().is_some()
+        && pieces.offset().is_some()
+    {
+        let whole = |t: Timestamp| Timestamp::from_second(t.as_second()).unwrap_or(t);
+        return Err(format!(
+            "{flag} {text:?} is out of range: instants must lie between {} and {}.",
+            whole(Timestamp::MIN),
+            whole(Timestamp::MAX),
+        ));
+    }
     if let Ok(naive) = text.parse::<jiff::civil::DateTime>() {
         let fixed = naive.strftime("%Y-%m-%dT%H:%M:%S").to_string();
         return Err(format!(
@@ -53,5 +64,19 @@ mod tests {
         assert!(e.contains("--until 2024-01-01T00:00:00Z"), "{e}");
         let e = parse_instant("--since", "yesterday").unwrap_err();
         assert!(e.contains("2024-01-01T00:00:00Z"), "{e}");
+    }
+
+    #[test]
+    fn far_future_and_far_past_instants_are_out_of_range() {
+        for text in [
+            "9999-12-31T23:59:59Z",
+            "9999-12-31T23:59:59+05:00",
+            "-009999-01-01T00:00:00Z",
+        ] {
+            let e = parse_instant("--since", text).unwrap_err();
+            assert!(e.contains("out of range"), "{e}");
+            assert!(!e.contains("not an RFC 3339"), "{e}");
+        }
+        assert!(parse_instant("--until", "9999-12-30T22:00:00Z").is_ok());
     }
 }

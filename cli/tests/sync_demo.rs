@@ -5,25 +5,12 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use dap_emulator::{Faults, QueryRange};
-use serde_json::Value;
+use dap_emulator::{EmulatedRange, Faults};
 
 fn sync(emu: &dap_emulator::Emulator, dir: &std::path::Path, tables: &str) -> Run {
     run(dap(emu)
-        .args([
-            "--json",
-            "sync",
-            "--namespace",
-            "canvas",
-            "--table",
-            tables,
-            "--output-directory",
-        ])
+        .args(on("sync", tables, &["--json", "--output-directory"]))
         .arg(dir))
-}
-
-fn state(dir: &std::path::Path) -> Value {
-    serde_json::from_slice(&std::fs::read(dir.join("dap-sync-state.json")).unwrap()).unwrap()
 }
 
 #[test]
@@ -43,7 +30,7 @@ fn sync_twice_chains_an_incremental_with_exactly_the_changed_records() {
             &emu,
             "canvas",
             table,
-            QueryRange::Snapshot {
+            EmulatedRange::Snapshot {
                 at_ms: ms(&t["at"]),
             },
         );
@@ -55,7 +42,7 @@ fn sync_twice_chains_an_incremental_with_exactly_the_changed_records() {
         );
         ats.push(t["at"].clone());
     }
-    let s = state(dir.path());
+    let s = sync_state(dir.path());
     assert_eq!(s["namespaces"]["canvas"]["users"]["next_since"], ats[1]);
     assert_eq!(s["namespaces"]["canvas"]["users"]["format"], "jsonl");
     assert!(
@@ -77,7 +64,7 @@ fn sync_twice_chains_an_incremental_with_exactly_the_changed_records() {
             &emu,
             "canvas",
             table,
-            QueryRange::Incremental {
+            EmulatedRange::Incremental {
                 since_ms: ms(&t["since"]),
                 until_ms: ms(&t["until"]),
             },
@@ -89,7 +76,7 @@ fn sync_twice_chains_an_incremental_with_exactly_the_changed_records() {
             "exactly the changed records of {table}"
         );
     }
-    let s = state(dir.path());
+    let s = sync_state(dir.path());
     let users = &s["namespaces"]["canvas"]["users"];
     assert_eq!(users["next_since"], v["tables"][1]["until"]);
     assert_eq!(users["history"].as_array().unwrap().len(), 2);
@@ -123,13 +110,13 @@ fn sync_takes_a_fresh_snapshot_when_the_server_requires_one() {
         &emu,
         "canvas",
         "courses",
-        QueryRange::Snapshot {
+        EmulatedRange::Snapshot {
             at_ms: ms(&t["at"]),
         },
     );
     assert_eq!(read_records(&files_of(t)), want);
     assert_eq!(
-        state(dir.path())["namespaces"]["canvas"]["courses"]["next_since"],
+        sync_state(dir.path())["namespaces"]["canvas"]["courses"]["next_since"],
         t["at"]
     );
 }
@@ -140,37 +127,31 @@ fn sync_refuses_a_format_change_and_force_snapshot_restarts() {
     let dir = tempfile::tempdir().unwrap();
     sync(&emu, dir.path(), "accounts").assert_code(0);
     let r = run(dap(&emu)
-        .args([
+        .args(on(
             "sync",
-            "--namespace",
-            "canvas",
-            "--table",
             "accounts",
-            "--format",
-            "csv",
-            "--output-directory",
-        ])
+            &["--format", "csv", "--output-directory"],
+        ))
         .arg(dir.path()));
     r.assert_code(5);
     assert!(r.stderr.contains("--force-snapshot"), "{}", r.stderr);
     let r = run(dap(&emu)
-        .args([
-            "--json",
+        .args(on(
             "sync",
-            "--namespace",
-            "canvas",
-            "--table",
             "accounts",
-            "--format",
-            "csv",
-            "--force-snapshot",
-            "--output-directory",
-        ])
+            &[
+                "--json",
+                "--format",
+                "csv",
+                "--force-snapshot",
+                "--output-directory",
+            ],
+        ))
         .arg(dir.path()));
     r.assert_code(0);
     assert_eq!(r.json()["tables"][0]["query"], "snapshot");
     assert_eq!(
-        state(dir.path())["namespaces"]["canvas"]["accounts"]["format"],
+        sync_state(dir.path())["namespaces"]["canvas"]["accounts"]["format"],
         "csv"
     );
 }
@@ -183,7 +164,7 @@ fn sync_all_with_a_failing_table_keeps_the_others_positions() {
     r.assert_code(5);
     let v = r.json();
     assert_eq!(v["failed"], serde_json::json!(["nosuch"]));
-    let s = state(dir.path());
+    let s = sync_state(dir.path());
     let synced: Vec<&String> = s["namespaces"]["canvas"]
         .as_object()
         .unwrap()
@@ -279,7 +260,7 @@ fn sync_records_a_schema_version_change_and_saves_the_new_schema() {
     sync(&emu, dir.path(), "accounts").assert_code(0);
     // Pretend the previous run saw version 1: the data's version 2 is then a change.
     let path = dir.path().join("dap-sync-state.json");
-    let mut s = state(dir.path());
+    let mut s = sync_state(dir.path());
     s["namespaces"]["canvas"]["accounts"]["schema_version"] = 1.into();
     std::fs::write(&path, serde_json::to_vec(&s).unwrap()).unwrap();
     std::fs::remove_file(dir.path().join("accounts_schema_version_2.json")).unwrap();
@@ -296,7 +277,7 @@ fn sync_records_a_schema_version_change_and_saves_the_new_schema() {
         r.stderr
     );
     assert!(dir.path().join("accounts_schema_version_2.json").is_file());
-    let table = &state(dir.path())["namespaces"]["canvas"]["accounts"];
+    let table = &sync_state(dir.path())["namespaces"]["canvas"]["accounts"];
     assert_eq!(table["schema_version"], 2);
     assert_eq!(table["schema_changes"][0]["from"], 1);
     assert_eq!(table["schema_changes"][0]["to"], 2);

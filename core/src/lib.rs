@@ -93,6 +93,7 @@
 
 pub mod api;
 mod backoff;
+pub mod chain;
 pub mod client;
 pub mod config;
 pub mod download;

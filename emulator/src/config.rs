@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::faults::Faults;
+
 /// The demo client id accepted by default. It carries a region prefix and a `#`,
 /// like real DAP client ids; the Basic header must be built from it raw.
 pub const DEMO_CLIENT_ID: &str = "us-east-1#demo-client";
@@ -16,8 +18,8 @@ pub const DEMO_CLIENT_SECRET: &str = "demo-secret";
 pub const DEFAULT_HISTORY_ORIGIN_MS: i64 = 1_704_067_200_000;
 
 /// Settings of an emulator instance. Build one with [`EmulatorConfig::default`] and
-/// adjust the fields you need.
-#[derive(Debug, Clone)]
+/// adjust the fields you need. `Debug` leaves the client secret out.
+#[derive(Clone)]
 pub struct EmulatorConfig {
     /// Port of the API listener on 127.0.0.1; 0 picks a free port.
     pub port: u16,
@@ -36,9 +38,13 @@ pub struct EmulatorConfig {
     pub job_running: Duration,
     /// How long a job and its objects exist after creation (`expires_at`).
     pub job_lifetime: Duration,
-    /// Lifetime of pre-signed object URLs (`X-Amz-Expires`).
+    /// Lifetime of pre-signed object URLs, in whole seconds (at least 1). A URL carries
+    /// it as S3 does: `X-Amz-Date` (signing time, `YYYYMMDDTHHMMSSZ`) plus
+    /// `X-Amz-Expires` (seconds); storage answers 403 once the emulator clock passes
+    /// their sum.
     pub url_lifetime: Duration,
-    /// Interval between two change events of every table (emulator time, at least 1 ms).
+    /// Change interval (emulator time, at least 1 ms): most tables change one record
+    /// per interval, some more ([`crate::data::TableDef::changes_per_interval`]).
     pub change_interval: Duration,
     /// Retention window: an incremental `since` older than `now - retention` is
     /// answered with `OutOfRange`.
@@ -47,12 +53,24 @@ pub struct EmulatorConfig {
     pub history_origin_ms: i64,
     /// Overrides the number of rows of every table (each table has its own default).
     pub rows_per_table: Option<u64>,
-    /// Number of objects (files) each completed job produces (at least 1).
+    /// Number of objects (files) each completed job produces (at least 1). Object `i`
+    /// of `n` holds the records of the keys `[i * rows / n, (i + 1) * rows / n)`, so
+    /// objects may be empty (a header only) when `n` is large; each is generated when
+    /// first downloaded, and a job keeps no per-object state.
     pub objects_per_job: u32,
     /// When set, every object is a synthetic "bulk" object of about this many
     /// uncompressed bytes, made of one cached gzip member (about 1 MiB of records)
     /// repeated; use it for benchmarks. When `None`, objects hold the real query result.
     pub object_size_bytes: Option<u64>,
+    /// Reuse jobs like DAP: posting a query identical to an earlier one (same table,
+    /// format, mode, `since`, `until` and scope) returns the earlier job for as long as
+    /// it lives (`job_lifetime`, 24 h by default), whatever happened since: a fault rule
+    /// or switch set after the first post never reaches that job, and a snapshot keeps
+    /// its `at`. `false` gives every post a new job. Default `true`.
+    pub reuse_jobs: bool,
+    /// Memory budget (bytes of gzip) of the cache of generated objects; the oldest
+    /// objects are dropped beyond it and generated again when asked for.
+    pub object_cache_bytes: u64,
     /// Faults and switches active from the start.
     pub faults: Faults,
     /// Initial offset of the emulator clock ahead of the wall clock.
@@ -81,10 +99,39 @@ impl Default for EmulatorConfig {
             rows_per_table: None,
             objects_per_job: 1,
             object_size_bytes: None,
+            reuse_jobs: true,
+            object_cache_bytes: 256 << 20,
             faults: Faults::default(),
             clock_offset: Duration::ZERO,
             frozen_clock_ms: None,
         }
+    }
+}
+
+impl std::fmt::Debug for EmulatorConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmulatorConfig")
+            .field("port", &self.port)
+            .field("storage_port", &self.storage_port)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"[redacted]")
+            .field("token_lifetime", &self.token_lifetime)
+            .field("job_waiting", &self.job_waiting)
+            .field("job_running", &self.job_running)
+            .field("job_lifetime", &self.job_lifetime)
+            .field("url_lifetime", &self.url_lifetime)
+            .field("change_interval", &self.change_interval)
+            .field("retention", &self.retention)
+            .field("history_origin_ms", &self.history_origin_ms)
+            .field("rows_per_table", &self.rows_per_table)
+            .field("objects_per_job", &self.objects_per_job)
+            .field("object_size_bytes", &self.object_size_bytes)
+            .field("reuse_jobs", &self.reuse_jobs)
+            .field("object_cache_bytes", &self.object_cache_bytes)
+            .field("faults", &self.faults)
+            .field("clock_offset", &self.clock_offset)
+            .field("frozen_clock_ms", &self.frozen_clock_ms)
+            .finish()
     }
 }
 
@@ -168,127 +215,22 @@ impl std::str::FromStr for Endpoint {
     }
 }
 
-/// The body a [`FaultAction::Status`] fault answers with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FaultBody {
-    /// The DAP JSON error envelope.
-    #[default]
-    Json,
-    /// A gateway HTML page (`text/html`).
-    Html,
-    /// A body labelled `application/json` that is not valid JSON.
-    MalformedJson,
-}
-
-/// What a fault rule does to a matching request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FaultAction {
-    /// Answer with this status instead of the real response (e.g. a 429 storm
-    /// with `retry_after`, or a 502/503).
-    Status {
-        /// HTTP status code.
-        status: u16,
-        /// Shape of the body.
-        #[serde(default)]
-        body: FaultBody,
-        /// Value of a `Retry-After` header (seconds), if any.
-        #[serde(default)]
-        retry_after: Option<u64>,
-    },
-    /// Delay the response by this many milliseconds (real time), then answer normally.
-    Delay {
-        /// Delay in milliseconds.
-        millis: u64,
-    },
-    /// Storage only: announce the full `Content-Length` but close the connection
-    /// after this many body bytes.
-    DropAfter {
-        /// Number of body bytes sent before the connection is dropped.
-        bytes: u64,
-    },
-    /// Storage only: serve a gzip stream cut inside its last member, with a
-    /// `Content-Length` that matches the truncated stream.
-    TruncateGzip,
-    /// Storage only: serve the object with its last CRC-32 flipped, so decoding fails
-    /// the integrity check.
-    CorruptGzip,
-}
-
-/// One fault-injection rule: applies `action` to the next `count` requests on `endpoint`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FaultRule {
-    /// Which requests the rule applies to.
-    pub endpoint: Endpoint,
-    /// How many more requests it applies to; the rule is dropped when it reaches 0.
-    pub count: u32,
-    /// What it does.
-    pub action: FaultAction,
-}
-
-impl FaultRule {
-    /// A rule applying `action` to the next `count` requests on `endpoint`.
-    pub fn new(endpoint: Endpoint, count: u32, action: FaultAction) -> Self {
-        Self {
-            endpoint,
-            count,
-            action,
-        }
-    }
-
-    /// The next `count` requests on `endpoint` get a 429 with `Retry-After: retry_after`.
-    pub fn rate_storm(endpoint: Endpoint, count: u32, retry_after: u64) -> Self {
-        Self::new(
-            endpoint,
-            count,
-            FaultAction::Status {
-                status: 429,
-                body: FaultBody::Json,
-                retry_after: Some(retry_after),
-            },
-        )
-    }
-
-    /// The next `count` requests on `endpoint` get `status` with the given body shape.
-    pub fn status(endpoint: Endpoint, count: u32, status: u16, body: FaultBody) -> Self {
-        Self::new(
-            endpoint,
-            count,
-            FaultAction::Status {
-                status,
-                body,
-                retry_after: None,
-            },
-        )
-    }
-}
-
-/// Fault injection and behaviour switches; settable at start
-/// ([`EmulatorConfig::faults`]) and at run time ([`crate::Emulator::set_faults`] or
-/// `PUT /_emulator/faults`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Faults {
-    /// Rules, applied in order: matching `delay` rules add up, the first matching
-    /// rule of any other kind decides the response. Each application decrements `count`.
-    pub rules: Vec<FaultRule>,
-    /// Enforce the documented per-minute rate limits (emulator clock, fixed windows).
-    pub rate_limits: bool,
-    /// New jobs end `failed` with a `ProcessingError`.
-    pub fail_jobs: bool,
-    /// Every incremental query is answered with `SnapshotRequired`.
-    pub snapshot_required: bool,
-    /// Incremental queries on these tables (`table` or `namespace.table`) are answered
-    /// with `SnapshotRequired`.
-    pub snapshot_required_tables: Vec<String>,
-    /// Overrides the token lifetime (seconds) of tokens issued from now on.
-    pub token_lifetime_secs: Option<u64>,
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::faults::{FaultAction, FaultBody, Faults};
+
+    #[test]
+    fn debug_leaves_the_secret_out() {
+        let config = super::EmulatorConfig {
+            client_secret: "s3cr3t-value".into(),
+            ..super::EmulatorConfig::default()
+        };
+        let text = format!("{config:?}");
+        assert!(
+            !text.contains("s3cr3t-value") && text.contains("[redacted]"),
+            "{text}"
+        );
+    }
 
     /// The faults example in the README parses.
     #[test]
@@ -297,7 +239,7 @@ mod tests {
         let start = readme.find("```json\n").expect("json block") + 8;
         let end = start + readme[start..].find("```").expect("block end");
         let f: Faults = serde_json::from_str(&readme[start..end]).expect("valid faults");
-        assert_eq!(f.rules.len(), 7);
+        assert_eq!(f.rules.len(), 8);
         assert_eq!(
             f.rules[1].action,
             FaultAction::Status {
@@ -308,5 +250,14 @@ mod tests {
         );
         assert_eq!(f.rules[5].action, FaultAction::TruncateGzip);
         assert_eq!(f.token_lifetime_secs, Some(30));
+        assert_eq!(f.url_lifetime_secs, Some(60));
+        assert!(matches!(
+            f.rules[7].action,
+            FaultAction::Trickle {
+                bytes: 1,
+                interval_millis: 1000,
+                after_bytes: 0
+            }
+        ));
     }
 }

@@ -4,16 +4,20 @@
 //!   properties are omitted, deletes have no `value`.
 //! * `csv`: RFC 4180 (CRLF line ends) with a header row; columns `meta.ts`,
 //!   `meta.action` (incremental only), `key.id`, `value.*` (nested objects flattened
-//!   with dots in `expanded` mode, one JSON column in `condensed` mode). NULL is the
-//!   unquoted word `NULL`, an empty string is `""`, a missing value (the value columns
-//!   of a delete) is an empty field; fields with `"`, `,`, CR, LF, tab, surrounding
-//!   spaces, or equal to `NULL` are quoted.
+//!   with dots in `expanded` mode, one JSON column in `condensed` mode; arrays and
+//!   free-form objects are one JSON column in both). NULL is the unquoted word `NULL`,
+//!   an empty string is `""`, a missing value (the value columns of a delete) is an
+//!   empty field; fields with `"`, `,`, CR, LF, tab, surrounding spaces, or equal to
+//!   `NULL` are quoted.
 //! * `tsv`: PostgreSQL `COPY` text format with a header row: `\N` is NULL (and
 //!   missing), backslash, tab, LF and CR are escaped as `\\`, `\t`, `\n`, `\r`.
+//!
+//! Non-finite floats are `NaN`, `Infinity` and `-Infinity` in CSV and TSV, and the
+//! JSON strings `"NaN"`, `"Infinity"`, `"-Infinity"` in JSON Lines.
 
 use std::io::Write as _;
 
-use crate::data::{Record, Scalar, TableDef};
+use crate::data::{Column, FieldType, Record, Scalar, Shape, TableDef, write_ts};
 
 /// Output format of a query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -57,20 +61,36 @@ pub enum Mode {
     Condensed,
 }
 
-/// Encodes records of one table in one format.
-#[derive(Debug, Clone, Copy)]
-pub struct Encoder<'a> {
-    table: &'a TableDef,
+/// Encodes records of one schema version of a table in one format.
+#[derive(Debug, Clone)]
+pub struct Encoder {
+    shape: Shape,
+    columns: Vec<Column>,
     format: Format,
     mode: Mode,
     incremental: bool,
 }
 
-impl<'a> Encoder<'a> {
-    /// An encoder for `table` in `format`/`mode`; `incremental` adds `meta.action`.
-    pub fn new(table: &'a TableDef, format: Format, mode: Mode, incremental: bool) -> Self {
+/// One CSV/TSV field.
+#[derive(Clone, Copy)]
+enum Cell<'a> {
+    Text(&'a str),
+    Null,
+    Missing,
+}
+
+impl Encoder {
+    /// An encoder for the first schema version of `table` in `format`/`mode`;
+    /// `incremental` adds `meta.action`.
+    pub fn new(table: &'static TableDef, format: Format, mode: Mode, incremental: bool) -> Self {
+        Self::for_shape(Shape::first(table), format, mode, incremental)
+    }
+
+    /// An encoder for one schema version of a table.
+    pub fn for_shape(shape: Shape, format: Format, mode: Mode, incremental: bool) -> Self {
         Self {
-            table,
+            shape,
+            columns: shape.columns(),
             format,
             mode,
             incremental,
@@ -85,8 +105,8 @@ impl<'a> Encoder<'a> {
             Format::Tsv => '\t',
         };
         let cols = self
-            .table
-            .columns(self.incremental, self.mode == Mode::Condensed);
+            .shape
+            .header(self.incremental, self.mode == Mode::Condensed);
         for (i, c) in cols.iter().enumerate() {
             if i > 0 {
                 out.push(sep);
@@ -103,6 +123,51 @@ impl<'a> Encoder<'a> {
         }
     }
 
+    fn cell(&self, out: &mut String, first: bool, c: Cell<'_>) {
+        match self.format {
+            Format::Csv => {
+                if !first {
+                    out.push(',');
+                }
+                csv_cell(out, c);
+            }
+            _ => {
+                if !first {
+                    out.push('\t');
+                }
+                tsv_cell(out, c);
+            }
+        }
+    }
+
+    fn scalar_cell(&self, out: &mut String, scratch: &mut String, v: Option<&Scalar>) {
+        match v {
+            None => self.cell(out, false, Cell::Missing),
+            Some(Scalar::Null) => self.cell(out, false, Cell::Null),
+            Some(s) => {
+                scratch.clear();
+                s.write_text(scratch);
+                self.cell(out, false, Cell::Text(scratch));
+            }
+        }
+    }
+
+    /// The value of column `j` of a record (by position, or by name if the record
+    /// was laid out differently).
+    fn value_of<'r>(&self, r: &'r Record, j: usize) -> Option<&'r Scalar> {
+        let values = r.value.as_ref()?;
+        let name = self.columns[j].name;
+        match values.get(j) {
+            Some((n, v)) if *n == name => Some(v),
+            _ => Some(
+                values
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map_or(&Scalar::Null, |(_, v)| v),
+            ),
+        }
+    }
+
     /// Appends one record (one line).
     pub fn record(&self, out: &mut String, r: &Record) {
         if self.format == Format::Jsonl {
@@ -110,50 +175,35 @@ impl<'a> Encoder<'a> {
             out.push('\n');
             return;
         }
-        let mut cells: Vec<Cell> = Vec::with_capacity(self.table.values.len() + 3);
-        cells.push(Cell::Text(crate::data::format_ts(r.ts_ms)));
+        let mut scratch = String::new();
+        write_ts(&mut scratch, r.ts_ms, r.ts_ms.rem_euclid(1000) != 0);
+        self.cell(out, true, Cell::Text(&scratch));
         if self.incremental {
-            cells.push(match r.action {
-                Some(a) => Cell::Text(a.letter().to_owned()),
-                None => Cell::Missing,
-            });
+            let action = r.action.map_or(Cell::Missing, |a| Cell::Text(a.letter()));
+            self.cell(out, false, action);
         }
-        cells.push(Cell::Text(r.id.to_string()));
-        for f in self.table.values {
-            let v = r
-                .value
-                .as_ref()
-                .and_then(|vals| vals.iter().find(|(n, _)| *n == f.name).map(|(_, v)| v));
-            match (f.ty, self.mode) {
-                (crate::data::FieldType::Object(sub), Mode::Expanded) => {
+        scratch.clear();
+        let _ = std::fmt::Write::write_fmt(&mut scratch, format_args!("{}", r.id));
+        self.cell(out, false, Cell::Text(&scratch));
+        for (j, col) in self.columns.iter().enumerate() {
+            let v = self.value_of(r, j);
+            match (col.ty, self.mode) {
+                (FieldType::Object(sub), Mode::Expanded) => {
                     for s in sub {
-                        cells.push(match v {
-                            None => Cell::Missing,
-                            Some(Scalar::Object(fields)) => fields
-                                .iter()
-                                .find(|(n, _)| *n == s.name)
-                                .map_or(Cell::Null, |(_, x)| Cell::from_scalar(x)),
-                            Some(_) => Cell::Null,
-                        });
+                        let inner = match v {
+                            None => None,
+                            Some(Scalar::Object(fields)) => Some(
+                                fields
+                                    .iter()
+                                    .find(|(n, _)| *n == s.name)
+                                    .map_or(&Scalar::Null, |(_, x)| x),
+                            ),
+                            Some(_) => Some(&Scalar::Null),
+                        };
+                        self.scalar_cell(out, &mut scratch, inner);
                     }
                 }
-                _ => cells.push(v.map_or(Cell::Missing, Cell::from_scalar)),
-            }
-        }
-        for (i, c) in cells.iter().enumerate() {
-            match self.format {
-                Format::Csv => {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    csv_cell(out, c);
-                }
-                _ => {
-                    if i > 0 {
-                        out.push('\t');
-                    }
-                    tsv_cell(out, c);
-                }
+                _ => self.scalar_cell(out, &mut scratch, v),
             }
         }
         out.push_str(self.eol());
@@ -170,19 +220,7 @@ impl<'a> Encoder<'a> {
     }
 }
 
-enum Cell {
-    Text(String),
-    Null,
-    Missing,
-}
-
-impl Cell {
-    fn from_scalar(s: &Scalar) -> Self {
-        s.to_text().map_or(Self::Null, Self::Text)
-    }
-}
-
-fn csv_cell(out: &mut String, c: &Cell) {
+fn csv_cell(out: &mut String, c: Cell<'_>) {
     match c {
         Cell::Missing => {}
         Cell::Null => out.push_str("NULL"),
@@ -208,10 +246,14 @@ fn csv_cell(out: &mut String, c: &Cell) {
     }
 }
 
-fn tsv_cell(out: &mut String, c: &Cell) {
+fn tsv_cell(out: &mut String, c: Cell<'_>) {
     match c {
         Cell::Missing | Cell::Null => out.push_str("\\N"),
         Cell::Text(s) => {
+            if !s.contains(['\\', '\t', '\n', '\r']) {
+                out.push_str(s);
+                return;
+            }
             for ch in s.chars() {
                 match ch {
                     '\\' => out.push_str("\\\\"),
@@ -225,12 +267,18 @@ fn tsv_cell(out: &mut String, c: &Cell) {
     }
 }
 
-/// Compresses `data` into one gzip member.
+/// Compresses `data` into one gzip member (default level).
 pub fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut enc = flate2::write::GzEncoder::new(
-        Vec::with_capacity(data.len() / 4 + 64),
-        flate2::Compression::default(),
-    );
+    gzip_level(data, flate2::Compression::default())
+}
+
+/// Compresses `data` into one gzip member at the fastest level.
+pub(crate) fn gzip_fast(data: &[u8]) -> Vec<u8> {
+    gzip_level(data, flate2::Compression::fast())
+}
+
+fn gzip_level(data: &[u8], level: flate2::Compression) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(data.len() / 4 + 64), level);
     // Writing into a Vec cannot fail.
     let _ = enc.write_all(data);
     enc.finish().unwrap_or_default()

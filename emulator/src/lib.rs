@@ -16,6 +16,12 @@
 //! // dropping `emu` shuts the server down
 //! ```
 //!
+//! # Shape
+//! The decisions live in a sans-IO [`heart::Heart`]: a function from a request and
+//! the time to a response (whose body may be a slice of a stored object) plus how to
+//! deliver it. [`Emulator`] runs it behind hyper on two listeners; tests can also call
+//! it directly.
+//!
 //! # Listeners and URLs
 //! * API at [`Emulator::base_url`]: `POST /ids/auth/login`,
 //!   `GET /dap/query/{ns}/table`, `GET /dap/query/{ns}/table/{t}/schema`,
@@ -25,30 +31,44 @@
 //!   `POST /_emulator/faults/rules` (append one JSON [`FaultRule`]),
 //!   `POST /_emulator/advance` (`{"seconds": N}` or `{"millis": N}` or `?seconds=N`),
 //!   `POST /_emulator/revoke`, `GET /_emulator/now`, `GET /_emulator/info`,
-//!   `GET /_emulator/expected?namespace=&table=&at=` (or `&since=&until=`, JSON Lines).
+//!   `GET /_emulator/expected?namespace=&table=&at=` (or `&since=&until=`, JSON Lines),
+//!   `GET /_emulator/schema?namespace=&table=`,
+//!   `POST /_emulator/schema/bump` (`{"namespace", "table", "at"?}`),
+//!   `POST /_emulator/snapshot-required` (`{"namespace", "table"}`).
 //! * Storage on a second listener ([`Emulator::storage_url`], a different port, so
 //!   "another host" is observable): objects at
 //!   `/output/rootAccountId=emulator/queryId=<job>/<file>?X-Amz-...&X-Amz-Signature=..`.
+//!   A URL expires at `X-Amz-Date + X-Amz-Expires` (seconds), as on S3.
+//!
+//! # Jobs are reused
+//! Like DAP, posting a query identical to an earlier one (same table, format, mode,
+//! `since`, `until`) returns the earlier job for as long as it lives (24 h by
+//! default): faults and switches set after the first post never reach that job, and a
+//! snapshot keeps its `at`. Turn this off with [`EmulatorConfig::reuse_jobs`].
 //!
 //! # Time
 //! The emulator's "now" is the wall clock plus an offset that
 //! [`Emulator::advance_clock`] increases; token expiry, job and URL lifetimes, rate
-//! limit windows and the data change history all follow it.
+//! limit windows, schema bumps and the data change history all follow it.
 //!
 //! # Data
-//! See [`data`] for the model; [`Emulator::expected_records`] (or the pure
-//! [`data::expected_records`]) tells exactly what a query returns.
+//! See [`data`] for the model and the `new_quizzes` tables made for database
+//! replication; [`Emulator::expected_records`] tells exactly what a query returns.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 mod config;
 pub mod data;
 pub mod encode;
+mod faults;
+pub mod heart;
+mod job;
 mod jwt;
+mod objects;
+mod pump;
 mod schema;
-mod server;
+mod signing;
 mod state;
-mod storage;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -57,12 +77,11 @@ use std::time::Duration;
 
 pub use config::{
     DEFAULT_HISTORY_ORIGIN_MS, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, EmulatorConfig, Endpoint,
-    FaultAction, FaultBody, FaultRule, Faults,
 };
-pub use data::{QueryRange, Record};
+pub use data::{EmulatedRange, Record};
+pub use faults::{FaultAction, FaultBody, FaultRule, Faults};
+pub use heart::{ControlError, Heart, SchemaBump};
 pub use state::{EndpointCounts, Stats};
-
-use state::Shared;
 
 /// Why the emulator could not start.
 #[derive(Debug, thiserror::Error)]
@@ -88,7 +107,7 @@ pub enum StartError {
 /// A running emulator. Dropping it shuts the server down and joins its thread.
 #[derive(Debug)]
 pub struct Emulator {
-    shared: Arc<Shared>,
+    heart: Arc<Heart>,
     shutdown: Option<tokio::sync::watch::Sender<bool>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -98,15 +117,15 @@ impl Emulator {
     /// thread and returns once both listeners are bound. Usable from blocking code and
     /// from inside an async runtime alike.
     pub fn start(config: EmulatorConfig) -> Result<Self, StartError> {
-        let (tx, rx) = std::sync::mpsc::channel::<Result<Arc<Shared>, StartError>>();
+        let (tx, rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let thread = std::thread::Builder::new()
             .name("dap-emulator".to_owned())
-            .spawn(move || run(config, tx, stop_rx))
+            .spawn(move || pump::run(config, tx, stop_rx))
             .map_err(|e| StartError::Thread(e.to_string()))?;
         match rx.recv() {
-            Ok(Ok(shared)) => Ok(Self {
-                shared,
+            Ok(Ok(heart)) => Ok(Self {
+                heart,
                 shutdown: Some(stop_tx),
                 thread: Some(thread),
             }),
@@ -121,70 +140,75 @@ impl Emulator {
         }
     }
 
+    /// The sans-IO heart the listeners run.
+    pub fn heart(&self) -> &Heart {
+        &self.heart
+    }
+
     /// Base URL of the API, e.g. `http://127.0.0.1:PORT` (no trailing slash).
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.shared.api_addr)
+        self.heart.api_url()
     }
 
     /// Address of the API listener.
     pub fn addr(&self) -> SocketAddr {
-        self.shared.api_addr
+        self.heart.api_addr()
     }
 
     /// Base URL of the storage listener that pre-signed URLs point at.
     pub fn storage_url(&self) -> String {
-        format!("http://{}", self.shared.storage_addr)
+        self.heart.storage_url()
     }
 
     /// The accepted client id.
     pub fn client_id(&self) -> &str {
-        &self.shared.config.client_id
+        &self.heart.config().client_id
     }
 
     /// The accepted client secret.
     pub fn client_secret(&self) -> &str {
-        &self.shared.config.client_secret
+        &self.heart.config().client_secret
     }
 
     /// The configuration the emulator was started with.
     pub fn config(&self) -> &EmulatorConfig {
-        &self.shared.config
+        self.heart.config()
     }
 
     /// A snapshot of the statistics.
     pub fn stats(&self) -> Stats {
-        self.shared.lock().stats.clone()
+        self.heart.stats()
     }
 
     /// Resets the statistics to zero.
     pub fn reset_stats(&self) {
-        self.shared.lock().stats = Stats::default();
+        self.heart.reset_stats();
     }
 
     /// The current faults and switches (rules with their remaining counts).
     pub fn faults(&self) -> Faults {
-        self.shared.lock().faults.clone()
+        self.heart.faults()
     }
 
     /// Replaces the faults and switches.
     pub fn set_faults(&self, faults: Faults) {
-        self.shared.lock().faults = faults;
+        self.heart.set_faults(faults);
     }
 
     /// Appends one fault rule to the current faults.
     pub fn add_fault(&self, rule: FaultRule) {
-        self.shared.lock().faults.rules.push(rule);
+        self.heart.add_fault(rule);
     }
 
     /// Moves the emulator clock forward.
     pub fn advance_clock(&self, by: Duration) {
-        self.shared
+        self.heart
             .advance(i64::try_from(by.as_millis()).unwrap_or(i64::MAX / 4));
     }
 
     /// The emulator's current time in milliseconds since the Unix epoch.
     pub fn now_ms(&self) -> i64 {
-        self.shared.now_ms()
+        self.heart.now_ms(pump::wall_ms())
     }
 
     /// The emulator's current time.
@@ -194,23 +218,58 @@ impl Emulator {
 
     /// Revokes every token issued so far; returns how many were live.
     pub fn revoke_tokens(&self) -> usize {
-        revoke(&self.shared)
+        self.heart.revoke_tokens()
     }
 
     /// The parameters of the synthetic data of this instance.
     pub fn data_params(&self) -> data::DataParams {
-        self.shared.params
+        self.heart.data_params()
+    }
+
+    /// The schema version of `namespace.table` in effect now.
+    pub fn schema_version(&self, namespace: &str, table: &str) -> Result<u32, ControlError> {
+        self.heart.schema_version(namespace, table, self.now_ms())
+    }
+
+    /// Schedules the next schema version of `namespace.table` for the next whole second
+    /// of emulator time: the schema gains a nullable column and its first enum column a
+    /// value ([`data::EVOLUTIONS`]), both in `/schema` and in the data of records
+    /// written from then on. Advance the clock by a second (or wait) to see it. A table
+    /// takes at most three bumps.
+    pub fn bump_schema(&self, namespace: &str, table: &str) -> Result<SchemaBump, ControlError> {
+        self.heart
+            .bump_schema(namespace, table, None, self.now_ms())
+    }
+
+    /// Like [`Emulator::bump_schema`], effective at `at` (later than now and than the
+    /// table's previous bump).
+    pub fn bump_schema_at(
+        &self,
+        namespace: &str,
+        table: &str,
+        at: jiff::Timestamp,
+    ) -> Result<SchemaBump, ControlError> {
+        let at = Some(at.as_millisecond());
+        self.heart.bump_schema(namespace, table, at, self.now_ms())
+    }
+
+    /// Marks `namespace.table` reloaded now (rounded down to the second): incremental
+    /// queries whose `since` is earlier get `SnapshotRequired`, and earlier identical
+    /// queries stop reusing their jobs. Returns the reload time (ms since the epoch).
+    pub fn require_snapshot(&self, namespace: &str, table: &str) -> Result<i64, ControlError> {
+        self.heart.require_snapshot(namespace, table, self.now_ms())
     }
 
     /// The exact records a query on `namespace.table` over `range` returns (real
-    /// content mode, i.e. without `object_size_bytes`); `None` for an unknown table.
+    /// content mode, i.e. without `object_size_bytes`), under the table's schema bumps;
+    /// `None` for an unknown table.
     pub fn expected_records(
         &self,
         namespace: &str,
         table: &str,
-        range: QueryRange,
+        range: EmulatedRange,
     ) -> Option<Vec<Record>> {
-        data::expected_records(&self.shared.params, namespace, table, range)
+        self.heart.expected_records(namespace, table, range)
     }
 }
 
@@ -222,116 +281,5 @@ impl Drop for Emulator {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-    }
-}
-
-pub(crate) fn revoke(shared: &Shared) -> usize {
-    let mut st = shared.lock();
-    let live = st
-        .tokens
-        .values()
-        .filter(|s| **s >= st.revoked_below)
-        .count();
-    st.revoked_below = st.next_token_serial;
-    live
-}
-
-fn run(
-    config: EmulatorConfig,
-    tx: std::sync::mpsc::Sender<Result<Arc<Shared>, StartError>>,
-    stop: tokio::sync::watch::Receiver<bool>,
-) {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("dap-emulator-worker")
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            let _ = tx.send(Err(StartError::Runtime(e)));
-            return;
-        }
-    };
-    rt.block_on(async move {
-        let bind = |port: u16| async move {
-            tokio::net::TcpListener::bind(("127.0.0.1", port))
-                .await
-                .map_err(|source| StartError::Bind { port, source })
-        };
-        let api = match bind(config.port).await {
-            Ok(l) => l,
-            Err(e) => {
-                let _ = tx.send(Err(e));
-                return;
-            }
-        };
-        let storage = match bind(config.storage_port).await {
-            Ok(l) => l,
-            Err(e) => {
-                let _ = tx.send(Err(e));
-                return;
-            }
-        };
-        let addrs = api
-            .local_addr()
-            .and_then(|a| Ok((a, storage.local_addr()?)));
-        let (api_addr, storage_addr) = match addrs {
-            Ok(a) => a,
-            Err(e) => {
-                let _ = tx.send(Err(StartError::Bind { port: 0, source: e }));
-                return;
-            }
-        };
-        let shared = Arc::new(Shared::new(config, api_addr, storage_addr));
-        if tx.send(Ok(shared.clone())).is_err() {
-            return;
-        }
-        let a = tokio::spawn(serve(api, shared.clone(), false, stop.clone()));
-        let s = tokio::spawn(serve(storage, shared, true, stop));
-        let _ = a.await;
-        let _ = s.await;
-    });
-    rt.shutdown_timeout(Duration::from_millis(100));
-}
-
-async fn serve(
-    listener: tokio::net::TcpListener,
-    shared: Arc<Shared>,
-    storage: bool,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
-    loop {
-        let accepted = tokio::select! {
-            r = listener.accept() => r,
-            _ = stop.changed() => return,
-        };
-        let (stream, _) = match accepted {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::warn!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let io = hyper_util::rt::TokioIo::new(stream);
-            let svc = hyper::service::service_fn(move |req| {
-                let shared = shared.clone();
-                async move {
-                    if storage {
-                        server::handle_storage(shared, req).await
-                    } else {
-                        server::handle_api(shared, req).await
-                    }
-                }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(io, svc)
-                .await;
-        });
     }
 }

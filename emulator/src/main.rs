@@ -55,6 +55,15 @@ struct Args {
     /// Every incremental query answers SnapshotRequired.
     #[arg(long)]
     snapshot_required: bool,
+    /// Lifetime of pre-signed object URLs in seconds (`X-Amz-Expires`).
+    #[arg(long, default_value_t = 900)]
+    url_lifetime: u64,
+    /// Give every query a new job instead of reusing the job of an identical query.
+    #[arg(long)]
+    no_job_reuse: bool,
+    /// Memory budget of the cache of generated objects, in MiB.
+    #[arg(long, default_value_t = 256)]
+    object_cache_mib: u64,
     /// Initial faults as JSON (the body of `PUT /_emulator/faults`).
     #[arg(long)]
     faults_json: Option<String>,
@@ -92,6 +101,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         rows_per_table: args.rows_per_table,
         change_interval: Duration::from_secs_f64(args.change_interval),
         retention: Duration::from_secs(args.retention_days * 86_400),
+        url_lifetime: Duration::from_secs(args.url_lifetime.max(1)),
+        reuse_jobs: !args.no_job_reuse,
+        object_cache_bytes: args.object_cache_mib << 20,
         faults,
         ..EmulatorConfig::default()
     };
@@ -106,7 +118,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("export DAP_CLIENT_SECRET='{}'", emu.client_secret());
     println!();
     println!(
-        "control: GET {0}/_emulator/stats, PUT {0}/_emulator/faults, POST {0}/_emulator/advance, POST {0}/_emulator/revoke",
+        "control: GET {0}/_emulator/stats, PUT {0}/_emulator/faults, POST {0}/_emulator/advance, POST {0}/_emulator/revoke, POST {0}/_emulator/schema/bump, POST {0}/_emulator/snapshot-required",
         emu.base_url()
     );
     println!("press Ctrl-C to stop");

@@ -1,17 +1,18 @@
-//! Shared mutable state: clock offset, tokens, jobs, statistics, faults.
+//! The emulator's mutable state (statistics, tokens, jobs, schema histories, faults)
+//! and its clock. Everything here is plain data with pure methods; the heart holds it
+//! behind one lock.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher as _;
-use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{EmulatorConfig, Endpoint, FaultAction, Faults};
-use crate::data::{DataParams, QueryRange, TableDef};
-use crate::encode::{Format, Mode};
+use crate::config::Endpoint;
+use crate::data::SchemaHistory;
+use crate::faults::{FaultOutcome, Faults};
+use crate::job::Job;
 
 /// Request counts per endpoint.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,7 +85,7 @@ pub struct Stats {
     pub storage_with_authorization: u64,
     /// Storage requests that carried `x-instauth`.
     pub storage_with_instauth: u64,
-    /// Jobs created (deduplicated queries do not count).
+    /// Jobs created (reused jobs do not count).
     pub jobs_created: u64,
     /// `/dap` requests rejected with 401.
     pub unauthorized: u64,
@@ -92,161 +93,153 @@ pub struct Stats {
     pub missing_user_agent: u64,
     /// Requests answered 429 by the rate limiter.
     pub rate_limited: u64,
-    /// Requests answered by a fault rule (status faults and storage faults).
+    /// Requests answered by a fault rule (status, trickle and storage faults).
     pub faults_injected: u64,
 }
 
-/// Status of a job.
+/// Why a token is not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum JobStatus {
-    Waiting,
-    Running,
-    Complete,
-    Failed,
+pub(crate) enum TokenProblem {
+    Revoked,
+    Unknown,
 }
 
-impl JobStatus {
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Self::Waiting => "waiting",
-            Self::Running => "running",
-            Self::Complete => "complete",
-            Self::Failed => "failed",
-        }
-    }
+/// A table, as `(namespace, name)`.
+pub(crate) type TableKey = (&'static str, &'static str);
 
-    pub(crate) fn is_terminal(self) -> bool {
-        matches!(self, Self::Complete | Self::Failed)
-    }
-}
-
-/// A query job.
-#[derive(Debug)]
-pub(crate) struct Job {
-    pub(crate) id: String,
-    pub(crate) table: &'static TableDef,
-    pub(crate) format: Format,
-    pub(crate) mode: Mode,
-    pub(crate) range: QueryRange,
-    pub(crate) created_ms: i64,
-    pub(crate) expires_ms: i64,
-    /// Error uuid when the job fails.
-    pub(crate) failed: Option<String>,
-    /// Object file names (`part-00000-<uuid>-c000.json.gz`).
-    pub(crate) files: Vec<String>,
-    /// Real-content objects (gzip), built on first use.
-    pub(crate) content: OnceLock<Vec<Bytes>>,
-}
-
-impl Job {
-    pub(crate) fn status(&self, cfg: &EmulatorConfig, now_ms: i64) -> JobStatus {
-        let waiting = cfg.job_waiting.as_millis() as i64;
-        let running = cfg.job_running.as_millis() as i64;
-        let age = now_ms.saturating_sub(self.created_ms);
-        if age < waiting {
-            JobStatus::Waiting
-        } else if age < waiting.saturating_add(running) {
-            JobStatus::Running
-        } else if self.failed.is_some() {
-            JobStatus::Failed
-        } else {
-            JobStatus::Complete
-        }
-    }
-}
-
+/// The mutable state.
 #[derive(Debug, Default)]
 pub(crate) struct State {
     pub(crate) faults: Faults,
     pub(crate) stats: Stats,
     /// Issued token ids and their serial numbers.
-    pub(crate) tokens: HashMap<String, u64>,
-    pub(crate) next_token_serial: u64,
+    tokens: HashMap<String, u64>,
+    next_token_serial: u64,
     /// Tokens with a serial below this are revoked.
-    pub(crate) revoked_below: u64,
-    pub(crate) jobs: HashMap<String, Arc<Job>>,
-    /// Query fingerprint to job id.
-    pub(crate) dedup: HashMap<String, String>,
+    revoked_below: u64,
+    pub(crate) jobs: HashMap<Arc<str>, Arc<Job>>,
+    /// Query fingerprint to job id, for job reuse.
+    pub(crate) reuse: HashMap<String, Arc<str>>,
     /// Per endpoint: (minute window, count).
-    pub(crate) rate: HashMap<Endpoint, (i64, u32)>,
+    rate: HashMap<Endpoint, (i64, u32)>,
+    /// Schema histories of the tables that were bumped.
+    pub(crate) schemas: HashMap<TableKey, SchemaHistory>,
+    /// When tables were last reloaded (incrementals from before need a snapshot).
+    pub(crate) reloads: HashMap<TableKey, i64>,
 }
 
-/// Outcome of evaluating the fault rules for one request.
-#[derive(Debug, Default)]
-pub(crate) struct FaultOutcome {
-    pub(crate) delay_ms: u64,
-    pub(crate) action: Option<FaultAction>,
-}
-
-/// Everything the request handlers share.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) config: EmulatorConfig,
-    pub(crate) params: DataParams,
-    pub(crate) api_addr: SocketAddr,
-    pub(crate) storage_addr: SocketAddr,
-    pub(crate) jwt_key: [u8; 32],
-    pub(crate) url_key: [u8; 32],
-    offset_ms: AtomicI64,
-    id_counter: AtomicU64,
-    hasher: std::collections::hash_map::RandomState,
-    state: Mutex<State>,
-    pub(crate) members: Mutex<HashMap<crate::storage::MemberKey, Arc<crate::storage::Member>>>,
-}
-
-impl Shared {
-    pub(crate) fn new(
-        config: EmulatorConfig,
-        api_addr: SocketAddr,
-        storage_addr: SocketAddr,
-    ) -> Self {
-        let hasher = std::collections::hash_map::RandomState::new();
-        let mut jwt_key = [0u8; 32];
-        let mut url_key = [0u8; 32];
-        for (i, chunk) in jwt_key
-            .chunks_mut(8)
-            .chain(url_key.chunks_mut(8))
-            .enumerate()
-        {
-            chunk.copy_from_slice(&hasher.hash_one(("key", i)).to_le_bytes());
-        }
-        let state = State {
-            faults: config.faults.clone(),
-            ..State::default()
-        };
+impl State {
+    pub(crate) fn new(faults: Faults) -> Self {
         Self {
-            params: config.data_params(),
-            offset_ms: AtomicI64::new(config.clock_offset.as_millis() as i64),
-            config,
-            api_addr,
-            storage_addr,
-            jwt_key,
-            url_key,
-            id_counter: AtomicU64::new(0),
-            hasher,
-            state: Mutex::new(state),
-            members: Mutex::new(HashMap::new()),
+            faults,
+            ..Self::default()
         }
     }
 
-    /// Locks the state; a poisoned lock is recovered (handlers never panic while
-    /// holding it, but a poisoned emulator should keep answering).
-    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    /// Counts a request and consumes the fault rules that apply to it.
+    pub(crate) fn begin_request(&mut self, endpoint: Option<Endpoint>) -> FaultOutcome {
+        self.stats.requests.bump(endpoint);
+        let Some(endpoint) = endpoint else {
+            return FaultOutcome::default();
+        };
+        let out = self.faults.take(endpoint);
+        if out.action.is_some() {
+            self.stats.faults_injected += 1;
+        }
+        out
     }
 
-    /// Emulator time in milliseconds since the Unix epoch.
-    pub(crate) fn now_ms(&self) -> i64 {
-        let real = self.config.frozen_clock_ms.unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as i64)
-                .unwrap_or(0)
-        });
-        real.saturating_add(self.offset_ms.load(Ordering::Relaxed))
-            .clamp(0, 253_402_300_799_000)
+    /// Applies the rate limit of `endpoint` at `now`: `Some(retry_after_secs)` when
+    /// exceeded.
+    pub(crate) fn rate_limit(&mut self, endpoint: Endpoint, now: i64) -> Option<u64> {
+        let limit = endpoint.rate_limit_per_minute()?;
+        if !self.faults.rate_limits {
+            return None;
+        }
+        let window = now.div_euclid(60_000);
+        let entry = self.rate.entry(endpoint).or_insert((window, 0));
+        if entry.0 != window {
+            *entry = (window, 0);
+        }
+        if entry.1 >= limit {
+            self.stats.rate_limited += 1;
+            let left_ms = (window + 1) * 60_000 - now;
+            return Some(u64::try_from((left_ms + 999) / 1000).unwrap_or(1).max(1));
+        }
+        entry.1 += 1;
+        None
     }
 
+    /// Records a newly issued token.
+    pub(crate) fn issue_token(&mut self, jti: String) {
+        let serial = self.next_token_serial;
+        self.next_token_serial += 1;
+        self.tokens.insert(jti, serial);
+        self.stats.logins += 1;
+        self.stats.tokens_issued += 1;
+    }
+
+    /// Whether a token id was issued and not revoked.
+    pub(crate) fn check_token(&self, jti: &str) -> Result<(), TokenProblem> {
+        match self.tokens.get(jti) {
+            Some(serial) if *serial >= self.revoked_below => Ok(()),
+            Some(_) => Err(TokenProblem::Revoked),
+            None => Err(TokenProblem::Unknown),
+        }
+    }
+
+    /// Revokes every token issued so far; returns how many were live.
+    pub(crate) fn revoke_all(&mut self) -> usize {
+        let live = self
+            .tokens
+            .values()
+            .filter(|s| **s >= self.revoked_below)
+            .count();
+        self.revoked_below = self.next_token_serial;
+        live
+    }
+
+    /// The schema history of a table.
+    pub(crate) fn schema(&self, key: TableKey) -> SchemaHistory {
+        self.schemas.get(&key).cloned().unwrap_or_default()
+    }
+
+    /// Drops expired jobs and the reuse entries that point at them.
+    pub(crate) fn expire_jobs(&mut self, now: i64) {
+        self.jobs.retain(|_, j| j.expires_ms > now);
+        let jobs = &self.jobs;
+        self.reuse.retain(|_, id| jobs.contains_key(id));
+    }
+}
+
+/// The emulator clock: the wall clock (or a frozen instant) plus an offset that only
+/// grows.
+#[derive(Debug)]
+pub(crate) struct Clock {
+    offset_ms: AtomicI64,
+    frozen_ms: Option<i64>,
+}
+
+/// Latest instant the clock shows (9999-12-31T23:59:59Z).
+const MAX_MS: i64 = 253_402_300_799_000;
+
+impl Clock {
+    pub(crate) fn new(offset_ms: i64, frozen_ms: Option<i64>) -> Self {
+        Self {
+            offset_ms: AtomicI64::new(offset_ms),
+            frozen_ms,
+        }
+    }
+
+    /// Emulator time at real time `wall_ms`.
+    pub(crate) fn now(&self, wall_ms: i64) -> i64 {
+        self.frozen_ms
+            .unwrap_or(wall_ms)
+            .saturating_add(self.offset_ms.load(Ordering::Relaxed))
+            .clamp(0, MAX_MS)
+    }
+
+    /// Moves the clock forward by `ms` (at most a century at a time).
     pub(crate) fn advance(&self, ms: i64) {
         let ms = ms.clamp(0, 100 * 365 * 86_400_000);
         let _ = self
@@ -255,10 +248,36 @@ impl Shared {
                 Some(o.saturating_add(ms))
             });
     }
+}
+
+/// Random-looking identifiers and keys.
+#[derive(Debug)]
+pub(crate) struct Ids {
+    counter: AtomicU64,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl Ids {
+    pub(crate) fn new() -> Self {
+        Self {
+            counter: AtomicU64::new(0),
+            hasher: std::collections::hash_map::RandomState::new(),
+        }
+    }
+
+    /// A fresh random key.
+    pub(crate) fn key(&self) -> [u8; 32] {
+        let mut key = [0u8; 32];
+        for chunk in key.chunks_mut(8) {
+            let n = self.counter.fetch_add(1, Ordering::Relaxed);
+            chunk.copy_from_slice(&self.hasher.hash_one(("key", n)).to_le_bytes());
+        }
+        key
+    }
 
     /// A fresh random UUID (version 4 layout).
     pub(crate) fn uuid(&self) -> String {
-        let n = self.id_counter.fetch_add(1, Ordering::Relaxed);
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let a = self.hasher.hash_one((n, 1u8));
         let b = self.hasher.hash_one((n, 2u8));
         format!(
@@ -271,62 +290,49 @@ impl Shared {
             b & 0xffff_ffff_ffff
         )
     }
+}
 
-    /// Counts a request and evaluates the fault rules for it.
-    pub(crate) fn begin_request(&self, endpoint: Option<Endpoint>) -> FaultOutcome {
-        let mut st = self.lock();
-        st.stats.requests.bump(endpoint);
-        let Some(endpoint) = endpoint else {
-            return FaultOutcome::default();
-        };
-        let mut out = FaultOutcome::default();
-        for rule in st.faults.rules.iter_mut() {
-            if rule.endpoint != endpoint || rule.count == 0 {
-                continue;
-            }
-            let storage_only = matches!(
-                rule.action,
-                FaultAction::DropAfter { .. }
-                    | FaultAction::TruncateGzip
-                    | FaultAction::CorruptGzip
-            );
-            if storage_only && endpoint != Endpoint::Storage {
-                continue;
-            }
-            rule.count -= 1;
-            if let FaultAction::Delay { millis } = rule.action {
-                out.delay_ms = out.delay_ms.saturating_add(millis);
-                continue;
-            }
-            out.action = Some(rule.action.clone());
-            break;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limits_use_minute_windows() {
+        let mut st = State::new(Faults {
+            rate_limits: true,
+            ..Faults::default()
+        });
+        for _ in 0..5 {
+            assert_eq!(st.rate_limit(Endpoint::Query, 60_000), None);
         }
-        st.faults.rules.retain(|r| r.count > 0);
-        if out.action.is_some() {
-            st.stats.faults_injected += 1;
-        }
-        out
+        assert_eq!(st.rate_limit(Endpoint::Query, 90_000), Some(30));
+        assert_eq!(st.rate_limit(Endpoint::Job, 90_000), None);
+        assert_eq!(st.rate_limit(Endpoint::Query, 120_000), None);
+        assert_eq!(st.rate_limit(Endpoint::Login, 120_000), None);
+        assert_eq!(st.stats.rate_limited, 1);
     }
 
-    /// Applies the rate limit of `endpoint`: `Some(retry_after_secs)` when exceeded.
-    pub(crate) fn rate_limit(&self, endpoint: Endpoint) -> Option<u64> {
-        let limit = endpoint.rate_limit_per_minute()?;
-        let now = self.now_ms();
-        let mut st = self.lock();
-        if !st.faults.rate_limits {
-            return None;
-        }
-        let window = now.div_euclid(60_000);
-        let entry = st.rate.entry(endpoint).or_insert((window, 0));
-        if entry.0 != window {
-            *entry = (window, 0);
-        }
-        if entry.1 >= limit {
-            st.stats.rate_limited += 1;
-            let left_ms = (window + 1) * 60_000 - now;
-            return Some(((left_ms + 999) / 1000).max(1) as u64);
-        }
-        entry.1 += 1;
-        None
+    #[test]
+    fn tokens_are_revoked_by_serial() {
+        let mut st = State::default();
+        st.issue_token("a".into());
+        st.issue_token("b".into());
+        assert_eq!(st.revoke_all(), 2);
+        st.issue_token("c".into());
+        assert_eq!(st.check_token("a"), Err(TokenProblem::Revoked));
+        assert_eq!(st.check_token("c"), Ok(()));
+        assert_eq!(st.check_token("zz"), Err(TokenProblem::Unknown));
+        assert_eq!(st.revoke_all(), 1);
+    }
+
+    #[test]
+    fn the_clock_only_moves_forward() {
+        let c = Clock::new(5, Some(1_000));
+        assert_eq!(c.now(123_456), 1_005);
+        c.advance(-50);
+        assert_eq!(c.now(0), 1_005);
+        c.advance(2_000);
+        assert_eq!(c.now(0), 3_005);
+        assert_eq!(Clock::new(0, None).now(77), 77);
     }
 }

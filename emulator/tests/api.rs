@@ -5,21 +5,13 @@ mod common;
 use std::time::Duration;
 
 use base64::Engine as _;
-use common::{Client, UA, download_all, login_raw, parse_csv, request, tsv_unescape};
+use common::{Client, UA, check_export, check_tabular, download_all, login_raw, request, ts_ms};
 use dap_emulator::data::Action;
-use dap_emulator::{Emulator, EmulatorConfig, Faults, QueryRange, Record};
+use dap_emulator::{EmulatedRange, Emulator, EmulatorConfig, Faults, Record};
 use serde_json::{Value, json};
 
 fn start() -> Emulator {
     Emulator::start(EmulatorConfig::default()).expect("emulator starts")
-}
-
-fn ts_ms(v: &Value) -> i64 {
-    v.as_str()
-        .unwrap()
-        .parse::<jiff::Timestamp>()
-        .unwrap()
-        .as_millisecond()
 }
 
 #[test]
@@ -210,72 +202,6 @@ fn catalog_and_schemas() {
     );
 }
 
-/// Checks a CSV or TSV export against the expected records.
-fn check_tabular(format: &str, text: &str, expected: &[Record]) {
-    let rows: Vec<Vec<(String, bool)>> = if format == "csv" {
-        parse_csv(text)
-    } else {
-        let mut lines: Vec<&str> = text.split('\n').collect();
-        assert_eq!(lines.pop(), Some(""), "ends with a newline");
-        lines
-            .iter()
-            .map(|l| l.split('\t').map(|c| (c.to_owned(), false)).collect())
-            .collect()
-    };
-    let header: Vec<String> = rows[0].iter().map(|(c, _)| c.clone()).collect();
-    assert_eq!(
-        &header[..3],
-        [
-            "meta.ts",
-            if expected.iter().any(|r| r.action.is_some()) {
-                "meta.action"
-            } else {
-                "key.id"
-            },
-            header[2].as_str()
-        ]
-    );
-    assert_eq!(rows.len() - 1, expected.len(), "row count");
-    for (row, rec) in rows[1..].iter().zip(expected) {
-        assert_eq!(row.len(), header.len());
-        for (col, (cell, quoted)) in header.iter().zip(row) {
-            let want = rec.column(col).unwrap_or_else(|| panic!("no column {col}"));
-            let missing = rec.value.is_none() && col.starts_with("value.");
-            if format == "csv" {
-                match want {
-                    None if missing => assert_eq!((cell.as_str(), *quoted), ("", false), "{col}"),
-                    None => assert_eq!((cell.as_str(), *quoted), ("NULL", false), "{col}"),
-                    Some(w) => {
-                        assert_eq!(cell, &w, "{col} of {}", rec.id);
-                        if w.is_empty() || w == "NULL" {
-                            assert!(quoted, "{col}: {w:?} must be quoted");
-                        }
-                    }
-                }
-            } else {
-                assert_eq!(tsv_unescape(cell), want, "{col} of {}", rec.id);
-            }
-        }
-    }
-}
-
-fn check_export(format: &str, files: &[String], expected: &[Record]) {
-    match format {
-        "jsonl" => {
-            let got: Vec<Value> = files
-                .iter()
-                .flat_map(|f| f.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()))
-                .collect();
-            let want: Vec<Value> = expected.iter().map(Record::to_json).collect();
-            assert_eq!(got, want);
-        }
-        _ => {
-            assert_eq!(files.len(), 1);
-            check_tabular(format, &files[0], expected);
-        }
-    }
-}
-
 #[test]
 fn snapshot_then_incremental_in_every_format() {
     let emu = start();
@@ -313,7 +239,7 @@ fn snapshot_then_incremental_in_every_format() {
             let at = ts_ms(&job["at"]);
             assert_eq!(at % 1000, 0);
             let expected = emu
-                .expected_records(ns, table, QueryRange::Snapshot { at_ms: at })
+                .expected_records(ns, table, EmulatedRange::Snapshot { at_ms: at })
                 .unwrap();
             assert!(!expected.is_empty());
             let files = download_all(&c, &job);
@@ -341,7 +267,7 @@ fn snapshot_then_incremental_in_every_format() {
                     "until"
                 ]
             );
-            let range = QueryRange::Incremental {
+            let range = EmulatedRange::Incremental {
                 since_ms: ts_ms(&at),
                 until_ms: ts_ms(&job["until"]),
             };
@@ -394,7 +320,7 @@ fn chained_incrementals_rebuild_the_snapshot() {
         .expected_records(
             "canvas",
             "users",
-            QueryRange::Snapshot {
+            EmulatedRange::Snapshot {
                 at_ms: ts_ms(&since),
             },
         )
@@ -422,7 +348,7 @@ fn condensed_mode_keeps_nested_fields_together() {
         .expected_records(
             "canvas",
             "courses",
-            QueryRange::Snapshot {
+            EmulatedRange::Snapshot {
                 at_ms: ts_ms(&job["at"]),
             },
         )
@@ -430,219 +356,6 @@ fn condensed_mode_keeps_nested_fields_together() {
     check_tabular("tsv", text, &expected);
     let expanded = c.complete_job("canvas", "courses", r#"{"format":"csv","mode":"expanded"}"#);
     assert!(download_all(&c, &expanded)[0].contains(",value.settings.hide_final_grades,"));
-}
-
-#[test]
-fn jobs_progress_deduplicate_and_expire() {
-    let emu = Emulator::start(EmulatorConfig {
-        job_waiting: Duration::from_secs(10),
-        job_running: Duration::from_secs(10),
-        ..EmulatorConfig::default()
-    })
-    .unwrap();
-    let c = Client::login(&emu);
-    let r = c.query("canvas", "accounts", r#"{"format":"jsonl"}"#);
-    assert_eq!(r.status, 202);
-    let job = r.json();
-    assert_eq!(job["status"], "waiting");
-    assert_eq!(job.as_object().unwrap().len(), 3, "{job}");
-    let id = job["id"].as_str().unwrap().to_owned();
-    let expires = ts_ms(&job["expires_at"]);
-    assert!(job["expires_at"].as_str().unwrap().ends_with('Z'));
-    assert!((expires - emu.now_ms() - 24 * 3600 * 1000).abs() < 5000);
-    let again = c.query("canvas", "accounts", r#"{ "format": "jsonl" }"#);
-    assert_eq!(again.json()["id"], id.as_str());
-    let other = c.query("canvas", "accounts", r#"{"format":"csv"}"#);
-    assert_ne!(other.json()["id"], id.as_str());
-    emu.advance_clock(Duration::from_secs(10));
-    let r = c.get(&format!("/dap/job/{id}"));
-    assert_eq!(
-        (r.status, r.json()["status"].as_str().unwrap()),
-        (202, "running")
-    );
-    emu.advance_clock(Duration::from_secs(10));
-    let r = c.get(&format!("/dap/job/{id}"));
-    assert_eq!(
-        (r.status, r.json()["status"].as_str().unwrap()),
-        (200, "complete")
-    );
-    let r = c.query("canvas", "accounts", r#"{"format":"jsonl"}"#);
-    assert_eq!(
-        (r.status, r.json()["id"].as_str().unwrap()),
-        (200, id.as_str())
-    );
-    assert_eq!(r.json()["expires_at"], job["expires_at"]);
-    emu.advance_clock(Duration::from_secs(24 * 3600));
-    let c = Client::login(&emu);
-    let r = c.get(&format!("/dap/job/{id}"));
-    assert_eq!(r.status, 404);
-    let e = r.error();
-    assert_eq!(
-        (e["type"].as_str(), e["kind"].as_str(), e["id"].as_str()),
-        (Some("ObjectNotFound"), Some("job"), Some(id.as_str()))
-    );
-    // After expiry the same query makes a new job.
-    let r = c.query("canvas", "accounts", r#"{"format":"jsonl"}"#);
-    assert_ne!(r.json()["id"], id.as_str());
-    assert_eq!(emu.stats().jobs_created, 3);
-}
-
-#[test]
-fn query_validation_errors() {
-    let emu = start();
-    let c = Client::login(&emu);
-    let q = |body: &str| {
-        let r = c.query("canvas", "accounts", body);
-        assert_eq!(r.status, 400, "{body}: {}", r.text());
-        r.error()
-    };
-    let e = q("{\"format\":\"jsonl\",\n  \"filter\": {}}");
-    assert_eq!(e["type"], "ValidationError");
-    assert_eq!(
-        e["location"],
-        json!({"line": 2, "column": 3, "character": 22})
-    );
-    assert_eq!(e.as_object().unwrap().len(), 4);
-    assert!(
-        q(r#"{"format":"xml"}"#)["message"]
-            .as_str()
-            .unwrap()
-            .contains("must be one of")
-    );
-    assert!(
-        q(r#"{"format":"parquet"}"#)["message"]
-            .as_str()
-            .unwrap()
-            .contains("not supported by the emulator")
-    );
-    assert_eq!(
-        q(r#"{"format":"jsonl","mode":"expanded"}"#)["type"],
-        "ValidationError"
-    );
-    assert_eq!(
-        q(r#"{"format":"csv","mode":"wide"}"#)["type"],
-        "ValidationError"
-    );
-    assert_eq!(q(r#"{}"#)["type"], "ValidationError");
-    assert_eq!(q(r#"[1]"#)["type"], "ValidationError");
-    let e = q("{\"format\": ");
-    assert_eq!(e["type"], "ValidationError");
-    assert_eq!(e["location"]["line"], 1);
-    q(r#"{"format":"csv","since":"yesterday"}"#);
-    q(r#"{"format":"csv","since":"2026-01-01T00:00:00"}"#);
-    q(r#"{"format":"csv","until":"2026-01-01T00:00:00Z"}"#);
-    let now = emu.now();
-    let recent = (now - jiff::SignedDuration::from_hours(1)).to_string();
-    let later = (now - jiff::SignedDuration::from_hours(2)).to_string();
-    q(&json!({"format": "csv", "since": recent, "until": later}).to_string());
-    q(&json!({"format": "csv", "since": recent, "until": recent}).to_string());
-    let future = (now + jiff::SignedDuration::from_hours(1)).to_string();
-    q(&json!({"format": "csv", "since": future}).to_string());
-    let e = q(r#"{"format":"csv","since":"2020-01-01T00:00:00Z"}"#);
-    assert_eq!(e["type"], "OutOfRange");
-    assert_eq!(
-        e["message"].as_str().unwrap(),
-        format!(
-            "The 'since' parameter in the request (2020-01-01T00:00:00Z) precedes the earliest data available ({}).",
-            e["since"].as_str().unwrap()
-        )
-    );
-    assert_eq!(e.as_object().unwrap().len(), 5);
-    let earliest = ts_ms(&e["since"]);
-    assert!((emu.now_ms() - earliest - 30 * 86_400_000).abs() < 5000);
-    // An unknown table is a 404 for queries too; an offset other than Z is accepted.
-    assert_eq!(
-        c.query("canvas", "nosuch", r#"{"format":"csv"}"#).status,
-        404
-    );
-    let offset = (now - jiff::SignedDuration::from_hours(1))
-        .display_with_offset(jiff::tz::offset(2))
-        .to_string();
-    assert!(offset.contains("+02:00"), "{offset}");
-    assert_eq!(
-        c.query(
-            "canvas",
-            "accounts",
-            &json!({"format": "csv", "since": offset}).to_string()
-        )
-        .status,
-        200
-    );
-}
-
-#[test]
-fn snapshot_required_switch_and_failed_jobs() {
-    let emu = start();
-    let c = Client::login(&emu);
-    let since = (emu.now() - jiff::SignedDuration::from_hours(1)).to_string();
-    let body = json!({"format": "jsonl", "since": since}).to_string();
-    emu.set_faults(Faults {
-        snapshot_required_tables: vec!["canvas.users".into()],
-        ..Faults::default()
-    });
-    let r = c.query("canvas", "users", &body);
-    assert_eq!(r.status, 400);
-    let e = r.error();
-    assert_eq!(e["type"], "SnapshotRequired");
-    assert!(e["since"].is_string() && e["until"].is_string());
-    assert_eq!(c.query("canvas", "accounts", &body).status, 200);
-    emu.set_faults(Faults {
-        snapshot_required: true,
-        ..Faults::default()
-    });
-    assert_eq!(
-        c.query(
-            "canvas",
-            "accounts",
-            &json!({"format": "csv", "since": since}).to_string()
-        )
-        .status,
-        400
-    );
-    // Snapshots are unaffected.
-    assert_eq!(
-        c.query("canvas", "accounts", r#"{"format":"csv"}"#).status,
-        200
-    );
-
-    emu.set_faults(Faults {
-        fail_jobs: true,
-        ..Faults::default()
-    });
-    let r = c.query("canvas", "quizzes", r#"{"format":"jsonl"}"#);
-    assert_eq!(r.status, 200);
-    let job = r.json();
-    assert_eq!(job["status"], "failed");
-    let keys: Vec<&String> = job.as_object().unwrap().keys().collect();
-    assert_eq!(keys, ["error", "expires_at", "id", "status"]);
-    assert_eq!(job["error"]["type"], "ProcessingError");
-    assert_eq!(job["error"].as_object().unwrap().len(), 3);
-    let r = c.post(
-        "/dap/object/url",
-        &json!([{"id": format!("{}/x", job["id"].as_str().unwrap())}]).to_string(),
-    );
-    assert_eq!(r.status, 404);
-}
-
-#[test]
-fn object_url_errors() {
-    let emu = start();
-    let c = Client::login(&emu);
-    let r = c.post("/dap/object/url", r#"[{"id":"nope/part-00000.json.gz"}]"#);
-    assert_eq!(r.status, 404);
-    assert_eq!(r.error()["kind"], "object");
-    assert_eq!(c.post("/dap/object/url", "{").status, 400);
-    assert_eq!(c.post("/dap/object/url", r#"{"id":"x"}"#).status, 400);
-    assert_eq!(
-        c.post("/dap/object/url", r#"[{"id":"x","y":1}]"#).status,
-        400
-    );
-    assert_eq!(c.post("/dap/object/url", "[]").json(), json!({"urls": {}}));
-    let job = c.complete_job("canvas", "accounts", r#"{"format":"csv"}"#);
-    let urls = c.urls(&job);
-    assert!(urls[0].starts_with(&emu.storage_url()), "{}", urls[0]);
-    assert_ne!(emu.storage_url(), emu.base_url());
-    assert!(urls[0].contains("X-Amz-Expires=900") && urls[0].contains("X-Amz-Signature="));
 }
 
 #[test]
@@ -660,7 +373,7 @@ fn several_objects_per_job_split_the_records() {
         .expected_records(
             "canvas",
             "users",
-            QueryRange::Snapshot {
+            EmulatedRange::Snapshot {
                 at_ms: ts_ms(&job["at"]),
             },
         )

@@ -401,3 +401,90 @@ fn rate_limits_follow_the_documented_numbers() {
     assert_eq!(c.get("/dap/query/canvas/table").status, 200);
     assert_eq!(emu.stats().rate_limited, 2);
 }
+
+/// Reads a response, returning (time to the end of the headers, total time, bytes).
+fn timed_get(url: &str, headers: &[(&str, &str)]) -> (Duration, Duration, Vec<u8>) {
+    use std::io::{Read, Write};
+    let (host, target) = common::split_url(url);
+    let start = Instant::now();
+    let mut s = std::net::TcpStream::connect(&host).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut req =
+        format!("GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nUser-Agent: t\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut headers_at = None;
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+        }
+        if headers_at.is_none() && raw.windows(4).any(|w| w == b"\r\n\r\n") {
+            headers_at = Some(start.elapsed());
+        }
+    }
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    (headers_at.unwrap(), start.elapsed(), raw[end..].to_vec())
+}
+
+#[test]
+fn trickled_bodies_arrive_after_their_headers_slowly() {
+    let emu = start();
+    let c = Client::login(&emu);
+    let url = one_url(&c, "users", "jsonl");
+    let whole = request("GET", &url, &[UA], b"").body;
+    with_rules(
+        &emu,
+        vec![FaultRule::new(
+            Endpoint::Storage,
+            1,
+            FaultAction::Trickle {
+                bytes: 4,
+                interval_millis: 60,
+                after_bytes: 10,
+            },
+        )],
+    );
+    let (headers, total, body) = timed_get(&url, &[("Range", "bytes=0-29")]);
+    assert_eq!(body, &whole[..30]);
+    assert!(
+        headers < Duration::from_millis(60),
+        "headers at once: {headers:?}"
+    );
+    // 10 bytes at once, then 20 bytes in five pieces of 4, one every 60 ms.
+    assert!(total >= Duration::from_millis(300), "{total:?}");
+    let (_, fast, _) = timed_get(&url, &[("Range", "bytes=0-29")]);
+    assert!(
+        fast < Duration::from_millis(300),
+        "one request only: {fast:?}"
+    );
+
+    // API responses trickle too (a stalled login).
+    with_rules(
+        &emu,
+        vec![FaultRule::new(
+            Endpoint::Tables,
+            1,
+            FaultAction::Trickle {
+                bytes: 16,
+                interval_millis: 10,
+                after_bytes: 0,
+            },
+        )],
+    );
+    let t = Instant::now();
+    let r = c.get("/dap/query/canvas/table");
+    assert_eq!(r.status, 200);
+    let pieces = r.body.len().div_ceil(16) as u64;
+    assert!(
+        t.elapsed() >= Duration::from_millis(10 * pieces),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(r.json()["tables"][0], "accounts");
+}

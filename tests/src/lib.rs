@@ -1214,12 +1214,12 @@ impl LogCapture {
 ///
 /// # Panics
 /// On a range kind this suite does not know.
-pub fn emulator_range(range: &DataRange) -> dap_emulator::QueryRange {
+pub fn emulator_range(range: &DataRange) -> dap_emulator::EmulatedRange {
     match *range {
-        DataRange::Snapshot { at } => dap_emulator::QueryRange::Snapshot {
+        DataRange::Snapshot { at } => dap_emulator::EmulatedRange::Snapshot {
             at_ms: at.as_millisecond(),
         },
-        DataRange::Incremental { since, until } => dap_emulator::QueryRange::Incremental {
+        DataRange::Incremental { since, until } => dap_emulator::EmulatedRange::Incremental {
             since_ms: since.as_millisecond(),
             until_ms: until.as_millisecond(),
         },

@@ -9,7 +9,7 @@ use dap_db::conn::ConnectionString;
 use dap_db::model::{ColumnType, TableModel};
 use dap_db::pg::PgStore;
 use dap_db::source::HyperSource;
-use dap_emulator::{Emulator, EmulatorConfig, QueryRange, Record};
+use dap_emulator::{EmulatedRange, Emulator, EmulatorConfig, Record};
 use dap_proto::{Config, PollPolicy, RetryPolicy};
 
 /// The server tests use: `DAP_TEST_DATABASE_URL`, else the local default.
@@ -179,7 +179,7 @@ pub fn normalise(ty: &ColumnType, text: Option<&str>) -> Option<String> {
 /// The expected rows of `table` at `at_ms`, normalised, ordered by key.
 pub fn expected_rows(emu: &Emulator, model: &TableModel, at_ms: i64) -> Vec<Vec<Option<String>>> {
     let records: Vec<Record> = emu
-        .expected_records("canvas", &model.table, QueryRange::Snapshot { at_ms })
+        .expected_records("canvas", &model.table, EmulatedRange::Snapshot { at_ms })
         .expect("known table");
     records
         .iter()

@@ -2,12 +2,14 @@
 //! and helpers shared by the emulator's integration tests.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod driver;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
 use base64::Engine as _;
-use dap_emulator::Emulator;
+use dap_emulator::{Emulator, Record};
 use serde_json::Value;
 
 /// A received response.
@@ -129,6 +131,37 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Milliseconds since the epoch of an RFC 3339 JSON string.
+pub fn ts_ms(v: &Value) -> i64 {
+    v.as_str()
+        .unwrap()
+        .parse::<jiff::Timestamp>()
+        .unwrap()
+        .as_millisecond()
+}
+
+/// The `[{"id": ...}]` body of an object URL request for every object of a job.
+pub fn object_ids(job: &Value) -> Vec<Value> {
+    job["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| serde_json::json!({"id": o["id"]}))
+        .collect()
+}
+
+/// The URLs of an object URL answer, in the order of `ids`.
+pub fn urls_in(answer: &Value, ids: &[Value]) -> Vec<String> {
+    ids.iter()
+        .map(|i| {
+            answer["urls"][i["id"].as_str().unwrap()]["url"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
 pub const UA: (&str, &str) = ("User-Agent", "dap-emulator-tests/1");
 
 /// A logged-in test client.
@@ -215,23 +248,10 @@ impl Client {
 
     /// Trades object ids for URLs, in object order.
     pub fn urls(&self, job: &Value) -> Vec<String> {
-        let ids: Vec<Value> = job["objects"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|o| serde_json::json!({"id": o["id"]}))
-            .collect();
+        let ids = object_ids(job);
         let r = self.post("/dap/object/url", &Value::Array(ids.clone()).to_string());
         assert_eq!(r.status, 200, "{}", r.text());
-        let v = r.json();
-        ids.iter()
-            .map(|i| {
-                v["urls"][i["id"].as_str().unwrap()]["url"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned()
-            })
-            .collect()
+        urls_in(&r.json(), &ids)
     }
 }
 
@@ -332,4 +352,70 @@ pub fn tsv_unescape(cell: &str) -> Option<String> {
         }
     }
     Some(out)
+}
+
+/// Checks a CSV or TSV export against the expected records.
+pub fn check_tabular(format: &str, text: &str, expected: &[Record]) {
+    let rows: Vec<Vec<(String, bool)>> = if format == "csv" {
+        parse_csv(text)
+    } else {
+        let mut lines: Vec<&str> = text.split('\n').collect();
+        assert_eq!(lines.pop(), Some(""), "ends with a newline");
+        lines
+            .iter()
+            .map(|l| l.split('\t').map(|c| (c.to_owned(), false)).collect())
+            .collect()
+    };
+    let header: Vec<String> = rows[0].iter().map(|(c, _)| c.clone()).collect();
+    assert_eq!(
+        &header[..3],
+        [
+            "meta.ts",
+            if expected.iter().any(|r| r.action.is_some()) {
+                "meta.action"
+            } else {
+                "key.id"
+            },
+            header[2].as_str()
+        ]
+    );
+    assert_eq!(rows.len() - 1, expected.len(), "row count");
+    for (row, rec) in rows[1..].iter().zip(expected) {
+        assert_eq!(row.len(), header.len());
+        for (col, (cell, quoted)) in header.iter().zip(row) {
+            let want = rec.column(col).unwrap_or_else(|| panic!("no column {col}"));
+            let missing = rec.value.is_none() && col.starts_with("value.");
+            if format == "csv" {
+                match want {
+                    None if missing => assert_eq!((cell.as_str(), *quoted), ("", false), "{col}"),
+                    None => assert_eq!((cell.as_str(), *quoted), ("NULL", false), "{col}"),
+                    Some(w) => {
+                        assert_eq!(cell, &w, "{col} of {}", rec.id);
+                        if w.is_empty() || w == "NULL" {
+                            assert!(quoted, "{col}: {w:?} must be quoted");
+                        }
+                    }
+                }
+            } else {
+                assert_eq!(tsv_unescape(cell), want, "{col} of {}", rec.id);
+            }
+        }
+    }
+}
+
+pub fn check_export(format: &str, files: &[String], expected: &[Record]) {
+    match format {
+        "jsonl" => {
+            let got: Vec<Value> = files
+                .iter()
+                .flat_map(|f| f.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()))
+                .collect();
+            let want: Vec<Value> = expected.iter().map(Record::to_json).collect();
+            assert_eq!(got, want);
+        }
+        _ => {
+            assert_eq!(files.len(), 1);
+            check_tabular(format, &files[0], expected);
+        }
+    }
 }

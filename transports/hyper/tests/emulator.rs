@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use dap_emulator::{
-    Emulator, EmulatorConfig, Endpoint, FaultAction, FaultRule, Faults, QueryRange,
+    EmulatedRange, Emulator, EmulatorConfig, Endpoint, FaultAction, FaultRule, Faults,
 };
 use dap_hyper::{Client, DownloadOptions, Error};
 use dap_proto::{Config, DataRange, Format, PollPolicy, RetryPolicy, TransferError};
@@ -38,12 +38,12 @@ fn client(emu: &Emulator) -> Client {
     Client::new(config_with(emu, emu.client_secret())).expect("client")
 }
 
-fn range_of(range: &DataRange) -> QueryRange {
+fn range_of(range: &DataRange) -> EmulatedRange {
     match *range {
-        DataRange::Snapshot { at } => QueryRange::Snapshot {
+        DataRange::Snapshot { at } => EmulatedRange::Snapshot {
             at_ms: at.as_millisecond(),
         },
-        DataRange::Incremental { since, until } => QueryRange::Incremental {
+        DataRange::Incremental { since, until } => EmulatedRange::Incremental {
             since_ms: since.as_millisecond(),
             until_ms: until.as_millisecond(),
         },

@@ -61,10 +61,10 @@ fn gunzip(path: &Path) -> Vec<u8> {
 /// The JSON values of the records the emulator says a query returns.
 fn expected_json(emu: &Emulator, table: &str, range: DataRange) -> Vec<serde_json::Value> {
     let range = match range {
-        DataRange::Snapshot { at } => dap_emulator::QueryRange::Snapshot {
+        DataRange::Snapshot { at } => dap_emulator::EmulatedRange::Snapshot {
             at_ms: at.as_millisecond(),
         },
-        DataRange::Incremental { since, until } => dap_emulator::QueryRange::Incremental {
+        DataRange::Incremental { since, until } => dap_emulator::EmulatedRange::Incremental {
             since_ms: since.as_millisecond(),
             until_ms: until.as_millisecond(),
         },

@@ -15,24 +15,11 @@ use serde_json::{Value, json};
 use tracing::info;
 
 use crate::args::{DbArgs, ListdbArgs};
-use crate::commands::{Outcome, print_stdout, resolve_tables};
+use crate::batch::{Outcome, resolve_tables};
+use crate::context::Context;
 use crate::errors::CliError;
-use crate::logging;
-
-/// The password of a database command's connection string, to keep out of every output.
-pub(crate) fn secret(command: &crate::args::Command) -> Option<String> {
-    use crate::args::Command as C;
-    let text = match command {
-        C::Initdb(a) | C::Syncdb(a) | C::Dropdb(a) => a.connection_string.clone(),
-        C::Listdb(a) => a.connection_string.clone(),
-        _ => None,
-    }
-    .or_else(|| std::env::var("DAP_CONNECTION_STRING").ok())?;
-    ConnectionString::parse(&text)
-        .ok()?
-        .password()
-        .map(str::to_owned)
-}
+use crate::print_stdout;
+use crate::redact::redact;
 
 fn connection(text: Option<&str>) -> Result<ConnectionString, CliError> {
     ConnectionString::parse(text.unwrap_or("")).map_err(|e| CliError::Usage(e.to_string()))
@@ -58,16 +45,28 @@ macro_rules! with_store {
 }
 
 fn db_error(what: &str, e: dap_db::error::Error) -> CliError {
-    CliError::Other(logging::redact(&format!("{what}: {e}")))
+    CliError::Other(redact(&format!("{what}: {e}")))
+}
+
+/// `dap initdb`.
+pub(crate) async fn initdb(ctx: &Context<'_>, args: &DbArgs) -> Result<Outcome, CliError> {
+    let conn = connection(args.connection_string.as_deref())?;
+    replicate(&ctx.client()?, args, conn, DbCommand::Init).await
+}
+
+/// `dap syncdb`.
+pub(crate) async fn syncdb(ctx: &Context<'_>, args: &DbArgs) -> Result<Outcome, CliError> {
+    let conn = connection(args.connection_string.as_deref())?;
+    replicate(&ctx.client()?, args, conn, DbCommand::Sync).await
 }
 
 /// `initdb` and `syncdb`.
-pub(crate) async fn replicate(
+async fn replicate(
     client: &Client,
     args: &DbArgs,
+    conn: ConnectionString,
     command: DbCommand,
 ) -> Result<Outcome, CliError> {
-    let conn = connection(args.connection_string.as_deref())?;
     let tables = resolve_tables(client, &args.namespace, &args.table).await?;
     let source = HyperSource::new(client.clone());
     let options = Options {
@@ -90,8 +89,8 @@ pub(crate) async fn replicate(
     Ok(summarise(name, &args.namespace, &conn, outcomes))
 }
 
-/// `dropdb`.
-pub(crate) async fn dropdb(args: &DbArgs) -> Result<Outcome, CliError> {
+/// `dap dropdb` (needs no DAP credentials).
+pub(crate) async fn dropdb(_ctx: &Context<'_>, args: &DbArgs) -> Result<Outcome, CliError> {
     let conn = connection(args.connection_string.as_deref())?;
     let outcomes = with_store!(conn, |store| {
         store
@@ -146,7 +145,7 @@ fn summarise(
                 reports.push(json!({
                     "table": table,
                     "status": "failed",
-                    "error": logging::redact(&e.to_string()),
+                    "error": redact(&e.to_string()),
                 }));
                 failed.push(table);
             }
@@ -206,19 +205,16 @@ fn report_json(r: &TableReport) -> Value {
     })
 }
 
-/// `listdb`.
-pub(crate) async fn listdb(
-    client: &Client,
-    args: &ListdbArgs,
-    interactive: bool,
-    json_output: bool,
-) -> Result<Outcome, CliError> {
+/// `dap listdb`: the official JSON with `--non-interactive`, a table otherwise.
+pub(crate) async fn listdb(ctx: &Context<'_>, args: &ListdbArgs) -> Result<Outcome, CliError> {
     let conn = connection(args.connection_string.as_deref())?;
-    let source = HyperSource::new(client.clone());
+    let interactive = !ctx.global.non_interactive;
+    let json_output = ctx.json_output();
+    let source = HyperSource::new(ctx.client()?);
     let dap_tables = source
         .tables(&args.namespace)
         .await
-        .map_err(|e| CliError::Other(logging::redact(&e.to_string())))?;
+        .map_err(|e| CliError::Other(redact(&e.to_string())))?;
     let (positions, counts) = with_store!(conn, |store| {
         store
             .prepare(&args.namespace)
@@ -318,7 +314,7 @@ pub(crate) async fn demo_step(
         .expected_records(
             namespace,
             table,
-            dap_emulator::QueryRange::Snapshot {
+            dap_emulator::EmulatedRange::Snapshot {
                 at_ms: emu.now_ms(),
             },
         )
