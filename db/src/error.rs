@@ -2,7 +2,7 @@
 
 use crate::conn::ConnectionStringError;
 use crate::model::SchemaError;
-use crate::plan::RangeError;
+use crate::plan::NotNewer;
 use crate::source::SourceError;
 use crate::tsv::TsvError;
 
@@ -36,9 +36,12 @@ pub enum Error {
     /// The table's schema cannot be laid out.
     #[error(transparent)]
     Schema(#[from] SchemaError),
-    /// A returned job does not fit the table's position.
+    /// A returned job does not continue the table's chain.
     #[error(transparent)]
-    Range(#[from] RangeError),
+    Chain(#[from] dap_proto::chain::ChainError),
+    /// A re-initialisation got a snapshot no newer than the table.
+    #[error(transparent)]
+    NotNewer(#[from] NotNewer),
     /// An object's data does not fit the table.
     #[error("object {object} of job {job}: {error}")]
     Data {

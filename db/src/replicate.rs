@@ -4,7 +4,8 @@
 
 use std::time::Instant;
 
-use dap_proto::{DataRange, Format, Mode, Query, QueryResult};
+use dap_proto::chain::{Chain, Reason, Recovery, Step};
+use dap_proto::{Format, Mode, QueryResult};
 use futures_util::stream::{self, StreamExt};
 use jiff::Timestamp;
 use tracing::{info, warn};
@@ -13,8 +14,8 @@ use crate::error::Error;
 use crate::migrate::{self, ExistingTable, Migration};
 use crate::model::TableModel;
 use crate::pace::Pacer;
-use crate::plan::{self, Command, Covered, Next, Position, Refusal, Target};
-use crate::source::{Source, SourceErrorKind};
+use crate::plan::{self, Command, Next, Position, Target};
+use crate::source::Source;
 use crate::store::{Feed, LoadJob, LoadStats, Store, TableSession};
 use crate::tsv::LoadKind;
 
@@ -156,25 +157,13 @@ fn position_text(i: usize, total: usize) -> String {
     }
 }
 
-fn snapshot_query() -> Query {
-    // TSV accepts a mode; this cannot fail.
-    let q = Query::snapshot(Format::Tsv);
-    q.mode(Mode::Condensed).unwrap_or(q)
-}
-
-fn incremental_query(since: Timestamp) -> Query {
-    let q = Query::incremental(Format::Tsv, since);
-    q.mode(Mode::Condensed).unwrap_or(q)
-}
-
-fn covered(result: &QueryResult) -> Result<Covered, Error> {
-    match result.range {
-        DataRange::Snapshot { at } => Ok(Covered::Snapshot { at }),
-        DataRange::Incremental { since, until } => Ok(Covered::Changes { since, until }),
-        _ => Err(Error::Refused(format!(
-            "job {} covers a range this dap does not know",
-            result.job
-        ))),
+fn recovery_reason(why: Recovery) -> &'static str {
+    match why {
+        Recovery::SnapshotRequired => {
+            "DAP reloaded the table (SnapshotRequired), so the changes since the stored position no longer exist"
+        }
+        Recovery::OutOfRange => "the stored position is older than DAP keeps changes (OutOfRange)",
+        _ => "DAP can no longer continue from the stored position",
     }
 }
 
@@ -207,6 +196,9 @@ pub async fn run_table<S: Store>(
         pacer,
         namespace,
         table,
+        chain: Chain::new(Format::Tsv, stored.as_ref().map(|p| p.timestamp))
+            .with_mode(Mode::Condensed),
+        stored: stored.as_ref(),
     };
     match plan::next(command, stored.as_ref(), existing.is_some()) {
         Next::Refuse(message) => Err(Error::Refused(message.to_owned())),
@@ -218,13 +210,13 @@ pub async fn run_table<S: Store>(
                 warn!("Table '{table}': {reason}; loading it afresh from a new snapshot");
                 Action::Reinitialized(reason)
             };
-            ctx.snapshot(&mut session, &mut model, stored.as_ref(), replace, action)
+            let step = ctx.chain.next(stored.is_some());
+            ctx.snapshot(&mut session, &mut model, step, replace, action)
                 .await
         }
-        Next::Incremental { since } => {
+        Next::Incremental { .. } => {
             let existing = existing.unwrap_or_default();
-            ctx.incremental(&mut session, &mut model, stored.as_ref(), &existing, since)
-                .await
+            ctx.incremental(&mut session, &mut model, &existing).await
         }
     }
 }
@@ -235,14 +227,20 @@ struct Ctx<'a, S> {
     pacer: &'a Pacer,
     namespace: &'a str,
     table: &'a str,
+    /// The table's chain of queries (shared rules with `dap sync`).
+    chain: Chain,
+    stored: Option<&'a Position>,
 }
 
 impl<S: Store> Ctx<'_, S> {
-    /// Runs a query; if the job follows another schema version than `model`, reads the
-    /// schema again (once).
-    async fn query(&self, model: &mut TableModel, query: Query) -> Result<QueryResult, Error> {
+    /// Runs a step's query; if the job follows another schema version than `model`,
+    /// reads the schema again (once).
+    async fn query(&self, model: &mut TableModel, step: &Step) -> Result<QueryResult, Error> {
         self.pacer.start().await;
-        let result = self.source.query(self.namespace, self.table, query).await?;
+        let result = self
+            .source
+            .query(self.namespace, self.table, step.query)
+            .await?;
         if result.schema_version != model.schema_version {
             *model = model_of(self.source, self.namespace, self.table).await?;
             if result.schema_version != model.schema_version {
@@ -274,70 +272,67 @@ impl<S: Store> Ctx<'_, S> {
         &self,
         session: &mut S::Session,
         model: &mut TableModel,
-        stored: Option<&Position>,
+        step: Step,
         replace: bool,
         action: Action,
     ) -> Result<TableReport, Error> {
-        let result = self.query(model, snapshot_query()).await?;
-        let covered = covered(&result)?;
-        let replacing = matches!(action, Action::Reinitialized(_));
-        plan::check(false, covered, stored.map(|p| p.timestamp), replacing)?;
+        let result = self.query(model, &step).await?;
+        let advance = self.chain.accept(&step, &result.range)?;
+        if matches!(action, Action::Reinitialized(_)) {
+            plan::check_reinit(advance.position, self.stored.map(|p| p.timestamp))?;
+        }
         self.prepare_enums(session, model).await?;
-        let landing = plan::landing(self.namespace, self.table, covered, replace);
+        let landing = plan::landing(self.namespace, self.table, advance.apply, replace);
         let job = LoadJob {
             model,
             landing,
             kind: LoadKind::Snapshot,
             migration: Vec::new(),
             disturbs_views: landing.target == Target::Replace,
-            position: stored,
-            next_position: covered.next_position(),
+            position: self.stored,
+            next_position: advance.position,
         };
         let stats = session.load(&job, Feed::new(self.source, &result)).await?;
         info!(
             "Table '{}': {} rows loaded from snapshot job {} (as of {})",
-            self.table,
-            stats.upserted,
-            result.job,
-            covered.next_position()
+            self.table, stats.upserted, result.job, advance.position
         );
-        Ok(self.report(action, &result, covered, model, stats, false))
+        Ok(self.report(action, &result, advance.position, model, stats, false))
     }
 
     async fn incremental(
         &self,
         session: &mut S::Session,
         model: &mut TableModel,
-        stored: Option<&Position>,
         existing: &ExistingTable,
-        since: Timestamp,
     ) -> Result<TableReport, Error> {
         let dialect = self.store.dialect();
         let migration = migrate::diff(existing, model, dialect);
         if let Some(reason) = self.reinit_reason(&migration) {
-            return self.reinit(session, model, stored, reason).await;
+            return self.reinit(session, model, reason).await;
         }
-        let result = match self.query(model, incremental_query(since)).await {
+        let step = self.chain.next(false);
+        let result = match self.query(model, &step).await {
             Ok(r) => r,
             Err(Error::Source(e)) => {
-                let refusal = match e.kind() {
-                    SourceErrorKind::SnapshotRequired => Refusal::SnapshotRequired,
-                    SourceErrorKind::OutOfRange => Refusal::OutOfRange,
-                    _ => Refusal::Other,
-                };
-                return match plan::on_refusal(refusal) {
-                    Some(reason) => self.reinit(session, model, stored, reason.to_owned()).await,
-                    None => Err(Error::Source(e)),
+                let recovery = e
+                    .dap_kind()
+                    .and_then(|kind| self.chain.recover(&step, kind));
+                return match recovery.map(|s| s.reason) {
+                    Some(Reason::Recover(why)) => {
+                        self.reinit(session, model, recovery_reason(why).to_owned())
+                            .await
+                    }
+                    _ => Err(Error::Source(e)),
                 };
             }
             Err(e) => return Err(e),
         };
-        let covered = covered(&result)?;
-        plan::check(true, covered, Some(since), false)?;
+        let advance = self.chain.accept(&step, &result.range)?;
         // The job may follow a newer schema than the one read first.
         let migration = migrate::diff(existing, model, dialect);
         if let Some(reason) = self.reinit_reason(&migration) {
-            return self.reinit(session, model, stored, reason).await;
+            return self.reinit(session, model, reason).await;
         }
         self.prepare_enums(session, model).await?;
         if !migration.is_empty() {
@@ -348,26 +343,22 @@ impl<S: Store> Ctx<'_, S> {
         }
         let job = LoadJob {
             model,
-            landing: plan::landing(self.namespace, self.table, covered, false),
+            landing: plan::landing(self.namespace, self.table, advance.apply, true),
             kind: LoadKind::Changes,
             migration: migration.statements(dialect, model),
             disturbs_views: migration.disturbs_views(),
-            position: stored,
-            next_position: covered.next_position(),
+            position: self.stored,
+            next_position: advance.position,
         };
         let stats = session.load(&job, Feed::new(self.source, &result)).await?;
         info!(
             "Table '{}': {} changes applied ({} upserted, {} deleted), now as of {}",
-            self.table,
-            stats.lines,
-            stats.upserted,
-            stats.deleted,
-            covered.next_position()
+            self.table, stats.lines, stats.upserted, stats.deleted, advance.position
         );
         Ok(self.report(
             Action::Synced,
             &result,
-            covered,
+            advance.position,
             model,
             stats,
             !migration.is_empty(),
@@ -390,7 +381,6 @@ impl<S: Store> Ctx<'_, S> {
         &self,
         session: &mut S::Session,
         model: &mut TableModel,
-        stored: Option<&Position>,
         reason: String,
     ) -> Result<TableReport, Error> {
         warn!(
@@ -398,7 +388,8 @@ impl<S: Store> Ctx<'_, S> {
              stays readable until the new one replaces it in one transaction",
             self.table
         );
-        self.snapshot(session, model, stored, true, Action::Reinitialized(reason))
+        let step = self.chain.next(true);
+        self.snapshot(session, model, step, true, Action::Reinitialized(reason))
             .await
     }
 
@@ -406,14 +397,14 @@ impl<S: Store> Ctx<'_, S> {
         &self,
         action: Action,
         result: &QueryResult,
-        covered: Covered,
+        position: Timestamp,
         model: &TableModel,
         stats: LoadStats,
         migrated: bool,
     ) -> TableReport {
         let mut r = TableReport::new(self.table, action);
         r.job = Some(result.job.to_string());
-        r.position = Some(covered.next_position());
+        r.position = Some(position);
         r.schema_version = Some(model.schema_version);
         r.migrated = migrated;
         r.stats = stats;

@@ -36,6 +36,7 @@ pub enum SourceErrorKind {
 #[derive(Debug)]
 pub struct SourceError {
     kind: SourceErrorKind,
+    dap: Option<DapErrorKind>,
     what: String,
     source: Box<dyn StdError + Send + Sync>,
 }
@@ -49,9 +50,21 @@ impl SourceError {
     ) -> Self {
         Self {
             kind,
+            dap: None,
             what: what.into(),
             source: source.into(),
         }
+    }
+
+    /// With the API's own error kind (for the chain's recovery decisions).
+    pub fn with_dap_kind(mut self, kind: DapErrorKind) -> Self {
+        self.dap = Some(kind);
+        self
+    }
+
+    /// The API's error kind, if the API said no.
+    pub fn dap_kind(&self) -> Option<&DapErrorKind> {
+        self.dap.as_ref()
     }
 
     /// The kind.
@@ -133,7 +146,17 @@ fn kind_of(e: &dap_hyper::Error) -> SourceErrorKind {
 }
 
 fn wrap(what: String) -> impl FnOnce(dap_hyper::Error) -> SourceError {
-    move |e| SourceError::new(kind_of(&e), what, e)
+    move |e| {
+        let dap = e
+            .dap()
+            .and_then(dap_proto::Error::dap)
+            .map(|d| d.kind.clone());
+        let error = SourceError::new(kind_of(&e), what, e);
+        match dap {
+            Some(kind) => error.with_dap_kind(kind),
+            None => error,
+        }
+    }
 }
 
 /// Chunks handed to the database of about this size.

@@ -189,7 +189,7 @@ async fn a_snapshot_older_than_the_position_is_refused() {
     let e = run1(&store, &src, Command::Sync, "users")
         .await
         .unwrap_err();
-    assert!(e.contains("older than the table's position"), "{e}");
+    assert!(e.contains("older than the stored position"), "{e}");
     assert_eq!(
         (pg_position(&db, "users").await, pg_rows(&db, &m).await),
         before
