@@ -341,3 +341,59 @@ async fn two_runs_on_one_table_take_turns() {
         expected_rows(&emu, &m, emu.now_ms())
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_emulators_schema_bump_lands_in_place_under_a_view() {
+    let (db, emu, src, store) = setup("emubump", EmulatorConfig::default()).await;
+    run1(&store, &src, Command::Init, "users").await.unwrap();
+    let client = db.client().await;
+    client
+        .batch_execute("CREATE VIEW public.states AS SELECT workflow_state, count(*) AS n FROM canvas.users GROUP BY 1")
+        .await
+        .unwrap();
+    let before = model(&src.inner, "users").await;
+    emu.bump_schema("canvas", "users").unwrap();
+    emu.advance_clock(Duration::from_secs(3600));
+    let r = run1(&store, &src, Command::Sync, "users").await.unwrap();
+    assert_eq!(r.action, Action::Synced);
+    assert!(r.migrated, "{r:?}");
+    let after = model(&src.inner, "users").await;
+    assert!(after.columns.len() > before.columns.len());
+    assert_eq!(
+        pg_rows(&db, &after).await,
+        expected_rows(&emu, &after, emu.now_ms())
+    );
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM public.states", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(n > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_upstream_replaces_the_table() {
+    let (db, emu, src, store) = setup("reload", EmulatorConfig::default()).await;
+    run1(&store, &src, Command::Init, "courses").await.unwrap();
+    emu.advance_clock(Duration::from_secs(600));
+    emu.require_snapshot("canvas", "courses").unwrap();
+    emu.advance_clock(Duration::from_secs(600));
+    let r = run1(&store, &src, Command::Sync, "courses").await.unwrap();
+    assert!(
+        matches!(&r.action, Action::Reinitialized(why) if why.contains("SnapshotRequired")),
+        "{r:?}"
+    );
+    let m = model(&src.inner, "courses").await;
+    assert_eq!(
+        pg_rows(&db, &m).await,
+        expected_rows(&emu, &m, emu.now_ms())
+    );
+    // The chain goes on from the new snapshot.
+    emu.advance_clock(Duration::from_secs(600));
+    let r = run1(&store, &src, Command::Sync, "courses").await.unwrap();
+    assert_eq!(r.action, Action::Synced);
+    assert_eq!(
+        pg_rows(&db, &m).await,
+        expected_rows(&emu, &m, emu.now_ms())
+    );
+}
