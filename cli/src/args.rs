@@ -231,8 +231,8 @@ impl Command {
             Self::List(a) => Some(&a.namespace),
             Self::Schema(a) => Some(&a.namespace),
             Self::Sync(a) => Some(&a.query.namespace),
-            Self::Initdb(a) | Self::Syncdb(a) | Self::Dropdb(a) => Some(&a.namespace),
-            Self::Listdb(a) => Some(&a.namespace),
+            Self::Initdb(a) | Self::Syncdb(a) | Self::Dropdb(a) => Some(&a.target.namespace),
+            Self::Listdb(a) => Some(&a.target.namespace),
             Self::Demo(_) => None,
         }
     }
@@ -321,16 +321,12 @@ pub(crate) struct DemoArgs {
     pub(crate) table: String,
 }
 
-/// `initdb`, `syncdb` and `dropdb` options.
+/// The namespace and the database of every database command.
 #[derive(Debug, Args)]
-pub(crate) struct DbArgs {
+pub(crate) struct DbTarget {
     /// Identifies the data source.
     #[arg(long, value_name = "NAMESPACE")]
     pub(crate) namespace: String,
-    /// Table name or comma separated list of table names. Use 'all' for every table in
-    /// the namespace.
-    #[arg(long, value_name = "TABLE")]
-    pub(crate) table: String,
     /// The database: postgresql://user:password@host:port/database[?ssl=require] or
     /// sqlite:///path/to/file.db (never printed).
     #[arg(
@@ -340,6 +336,17 @@ pub(crate) struct DbArgs {
         value_name = "DBCONNSTR"
     )]
     pub(crate) connection_string: Option<String>,
+}
+
+/// `initdb`, `syncdb` and `dropdb` options.
+#[derive(Debug, Args)]
+pub(crate) struct DbArgs {
+    #[command(flatten)]
+    pub(crate) target: DbTarget,
+    /// Table name or comma separated list of table names. Use 'all' for every table in
+    /// the namespace.
+    #[arg(long, value_name = "TABLE")]
+    pub(crate) table: String,
     /// How many tables are replicated at once (their queries paced to DAP's limit).
     #[arg(long, value_name = "N", default_value_t = 4,
           value_parser = clap::value_parser!(u16).range(1..=32))]
@@ -349,17 +356,8 @@ pub(crate) struct DbArgs {
 /// `listdb` options.
 #[derive(Debug, Args)]
 pub(crate) struct ListdbArgs {
-    /// Identifies the data source.
-    #[arg(long, value_name = "NAMESPACE")]
-    pub(crate) namespace: String,
-    /// The database (see `initdb`; never printed).
-    #[arg(
-        long,
-        env = "DAP_CONNECTION_STRING",
-        hide_env_values = true,
-        value_name = "DBCONNSTR"
-    )]
-    pub(crate) connection_string: Option<String>,
+    #[command(flatten)]
+    pub(crate) target: DbTarget,
     /// Omit tables that have not been replicated locally.
     #[arg(long)]
     pub(crate) omit_not_replicated: bool,

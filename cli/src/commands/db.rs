@@ -50,13 +50,13 @@ fn db_error(what: &str, e: dap_db::error::Error) -> CliError {
 
 /// `dap initdb`.
 pub(crate) async fn initdb(ctx: &Context<'_>, args: &DbArgs) -> Result<Outcome, CliError> {
-    let conn = connection(args.connection_string.as_deref())?;
+    let conn = connection(args.target.connection_string.as_deref())?;
     replicate(&ctx.client()?, args, conn, DbCommand::Init).await
 }
 
 /// `dap syncdb`.
 pub(crate) async fn syncdb(ctx: &Context<'_>, args: &DbArgs) -> Result<Outcome, CliError> {
-    let conn = connection(args.connection_string.as_deref())?;
+    let conn = connection(args.target.connection_string.as_deref())?;
     replicate(&ctx.client()?, args, conn, DbCommand::Sync).await
 }
 
@@ -67,7 +67,7 @@ async fn replicate(
     conn: ConnectionString,
     command: DbCommand,
 ) -> Result<Outcome, CliError> {
-    let tables = resolve_tables(client, &args.namespace, &args.table).await?;
+    let tables = resolve_tables(client, &args.target.namespace, &args.table).await?;
     let source = HyperSource::new(client.clone());
     let options = Options {
         concurrency: usize::from(args.concurrency),
@@ -75,48 +75,56 @@ async fn replicate(
     };
     let outcomes = with_store!(conn, |store| {
         store
-            .prepare(&args.namespace)
+            .prepare(&args.target.namespace)
             .await
             .map_err(|e| db_error("preparing the database", e))?;
         Ok::<_, CliError>(
-            replicate::run(&store, &source, command, &args.namespace, &tables, options).await,
+            replicate::run(
+                &store,
+                &source,
+                command,
+                &args.target.namespace,
+                &tables,
+                options,
+            )
+            .await,
         )
     })?;
     let name = match command {
         DbCommand::Init => "initdb",
         DbCommand::Sync => "syncdb",
     };
-    Ok(summarise(name, &args.namespace, &conn, outcomes))
+    Ok(summarise(name, &args.target.namespace, &conn, outcomes))
 }
 
 /// `dap dropdb` (needs no DAP credentials).
 pub(crate) async fn dropdb(_ctx: &Context<'_>, args: &DbArgs) -> Result<Outcome, CliError> {
-    let conn = connection(args.connection_string.as_deref())?;
+    let conn = connection(args.target.connection_string.as_deref())?;
     let outcomes = with_store!(conn, |store| {
         store
-            .prepare(&args.namespace)
+            .prepare(&args.target.namespace)
             .await
             .map_err(|e| db_error("preparing the database", e))?;
         let tables: Vec<String> = if args.table.trim().eq_ignore_ascii_case("all") {
             let rows = store
-                .positions(&args.namespace)
+                .positions(&args.target.namespace)
                 .await
                 .map_err(|e| db_error("reading instructure_dap.table_sync", e))?;
             let names: Vec<String> = rows.into_iter().map(|r| r.table).collect();
             info!(
                 "all local database tables in namespace {} : {names:?}",
-                args.namespace
+                args.target.namespace
             );
             names
         } else {
             split_tables(&args.table)
         };
         if tables.is_empty() {
-            tracing::warn!("No tables to drop in namespace {}", args.namespace);
+            tracing::warn!("No tables to drop in namespace {}", args.target.namespace);
         }
-        Ok::<_, CliError>(replicate::drop_tables(&store, &args.namespace, &tables).await)
+        Ok::<_, CliError>(replicate::drop_tables(&store, &args.target.namespace, &tables).await)
     })?;
-    Ok(summarise("dropdb", &args.namespace, &conn, outcomes))
+    Ok(summarise("dropdb", &args.target.namespace, &conn, outcomes))
 }
 
 fn split_tables(spec: &str) -> Vec<String> {
@@ -207,28 +215,28 @@ fn report_json(r: &TableReport) -> Value {
 
 /// `dap listdb`: the official JSON with `--non-interactive`, a table otherwise.
 pub(crate) async fn listdb(ctx: &Context<'_>, args: &ListdbArgs) -> Result<Outcome, CliError> {
-    let conn = connection(args.connection_string.as_deref())?;
+    let conn = connection(args.target.connection_string.as_deref())?;
     let interactive = !ctx.global.non_interactive;
     let json_output = ctx.json_output();
     let source = HyperSource::new(ctx.client()?);
     let dap_tables = source
-        .tables(&args.namespace)
+        .tables(&args.target.namespace)
         .await
         .map_err(|e| CliError::Other(redact(&e.to_string())))?;
     let (positions, counts) = with_store!(conn, |store| {
         store
-            .prepare(&args.namespace)
+            .prepare(&args.target.namespace)
             .await
             .map_err(|e| db_error("preparing the database", e))?;
         let positions = store
-            .positions(&args.namespace)
+            .positions(&args.target.namespace)
             .await
             .map_err(|e| db_error("reading instructure_dap.table_sync", e))?;
         let mut counts = BTreeMap::new();
         if !args.omit_record_count {
             for p in &positions {
                 let n = store
-                    .count(&args.namespace, &p.table)
+                    .count(&args.target.namespace, &p.table)
                     .await
                     .map_err(|e| db_error("counting rows", e))?;
                 counts.insert(p.table.clone(), n);
@@ -249,7 +257,11 @@ pub(crate) async fn listdb(ctx: &Context<'_>, args: &ListdbArgs) -> Result<Outco
     let text = listdb::to_json(&rows, with_records);
     if !json_output {
         if interactive {
-            print_stdout(&listdb::to_table(&args.namespace, &rows, with_records));
+            print_stdout(&listdb::to_table(
+                &args.target.namespace,
+                &rows,
+                with_records,
+            ));
         } else {
             print_stdout(&format!("{text}\n"));
         }
@@ -259,7 +271,7 @@ pub(crate) async fn listdb(ctx: &Context<'_>, args: &ListdbArgs) -> Result<Outco
         json: json!({
             "command": "listdb",
             "ok": true,
-            "namespace": args.namespace,
+            "namespace": args.target.namespace,
             "database": conn.to_string(),
             "tables": tables,
         }),

@@ -94,6 +94,49 @@ pub trait Dialect: Send + Sync + std::fmt::Debug {
     ) -> Vec<String>;
 }
 
+/// The column definitions of a staging table for `model`: the arrival number (of
+/// type `seq_type`), the action, and every column of the table, all nullable.
+pub fn stage_columns(
+    dialect: &dyn Dialect,
+    model: &TableModel,
+    seq_type: &str,
+    text_type: &str,
+) -> Vec<String> {
+    let mut defs = vec![
+        format!("{} {seq_type}", quote_ident(crate::tsv::SEQ_COLUMN)),
+        format!("{} {text_type}", quote_ident(crate::tsv::ACTION_COLUMN)),
+    ];
+    defs.extend(
+        model
+            .columns
+            .iter()
+            .map(|c| typed_column(dialect, &model.namespace, c)),
+    );
+    defs
+}
+
+/// `"name" type` of a column.
+pub(crate) fn typed_column(
+    dialect: &dyn Dialect,
+    namespace: &str,
+    c: &Column,
+) -> String {
+    format!(
+        "{} {}",
+        quote_ident(&c.name),
+        dialect.column_type(namespace, &c.ty)
+    )
+}
+
+/// The quoted table columns among a load's data columns (the action left out).
+pub fn data_columns(columns: &[String]) -> Vec<String> {
+    columns
+        .iter()
+        .filter(|c| *c != crate::tsv::ACTION_COLUMN)
+        .map(|c| quote_ident(c))
+        .collect()
+}
+
 /// The primary key constraint name of a table, as the official client names it.
 pub fn pk_name(table: &str) -> String {
     format!("pk_{table}")

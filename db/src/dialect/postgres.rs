@@ -56,11 +56,7 @@ pub const LAYOUT_VERSION: i64 = 1;
 
 impl Postgres {
     fn column_def(&self, namespace: &str, c: &Column) -> String {
-        let mut def = format!(
-            "{} {}",
-            quote_ident(&c.name),
-            self.column_type(namespace, &c.ty)
-        );
+        let mut def = super::typed_column(self, namespace, c);
         if let Some(d) = c.default.as_ref().and_then(|d| default_literal(&c.ty, d)) {
             def.push_str(" DEFAULT ");
             def.push_str(&d);

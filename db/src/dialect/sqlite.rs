@@ -18,11 +18,7 @@ pub struct Sqlite;
 
 impl Sqlite {
     fn column_def(&self, namespace: &str, c: &Column, with_pk: Option<&str>) -> String {
-        let mut def = format!(
-            "{} {}",
-            quote_ident(&c.name),
-            self.column_type(namespace, &c.ty)
-        );
+        let mut def = super::typed_column(self, namespace, c);
         if !c.nullable {
             def.push_str(" NOT NULL");
         }

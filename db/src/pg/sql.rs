@@ -1,6 +1,6 @@
 //! The PostgreSQL statements of a load, built from the plan; pure and unit-tested.
 
-use crate::dialect::{Dialect, META_NAMESPACE, Postgres, quote_ident};
+use crate::dialect::{Dialect, META_NAMESPACE, Postgres, data_columns, quote_ident, stage_columns};
 use crate::model::TableModel;
 use crate::tsv::{ACTION_COLUMN, SEQ_COLUMN};
 
@@ -10,17 +10,7 @@ pub(crate) const STAGE: &str = "pg_temp.\"dap_stage\"";
 /// `CREATE TEMP TABLE` for staging `model`'s rows: every column nullable, plus the
 /// arrival number and the action.
 pub(crate) fn create_stage(model: &TableModel) -> String {
-    let mut defs = vec![
-        format!("{} bigserial", quote_ident(SEQ_COLUMN)),
-        format!("{} text", quote_ident(ACTION_COLUMN)),
-    ];
-    defs.extend(model.columns.iter().map(|c| {
-        format!(
-            "{} {}",
-            quote_ident(&c.name),
-            Postgres.column_type(&model.namespace, &c.ty)
-        )
-    }));
+    let defs = stage_columns(&Postgres, model, "bigserial", "text");
     format!(
         "CREATE TEMP TABLE \"dap_stage\" ({}) ON COMMIT DROP",
         defs.join(", ")
@@ -75,12 +65,7 @@ pub(crate) fn delete_staged_keys(model: &TableModel, table: &str) -> String {
 
 /// Inserts every staged upsert (after [`delete_staged_keys`]).
 pub(crate) fn insert_upserts(table: &str, columns: &[String]) -> String {
-    let cols: Vec<String> = columns
-        .iter()
-        .filter(|c| *c != ACTION_COLUMN)
-        .map(|c| quote_ident(c))
-        .collect();
-    let list = cols.join(", ");
+    let list = data_columns(columns).join(", ");
     format!(
         "INSERT INTO {table} ({list}) SELECT {list} FROM {STAGE} WHERE {} IS DISTINCT FROM 'D'",
         quote_ident(ACTION_COLUMN)
@@ -109,11 +94,7 @@ pub(crate) fn merge_update(model: &TableModel, table: &str, columns: &[String]) 
 /// Inserts the staged upserts whose keys the table does not have.
 pub(crate) fn merge_insert(model: &TableModel, table: &str, columns: &[String]) -> String {
     let key = quote_ident(&model.primary_key);
-    let cols: Vec<String> = columns
-        .iter()
-        .filter(|c| *c != ACTION_COLUMN)
-        .map(|c| quote_ident(c))
-        .collect();
+    let cols = data_columns(columns);
     let list = cols.join(", ");
     let from: Vec<String> = cols.iter().map(|c| format!("s.{c}")).collect();
     format!(

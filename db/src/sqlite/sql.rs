@@ -1,6 +1,6 @@
 //! The SQLite statements of a load; pure and unit-tested.
 
-use crate::dialect::{Dialect, META_NAMESPACE, Sqlite, quote_ident};
+use crate::dialect::{Dialect, META_NAMESPACE, Sqlite, data_columns, quote_ident, stage_columns};
 use crate::model::TableModel;
 use crate::tsv::{ACTION_COLUMN, SEQ_COLUMN};
 
@@ -51,17 +51,7 @@ pub(crate) fn update_position() -> String {
 }
 
 pub(crate) fn create_stage(model: &TableModel) -> String {
-    let mut defs = vec![
-        format!("{} INTEGER PRIMARY KEY", quote_ident(SEQ_COLUMN)),
-        format!("{} TEXT", quote_ident(ACTION_COLUMN)),
-    ];
-    defs.extend(model.columns.iter().map(|c| {
-        format!(
-            "{} {}",
-            quote_ident(&c.name),
-            Sqlite.column_type(&model.namespace, &c.ty)
-        )
-    }));
+    let defs = stage_columns(&Sqlite, model, "INTEGER PRIMARY KEY", "TEXT");
     format!(
         "DROP TABLE IF EXISTS {STAGE}; CREATE TEMP TABLE \"dap_stage\" ({})",
         defs.join(", ")
@@ -98,12 +88,7 @@ pub(crate) fn merge_delete(model: &TableModel, table: &str) -> String {
 }
 
 pub(crate) fn merge_upsert(model: &TableModel, table: &str, columns: &[String]) -> String {
-    let cols: Vec<String> = columns
-        .iter()
-        .filter(|c| *c != ACTION_COLUMN)
-        .map(|c| quote_ident(c))
-        .collect();
-    let list = cols.join(", ");
+    let list = data_columns(columns).join(", ");
     let updates: Vec<String> = columns
         .iter()
         .filter(|c| *c != ACTION_COLUMN && **c != model.primary_key)
