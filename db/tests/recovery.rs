@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::run1;
+
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -13,30 +15,10 @@ use common::{
 };
 use dap_db::pg::PgStore;
 use dap_db::plan::Command;
-use dap_db::replicate::{self, Action, Options, TableOutcome, TableReport};
+use dap_db::replicate::Action;
 use dap_db::source::Source;
 use dap_db::store::Store;
 use dap_emulator::{EmulatorConfig, Faults};
-
-fn one(t: &str) -> Vec<String> {
-    vec![t.to_owned()]
-}
-
-async fn run1(
-    store: &PgStore,
-    src: &dyn Source,
-    cmd: Command,
-    table: &str,
-) -> Result<TableReport, String> {
-    match replicate::run(store, src, cmd, "canvas", &one(table), Options::default())
-        .await
-        .pop()
-    {
-        Some(TableOutcome::Done(r)) => Ok(r),
-        Some(TableOutcome::Failed(_, e)) => Err(e.to_string()),
-        other => Err(format!("unexpected outcome {other:?}")),
-    }
-}
 
 fn big() -> EmulatorConfig {
     EmulatorConfig {

@@ -2,40 +2,19 @@
 
 mod common;
 
+use common::run1;
+
 use std::time::Duration;
 
 use common::{Tweaked, emulator, expected_rows, model, normalise, source};
 use dap_db::model::TableModel;
 use dap_db::plan::Command;
-use dap_db::replicate::{self, Action, Options, TableOutcome, TableReport};
+use dap_db::replicate::{self, Action, Options, TableOutcome};
 use dap_db::source::Source;
 use dap_db::sqlite::SqliteStore;
 use dap_db::store::Store;
 use dap_emulator::Faults;
 use rusqlite::types::ValueRef;
-
-async fn run1(
-    store: &SqliteStore,
-    src: &dyn Source,
-    cmd: Command,
-    table: &str,
-) -> Result<TableReport, String> {
-    match replicate::run(
-        store,
-        src,
-        cmd,
-        "canvas",
-        &[table.to_owned()],
-        Options::default(),
-    )
-    .await
-    .pop()
-    {
-        Some(TableOutcome::Done(r)) => Ok(r),
-        Some(TableOutcome::Failed(_, e)) => Err(e.to_string()),
-        other => Err(format!("unexpected outcome {other:?}")),
-    }
-}
 
 fn rows(path: &std::path::Path, m: &TableModel) -> Vec<Vec<Option<String>>> {
     let conn = rusqlite::Connection::open(path).unwrap();

@@ -6,7 +6,6 @@ mod common;
 
 use common::{StaticSource, TestDb};
 use dap_db::plan::Command;
-use dap_db::replicate::{self, Options, TableOutcome};
 use dap_db::sqlite::SqliteStore;
 use dap_db::store::Store;
 use dap_proto::DataRange;
@@ -58,19 +57,8 @@ fn range_changes() -> DataRange {
 }
 
 async fn run1<S: Store>(store: &S, src: &StaticSource, cmd: Command) {
-    for o in replicate::run(
-        store,
-        src,
-        cmd,
-        "canvas",
-        &["things".to_owned()],
-        Options::default(),
-    )
-    .await
-    {
-        if let TableOutcome::Failed(t, e) = o {
-            panic!("{t}: {e}");
-        }
+    if let Err(e) = common::run1(store, src, cmd, "things").await {
+        panic!("things: {e}");
     }
 }
 

@@ -116,11 +116,7 @@ pub fn stage_columns(
 }
 
 /// `"name" type` of a column.
-pub(crate) fn typed_column(
-    dialect: &dyn Dialect,
-    namespace: &str,
-    c: &Column,
-) -> String {
+pub(crate) fn typed_column(dialect: &dyn Dialect, namespace: &str, c: &Column) -> String {
     format!(
         "{} {}",
         quote_ident(&c.name),

@@ -454,3 +454,28 @@ impl dap_db::source::Source for StaticSource {
         Box::pin(futures_util::stream::iter(chunks))
     }
 }
+
+/// Runs `cmd` on one table of `canvas`; the report, or the error as text.
+pub async fn run1<S: dap_db::store::Store>(
+    store: &S,
+    src: &dyn dap_db::source::Source,
+    cmd: dap_db::plan::Command,
+    table: &str,
+) -> Result<dap_db::replicate::TableReport, String> {
+    use dap_db::replicate::{self, Options, TableOutcome};
+    match replicate::run(
+        store,
+        src,
+        cmd,
+        "canvas",
+        &[table.to_owned()],
+        Options::default(),
+    )
+    .await
+    .pop()
+    {
+        Some(TableOutcome::Done(r)) => Ok(r),
+        Some(TableOutcome::Failed(_, e)) => Err(e.to_string()),
+        other => Err(format!("unexpected outcome {other:?}")),
+    }
+}
