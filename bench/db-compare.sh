@@ -12,8 +12,8 @@
 #   --runs N       timed runs of each case per client (default 1)
 #   --results FILE also write the measurements (TSV) there
 #
-# Env: DAP_BENCH_DB_VENV  virtualenv of the official client (default target/official-venv-db;
-#                         created with `instructure-dap-client[postgresql,mysql]==2.3.1`)
+# Env: DAP_BENCH_VENV     virtualenv of the official client (default target/official-venv,
+#                         shared with scripts/official-common.sh, which installs it)
 #      DAP_TEST_DATABASE_URL  PostgreSQL server (default postgresql://postgres@127.0.0.1:5432/postgres)
 #      CARGO_TARGET_DIR   honoured (binaries from its release/)
 #
@@ -42,18 +42,15 @@ while [ $# -gt 0 ]; do
 done
 
 target=${CARGO_TARGET_DIR:-$root/target}
-venv=${DAP_BENCH_DB_VENV:-$target/official-venv-db}
+venv=${DAP_BENCH_VENV:-$root/target/official-venv}
 server=${DAP_TEST_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/postgres}
 admin() { psql "$server" -v ON_ERROR_STOP=1 -qAt "$@"; }
 db_url() { echo "${server%/*}/$1"; }
 
 echo "== building (release)"
 cargo build --release --quiet -p dap-cli -p dap-emulator
-if [ ! -x "$venv/bin/dap" ] || ! "$venv/bin/python" -c 'import asyncpg' 2>/dev/null; then
-    echo "== installing the official client into $venv"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check "instructure-dap-client[postgresql,mysql]==2.3.1"
-fi
+. scripts/official-common.sh
+official_venv "$venv"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/dap-db-bench.XXXXXX")
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

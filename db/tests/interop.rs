@@ -3,9 +3,9 @@
 //! synced by the other, and both end with the same layout (`pg_dump --schema-only`),
 //! rows and `table_sync` rows.
 //!
-//! The official client is installed on first use into `target/official-venv-db`
-//! (`DAP_OFFICIAL_VENV` overrides the place); its `dap` runs against the in-process
-//! emulator, whose clock only moves when the test moves it.
+//! The official client is installed on first use into `target/official-venv` (shared
+//! with `scripts/official-common.sh`; `DAP_CHECK_VENV` overrides the place); its `dap`
+//! runs against the in-process emulator, whose clock only moves when the test moves it.
 
 mod common;
 
@@ -32,14 +32,16 @@ fn workspace_target() -> PathBuf {
 
 /// The official client's `dap`, installed if missing.
 fn official_dap() -> PathBuf {
-    let venv = std::env::var_os("DAP_OFFICIAL_VENV").map_or_else(
-        || workspace_target().join("official-venv-db"),
-        PathBuf::from,
-    );
+    let venv = std::env::var_os("DAP_CHECK_VENV")
+        .map_or_else(|| workspace_target().join("official-venv"), PathBuf::from);
     let dap = venv.join("bin/dap");
     let ready = venv.join("lib").exists()
         && Command::new(venv.join("bin/python"))
-            .args(["-c", "import asyncpg, dap"])
+            .args([
+                "-c",
+                "import asyncpg, aiomysql, pymysql, importlib.metadata as m; \
+                 assert m.version('instructure-dap-client') == '2.3.1'",
+            ])
             .status()
             .is_ok_and(|s| s.success());
     if dap.exists() && ready {
@@ -64,7 +66,7 @@ fn official_dap() -> PathBuf {
         ok && dap.exists(),
         "this test needs the official client: `python3 -m venv {0} && {0}/bin/pip install \
          'instructure-dap-client[postgresql,mysql]==2.3.1'` failed (python3 and PyPI must be \
-         reachable), or set DAP_OFFICIAL_VENV to a virtualenv that has it",
+         reachable), or set DAP_CHECK_VENV to a virtualenv that has it",
         venv.display()
     );
     dap
