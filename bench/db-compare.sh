@@ -62,7 +62,7 @@ dbs=()
 cleanup() {
     kill "$emu_pid" 2>/dev/null || true
     wait "$emu_pid" 2>/dev/null || true
-    for d in "${dbs[@]}"; do admin -c "DROP DATABASE IF EXISTS \"$d\" WITH (FORCE)" 2>/dev/null || true; done
+    for d in "${dbs[@]}"; do admin -c "DROP DATABASE IF EXISTS \"$d\" WITH (FORCE)" >/dev/null 2>&1 || true; done
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -73,11 +73,12 @@ export DAP_API_URL="$base" DAP_CLIENT_ID='us-east-1#demo-client' DAP_CLIENT_SECR
 results="$work/results.tsv"
 printf 'case\tclient\trun\twall_s\tcpu_s\tpeak_rss_mib\n' >"$results"
 
+# db_name TAG: the name of a scratch database; fresh_db NAME creates it (and the clean-up
+# drops it; not in a subshell, so that the list of databases is the script's).
+db_name() { echo "dap_bench_$$_$1"; }
 fresh_db() {
-    local name="dap_bench_$$_$1"
-    admin -c "DROP DATABASE IF EXISTS \"$name\" WITH (FORCE)" -c "CREATE DATABASE \"$name\""
-    dbs+=("$name")
-    echo "$name"
+    admin -c "DROP DATABASE IF EXISTS \"$1\" WITH (FORCE)" -c "CREATE DATABASE \"$1\""
+    dbs+=("$1")
 }
 
 # timed CASE CLIENT RUN command...: runs it under GNU time, records wall, CPU, RSS.
@@ -96,7 +97,7 @@ timed() {
 count() { psql "$(db_url "$1")" -qAt -c "SELECT count(*) FROM canvas.$table"; }
 
 echo "== warming the emulator's snapshot of canvas.$table ($rows rows)"
-ours_warm=$(fresh_db warm)
+ours_warm=$(db_name warm); fresh_db "$ours_warm"
 "$target/release/dap" --non-interactive --loglevel warning initdb --namespace canvas --table "$table" \
     --connection-string "$(db_url "$ours_warm")"
 echo "   $(count "$ours_warm") rows; TSV $(psql "$(db_url "$ours_warm")" -qAt -c "SELECT pg_size_pretty(sum(length(t::text))::bigint) FROM canvas.$table t") as text"
@@ -104,7 +105,8 @@ psql "$(db_url "$ours_warm")" -qAt -c "\\copy canvas.$table to '$work/rows.tsv'"
 
 for run in $(seq 1 "$runs"); do
     echo "== initdb, run $run"
-    off=$(fresh_db "off_$run"); ours=$(fresh_db "ours_$run"); floor=$(fresh_db "floor_$run")
+    off=$(db_name "off_$run"); ours=$(db_name "ours_$run"); floor=$(db_name "floor_$run")
+    fresh_db "$off"; fresh_db "$ours"; fresh_db "$floor"
     timed initdb official "$run" "$venv/bin/dap" --non-interactive --loglevel warning initdb \
         --namespace canvas --table "$table" --connection-string "$(db_url "$off")"
     timed initdb dap-rs "$run" "$target/release/dap" --non-interactive --loglevel warning initdb \
