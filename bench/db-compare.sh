@@ -4,11 +4,14 @@
 # emulator and the same PostgreSQL server, with `psql \copy` of the same rows as the
 # floor for initdb.
 #
-# Usage: bench/db-compare.sh [--rows N] [--changes N] [--table T] [--runs N] [--results FILE]
+# Usage: bench/db-compare.sh [--rows N] [--changes N] [--namespace NS] [--table T] [--runs N]
+#                            [--results FILE]
 #
 #   --rows N       rows of the table (default 600000)
 #   --changes N    changes in the syncdb window (default 150000)
-#   --table T      emulated canvas table (default submissions)
+#   --namespace NS namespace of the table (default canvas)
+#   --table T      emulated table (default submissions; new_quizzes quiz_sessions is the
+#                  emulator's wide benchmark table, about 130 MiB of TSV at 600k rows)
 #   --runs N       timed runs of each case per client (default 1)
 #   --results FILE also write the measurements (TSV) there
 #
@@ -26,6 +29,7 @@ root=$(pwd)
 rows=600000
 changes=150000
 table=submissions
+ns=canvas
 runs=1
 results_copy=
 while [ $# -gt 0 ]; do
@@ -33,6 +37,7 @@ while [ $# -gt 0 ]; do
         --rows) rows=$2; shift ;;
         --changes) changes=$2; shift ;;
         --table) table=$2; shift ;;
+        --namespace) ns=$2; shift ;;
         --runs) runs=$2; shift ;;
         --results) results_copy=$2; shift ;;
         -h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -94,35 +99,35 @@ timed() {
     printf '   %-8s %-9s run %s: %6.2f s wall, %6.2f s CPU, %7.1f MiB peak RSS\n' "$case" "$client" "$run" "$wall" "$cpu" "$mib"
 }
 
-count() { psql "$(db_url "$1")" -qAt -c "SELECT count(*) FROM canvas.$table"; }
+count() { psql "$(db_url "$1")" -qAt -c "SELECT count(*) FROM $ns.$table"; }
 
-echo "== warming the emulator's snapshot of canvas.$table ($rows rows)"
+echo "== warming the emulator's snapshot of $ns.$table ($rows rows)"
 ours_warm=$(db_name warm); fresh_db "$ours_warm"
-"$target/release/dap" --non-interactive --loglevel warning initdb --namespace canvas --table "$table" \
+"$target/release/dap" --non-interactive --loglevel warning initdb --namespace "$ns" --table "$table" \
     --connection-string "$(db_url "$ours_warm")"
-echo "   $(count "$ours_warm") rows; TSV $(psql "$(db_url "$ours_warm")" -qAt -c "SELECT pg_size_pretty(sum(length(t::text))::bigint) FROM canvas.$table t") as text"
-psql "$(db_url "$ours_warm")" -qAt -c "\\copy canvas.$table to '$work/rows.tsv'"
+echo "   $(count "$ours_warm") rows; TSV $(psql "$(db_url "$ours_warm")" -qAt -c "SELECT pg_size_pretty(sum(length(t::text))::bigint) FROM $ns.$table t") as text"
+psql "$(db_url "$ours_warm")" -qAt -c "\\copy $ns.$table to '$work/rows.tsv'"
 
 for run in $(seq 1 "$runs"); do
     echo "== initdb, run $run"
     off=$(db_name "off_$run"); ours=$(db_name "ours_$run"); floor=$(db_name "floor_$run")
     fresh_db "$off"; fresh_db "$ours"; fresh_db "$floor"
     timed initdb official "$run" "$venv/bin/dap" --non-interactive --loglevel warning initdb \
-        --namespace canvas --table "$table" --connection-string "$(db_url "$off")"
+        --namespace "$ns" --table "$table" --connection-string "$(db_url "$off")"
     timed initdb dap-rs "$run" "$target/release/dap" --non-interactive --loglevel warning initdb \
-        --namespace canvas --table "$table" --connection-string "$(db_url "$ours")"
+        --namespace "$ns" --table "$table" --connection-string "$(db_url "$ours")"
     # The floor: the same rows, already decompressed, into the same (empty) table.
     pg_dump --schema-only "$(db_url "$ours")" | psql "$(db_url "$floor")" -q -v ON_ERROR_STOP=1 >/dev/null
-    timed initdb psql-copy "$run" psql "$(db_url "$floor")" -v ON_ERROR_STOP=1 -qc "\\copy canvas.$table from '$work/rows.tsv'"
+    timed initdb psql-copy "$run" psql "$(db_url "$floor")" -v ON_ERROR_STOP=1 -qc "\\copy $ns.$table from '$work/rows.tsv'"
     [ "$(count "$off")" = "$(count "$ours")" ] && [ "$(count "$ours")" = "$(count "$floor")" ] || {
         echo "row counts differ: official $(count "$off"), ours $(count "$ours"), floor $(count "$floor")" >&2; exit 1; }
 
     echo "== syncdb of a window of about $changes changes, run $run"
     curl -fsS -X POST "$base/_emulator/advance?seconds=$((changes / 100))" >/dev/null
     timed syncdb official "$run" "$venv/bin/dap" --non-interactive --loglevel warning syncdb \
-        --namespace canvas --table "$table" --connection-string "$(db_url "$off")"
+        --namespace "$ns" --table "$table" --connection-string "$(db_url "$off")"
     timed syncdb dap-rs "$run" "$target/release/dap" --json --non-interactive --loglevel warning syncdb \
-        --namespace canvas --table "$table" --connection-string "$(db_url "$ours")"
+        --namespace "$ns" --table "$table" --connection-string "$(db_url "$ours")"
     python3 -c "import json,sys; t=json.load(open('$work/out'))['tables'][0]; print('   window: %d changes (%d upserted, %d deleted)' % (t['lines'], t['upserted'], t['deleted']))"
     [ "$(count "$off")" = "$(count "$ours")" ] || { echo "row counts differ after syncdb" >&2; exit 1; }
 done
