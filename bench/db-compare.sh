@@ -7,8 +7,12 @@
 # Usage: bench/db-compare.sh [--rows N] [--changes N] [--namespace NS] [--table T] [--runs N]
 #                            [--results FILE]
 #
-#   --rows N       rows of the table (default 600000)
-#   --changes N    changes in the syncdb window (default 150000)
+#   --rows N       rows of the table (default 600000; 0 keeps the emulator's own size)
+#   --changes N    changes in the syncdb window (default 150000), made by a change every
+#                  10 ms and moving the clock on by N/100 s
+#   --advance S    move the clock on by S seconds instead, with the emulator's own change
+#                  rate (for new_quizzes quiz_sessions: --rows 0 --advance 3600, about
+#                  123,000 changes)
 #   --namespace NS namespace of the table (default canvas)
 #   --table T      emulated table (default submissions; new_quizzes quiz_sessions is the
 #                  emulator's wide benchmark table, about 130 MiB of TSV at 600k rows)
@@ -30,6 +34,7 @@ rows=600000
 changes=150000
 table=submissions
 ns=canvas
+advance=
 runs=1
 results_copy=
 while [ $# -gt 0 ]; do
@@ -38,6 +43,7 @@ while [ $# -gt 0 ]; do
         --changes) changes=$2; shift ;;
         --table) table=$2; shift ;;
         --namespace) ns=$2; shift ;;
+        --advance) advance=$2; shift ;;
         --runs) runs=$2; shift ;;
         --results) results_copy=$2; shift ;;
         -h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -60,8 +66,13 @@ official_venv "$venv"
 work=$(mktemp -d "${TMPDIR:-/tmp}/dap-db-bench.XXXXXX")
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 # One change every 10 ms: advancing the clock by changes/100 seconds makes the window.
-"$target/release/dap-emulator" --port "$port" --rows-per-table "$rows" --change-interval 0.01 \
-    >"$work/emulator.log" 2>&1 &
+emu_args=()
+[ "$rows" != 0 ] && emu_args+=(--rows-per-table "$rows")
+if [ -z "$advance" ]; then
+    emu_args+=(--change-interval 0.01)
+    advance=$((changes / 100))
+fi
+"$target/release/dap-emulator" --port "$port" "${emu_args[@]}" >"$work/emulator.log" 2>&1 &
 emu_pid=$!
 dbs=()
 cleanup() {
@@ -122,8 +133,8 @@ for run in $(seq 1 "$runs"); do
     [ "$(count "$off")" = "$(count "$ours")" ] && [ "$(count "$ours")" = "$(count "$floor")" ] || {
         echo "row counts differ: official $(count "$off"), ours $(count "$ours"), floor $(count "$floor")" >&2; exit 1; }
 
-    echo "== syncdb of a window of about $changes changes, run $run"
-    curl -fsS -X POST "$base/_emulator/advance?seconds=$((changes / 100))" >/dev/null
+    echo "== syncdb of the window after the clock moved on by $advance s, run $run"
+    curl -fsS -X POST "$base/_emulator/advance?seconds=$advance" >/dev/null
     timed syncdb official "$run" "$venv/bin/dap" --non-interactive --loglevel warning syncdb \
         --namespace "$ns" --table "$table" --connection-string "$(db_url "$off")"
     timed syncdb dap-rs "$run" "$target/release/dap" --json --non-interactive --loglevel warning syncdb \
