@@ -11,7 +11,7 @@
 # Engines: dap-proto's streaming GzipDecoder on zlib-rs and on zlib-ng (flate2's backends;
 # the binary is built both ways), ISA-L's igzip (isal-rs, streaming reader), libdeflate
 # (libdeflater, whole member in memory; and "warm": its output buffer touched before the
-# clock starts), and crc32fast alone (the CRC's share).
+# clock starts), and the CRC alone (dap-proto's, flate2::Crc: its share of the time).
 # Files: the emulator's jsonl and tsv objects as it serves them (1 MiB gzip members,
 # repeated), and generated DAP-like jsonl and tsv compressed by `gzip -6` (one member).
 #
@@ -113,7 +113,7 @@ files = sorted({f for f, _ in by})
 engines = ["dap/zlib-rs", "dap/zlib-ng", "isal", "libdeflate", "libdeflate-warm", "crc32"]
 print("MB/s = 10^6 inflated bytes per CPU second of the process (median over rounds);")
 print("wall MB/s alongside; CPU s/GiB = CPU seconds per inflated GiB; peak = extra RSS")
-print(f"{'file':10} {'engine':12} {'MB/s/core':>9} {'min':>6} {'max':>6} {'wall MB/s':>9} {'CPU s/GiB':>9} {'peak KiB':>9} {'vs zlib-rs':>10}")
+print(f"{'file':10} {'engine':15} {'MB/s/core':>9} {'min':>6} {'max':>6} {'wall MB/s':>9} {'CPU s/GiB':>9} {'peak KiB':>9} {'vs zlib-rs':>10}")
 for f in files:
     base = None
     for e in engines:
@@ -126,6 +126,6 @@ for f in files:
         per_gib = statistics.median(c / n * 2**30 for n, _, c, _ in v)
         peak = statistics.median(p for *_, p in v)
         base = base or med
-        print(f"{f:10} {e:12} {med:9.0f} {min(rates):6.0f} {max(rates):6.0f} {wall:9.0f} {per_gib:9.3f} {peak:9.0f} {med / base:9.2f}x")
+        print(f"{f:10} {e:15} {med:9.0f} {min(rates):6.0f} {max(rates):6.0f} {wall:9.0f} {per_gib:9.3f} {peak:9.0f} {med / base:9.2f}x")
 PY
 [ -z "$results_copy" ] || cp "$results" "$results_copy"
