@@ -756,10 +756,15 @@ pub fn gzip(data: &[u8]) {
     let payload = rest(&mut u);
     let (compressed, valid_plain) = match mode & 3 {
         0 => (payload.to_vec(), None),
-        1 => (
-            gz_encode(payload, u32::from(mode >> 4) % 10),
-            Some(payload.to_vec()),
-        ),
+        1 => {
+            // Bit 2 repeats the payload past the decoder's 256 KiB buffer and 64 KiB
+            // sink pieces, so their boundaries fall everywhere.
+            let plain = match mode & 4 {
+                0 => payload.to_vec(),
+                _ => payload.repeat((300_000 / payload.len().max(1)).min(300_000)),
+            };
+            (gz_encode(&plain, u32::from(mode >> 4) % 10), Some(plain))
+        }
         2 => {
             let cut = usize::from(corrupt_at) % (payload.len() + 1);
             let mut v = gz_encode(&payload[..cut], 1);
