@@ -11,7 +11,7 @@ use jiff::Timestamp;
 use crate::api;
 use crate::backoff::Backoff;
 use crate::config::Config;
-use crate::error::{Error, Misuse, ProtocolError};
+use crate::error::{Error, Misuse, ProtocolError, TransportFailure};
 use crate::model::{
     DataRange, Format, Job, JobId, JobState, ObjectId, ObjectUrl, Query, TableSchema,
 };
@@ -125,6 +125,10 @@ pub struct UrlSet {
 /// The result of a query run to completion.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueryResult {
+    /// The namespace queried.
+    pub namespace: String,
+    /// The table queried.
+    pub table: String,
     /// The job.
     pub job: JobId,
     /// The format the objects are in.
@@ -137,7 +141,8 @@ pub struct QueryResult {
     pub range: DataRange,
     /// The objects with their pre-signed URLs.
     pub objects: Vec<ObjectUrl>,
-    /// When the URLs were received.
+    /// When the first batch of URLs was received (the oldest URL's issue): a
+    /// [`crate::Download`] refreshes them before they expire.
     pub urls_issued_at: Instant,
 }
 
@@ -272,6 +277,8 @@ struct QueryProgress {
 struct UrlProgress {
     pending: Vec<ObjectId>,
     done: Vec<ObjectUrl>,
+    /// When the first batch arrived.
+    first_issued: Option<Instant>,
 }
 
 struct Operation {
@@ -284,6 +291,11 @@ struct Operation {
     reauthed: bool,
     query: Option<QueryProgress>,
     urls: Option<UrlProgress>,
+    /// The operation ends with [`Error::Timeout`] at this instant (moved on when a
+    /// query starts polling, and again when it fetches URLs).
+    deadline: Instant,
+    /// What the last transport failure of the current call was.
+    last_failure: Option<TransportFailure>,
 }
 
 struct InFlight {
@@ -309,8 +321,9 @@ pub struct Session {
     next_op: u64,
     next_request: u64,
     jitter: Backoff,
-    last_now: Option<Instant>,
     wall: (Instant, Timestamp),
+    /// What the last login attempt failed with, when the transport failed it.
+    login_failure: Option<TransportFailure>,
     logins: u64,
     /// When the job-status calls of the last minute were sent (the poll rate cap).
     status_calls: VecDeque<Instant>,
@@ -347,8 +360,8 @@ impl Session {
             next_op: 0,
             next_request: 0,
             jitter,
-            last_now: Some(now),
             wall: (now, wall),
+            login_failure: None,
             logins: 0,
             status_calls: VecDeque::new(),
         }
@@ -394,7 +407,6 @@ impl Session {
     /// Starts an operation. Arguments are validated when its first request is built; a
     /// bad one ends the operation with [`Error::Argument`] without sending anything.
     pub fn start(&mut self, command: Command, now: Instant) -> OpId {
-        self.observe(now);
         let id = OpId(self.next_op);
         self.next_op += 1;
         let command_what = command.what();
@@ -437,6 +449,7 @@ impl Session {
                 let mut progress = UrlProgress {
                     pending: objects,
                     done: Vec::new(),
+                    first_issued: None,
                 };
                 let batch = next_batch(self.config.url_batch_size(), &mut progress);
                 (Call::Urls { batch }, None, Some(progress))
@@ -453,6 +466,8 @@ impl Session {
                 reauthed: false,
                 query,
                 urls,
+                deadline: now + self.config.call_timeout(),
+                last_failure: None,
             },
         );
         id
@@ -477,14 +492,17 @@ impl Session {
     }
 
     /// Reports the response to a request. Its body should be complete; transports stop
-    /// reading after [`Config::max_body_bytes`] plus one byte.
+    /// reading after [`Config::max_body_bytes`] plus one byte. A runtime that reads raw
+    /// bytes with [`crate::wire::ResponseParser`] hands an over-long body in as
+    /// [`crate::wire::ResponseParser::into_oversized`] returns it (head plus the first
+    /// bytes), and the operation ends with a typed "body too large" error.
     pub fn handle_response<B: AsRef<[u8]>>(
         &mut self,
         id: RequestId,
         response: Response<B>,
         now: Instant,
     ) -> Result<(), Misuse> {
-        self.observe(now);
+        self.fire_timers(now);
         let inflight = self
             .requests
             .remove(&id)
@@ -499,30 +517,50 @@ impl Session {
     }
 
     /// Reports that a request could not be completed (connection refused or reset,
-    /// timeout, truncated body). It is retried per the retry policy.
-    pub fn handle_failure(&mut self, id: RequestId, now: Instant) -> Result<(), Misuse> {
-        self.observe(now);
+    /// timeout, truncated body), and why. It is retried per the retry policy; a final
+    /// [`Error::Transport`] quotes the last `failure`.
+    pub fn handle_failure(
+        &mut self,
+        id: RequestId,
+        failure: TransportFailure,
+        now: Instant,
+    ) -> Result<(), Misuse> {
+        self.fire_timers(now);
         let inflight = self
             .requests
             .remove(&id)
             .ok_or(Misuse::UnknownRequest(id.0))?;
         match inflight.op {
-            None if self.is_login(id) => self.login_failed(None, now),
+            None if self.is_login(id) => {
+                self.login_failure = Some(failure);
+                self.login_failed(None, now);
+            }
             None => {}
-            Some(op) => self.retry_or_fail(op, None, now),
+            Some(op) => {
+                if let Some(o) = self.ops.get_mut(&op) {
+                    o.last_failure = Some(failure);
+                }
+                self.retry_or_fail(op, None, now);
+            }
         }
         Ok(())
     }
 
+    /// The instant by which a request handed out must be answered: its operation's
+    /// deadline. A transport should give up on the request then (and may report it as
+    /// a failure, which is ignored). `None` for a login or an unknown id.
+    pub fn request_deadline(&self, id: RequestId) -> Option<Instant> {
+        let op = self.requests.get(&id)?.op?;
+        self.ops.get(&op).map(|o| o.deadline)
+    }
+
     /// Lets timers fire. Optional: [`Session::poll_output`] does the same.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.observe(now);
         self.fire_timers(now);
     }
 
     /// The next thing to do. Drain it until it returns [`Output::Wait`].
     pub fn poll_output(&mut self, now: Instant) -> Output {
-        self.observe(now);
         self.fire_timers(now);
         if let Some((op, result)) = self.done.pop_front() {
             return Output::Done { op, result };
@@ -564,12 +602,6 @@ impl Session {
         Output::Wait(self.next_deadline())
     }
 
-    fn observe(&mut self, now: Instant) {
-        // Time never goes backwards; a caller that breaks this is treated as if no time
-        // passed (the later instant wins), which is always safe.
-        self.last_now = Some(self.last_now.map_or(now, |last| last.max(now)));
-    }
-
     fn is_login(&self, id: RequestId) -> bool {
         matches!(self.token, Token::LoggingIn { request, .. } if request == id)
     }
@@ -601,24 +633,38 @@ impl Session {
                     op.step = Step::Ready;
                 }
             }
-            if let Some(q) = &op.query {
-                if !matches!(op.step, Step::InFlight)
-                    && now.saturating_duration_since(q.started) >= self.config.poll().max_duration
-                {
-                    timed_out.push(*id);
-                }
+            if now >= op.deadline {
+                timed_out.push(*id);
             }
         }
         for id in timed_out {
-            let waited = self.config.poll().max_duration;
-            if let Some(op) = self.ops.remove(&id) {
-                let job = op
-                    .query
-                    .and_then(|q| q.job.map(|j| j.id))
-                    .unwrap_or_else(|| JobId::new(""));
-                self.done
-                    .push_back((id, Err(Error::JobTimedOut { job, waited })));
+            let Some(op) = self.ops.remove(&id) else {
+                continue;
+            };
+            let polling = op.query.as_ref().and_then(|q| {
+                let job = q
+                    .job
+                    .as_ref()
+                    .filter(|_| matches!(op.call, Call::Job { .. }))?;
+                Some(job.id.clone())
+            });
+            let error = match polling {
+                Some(job) => Error::JobTimedOut {
+                    job,
+                    waited: self.config.poll().max_duration,
+                },
+                None => Error::Timeout {
+                    what: op.command_what,
+                    after: self.config.call_timeout(),
+                },
+            };
+            for inflight in self.requests.values_mut() {
+                if inflight.op == Some(id) {
+                    inflight.op = None;
+                }
             }
+            tracing::debug!(op = %id, error = %error, "operation timed out");
+            self.done.push_back((id, Err(error)));
         }
     }
 
@@ -637,11 +683,7 @@ impl Session {
             if let Step::Sleep(until) = op.step {
                 consider(until);
             }
-            if let Some(q) = &op.query {
-                if !matches!(op.step, Step::InFlight) {
-                    consider(q.started + self.config.poll().max_duration);
-                }
-            }
+            consider(op.deadline);
         }
         deadline
     }
@@ -838,9 +880,10 @@ impl Session {
             }
             _ => {
                 self.token = Token::None;
-                let error = error.unwrap_or(Error::Transport {
+                let error = error.unwrap_or_else(|| Error::Transport {
                     what: "login",
                     attempts: attempt,
+                    last: self.login_failure.take().unwrap_or_else(no_detail),
                 });
                 tracing::debug!(error = %error, "login failed");
                 self.fail_waiting(&error);
@@ -857,22 +900,20 @@ impl Session {
         };
         if status == StatusCode::TOO_MANY_REQUESTS {
             return Some(
-                self.server_delay(error, now)
+                self.server_delay(error)
                     .unwrap_or(self.config.retry().default_retry_after),
             );
         }
         if status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT {
             let backoff = self.backoff(attempt);
-            return Some(
-                self.server_delay(error, now)
-                    .map_or(backoff, |d| d.max(backoff)),
-            );
+            return Some(self.server_delay(error).map_or(backoff, |d| d.max(backoff)));
         }
+        let _ = now;
         None
     }
 
     /// A `Retry-After` the server sent, capped by the policy.
-    fn server_delay(&self, error: &Error, _now: Instant) -> Option<Duration> {
+    fn server_delay(&self, error: &Error) -> Option<Duration> {
         let Error::Api(e) = error else { return None };
         e.retry_after
             .map(|d| d.min(self.config.retry().max_retry_after))
@@ -936,24 +977,30 @@ impl Session {
         let Some(op) = self.ops.get(&id) else { return };
         let attempt = op.attempt;
         let what = op.call.what();
-        let polling = matches!(op.call, Call::Job { .. }) && op.query.is_some();
         let delay = match &error {
             None => Some(self.backoff(attempt)),
             Some(e) => self.retry_delay(e, attempt, now),
         };
-        let max = self.config.retry().max_attempts;
         match delay {
-            Some(delay) if attempt < max || (polling && attempt < max.saturating_mul(2)) => {
+            Some(delay) if attempt < self.config.retry().max_attempts => {
                 tracing::debug!(op = %id, what, attempt, delay_ms = delay.as_millis() as u64, "retrying");
                 if let Some(op) = self.ops.get_mut(&id) {
                     op.step = Step::Sleep(now + delay);
                 }
             }
             _ => {
-                let error = error.unwrap_or(Error::Transport {
-                    what,
-                    attempts: attempt,
-                });
+                let error = match error {
+                    Some(e) => with_attempts(e, attempt),
+                    None => Error::Transport {
+                        what,
+                        attempts: attempt,
+                        last: self
+                            .ops
+                            .get_mut(&id)
+                            .and_then(|o| o.last_failure.take())
+                            .unwrap_or_else(no_detail),
+                    },
+                };
                 self.finish(id, Err(error));
             }
         }
@@ -966,6 +1013,7 @@ impl Session {
         };
         op.attempt = 0;
         op.reauthed = false;
+        op.last_failure = None;
         let in_query = op.query.is_some();
         match outcome {
             Outcome::Job(job) if in_query => self.advance_query(id, job, now),
@@ -978,6 +1026,7 @@ impl Session {
                     return;
                 };
                 progress.done.extend(set.urls);
+                let first_issued = *progress.first_issued.get_or_insert(now);
                 if progress.pending.is_empty() {
                     let urls = progress.done;
                     let result = match op.query.take() {
@@ -987,19 +1036,21 @@ impl Session {
                                 expires_at,
                                 state: JobState::Complete(c),
                             }) => Ok(Outcome::Query(QueryResult {
+                                namespace: q.namespace,
+                                table: q.table,
                                 job,
                                 format: q.query.format(),
                                 expires_at,
                                 schema_version: c.schema_version,
                                 range: c.range,
                                 objects: urls,
-                                urls_issued_at: now,
+                                urls_issued_at: first_issued,
                             })),
                             _ => unreachable_state(),
                         },
                         None => Ok(Outcome::Urls(UrlSet {
                             urls,
-                            issued_at: now,
+                            issued_at: first_issued,
                         })),
                     };
                     self.finish(id, result);
@@ -1051,6 +1102,8 @@ impl Session {
                 }
                 if complete.objects.is_empty() {
                     let result = QueryResult {
+                        namespace: q.namespace.clone(),
+                        table: q.table.clone(),
                         job: job.id.clone(),
                         format: q.query.format(),
                         expires_at: job.expires_at,
@@ -1075,14 +1128,14 @@ impl Session {
                             .collect()
                     },
                     done: Vec::new(),
+                    first_issued: None,
                 };
                 q.job = Some(job);
                 let batch = next_batch(self.config.url_batch_size(), &mut progress);
-                if let Some(op) = self.ops.get_mut(&id) {
-                    op.urls = Some(progress);
-                    op.call = Call::Urls { batch };
-                    op.step = Step::Ready;
-                }
+                op.deadline = now + self.config.call_timeout();
+                op.urls = Some(progress);
+                op.call = Call::Urls { batch };
+                op.step = Step::Ready;
             }
             JobState::Waiting | JobState::Running => {
                 let factor = 1u32.checked_shl(q.polls.min(31)).unwrap_or(u32::MAX);
@@ -1093,6 +1146,10 @@ impl Session {
                     .min(poll.max_interval);
                 if now.saturating_duration_since(q.started) < poll.fast_phase {
                     interval = interval.min(poll.fast_interval.max(poll.initial_interval));
+                }
+                if q.polls == 0 {
+                    // The job runs on the server now: its own bound applies.
+                    op.deadline = q.started + poll.max_duration;
                 }
                 q.polls = q.polls.saturating_add(1);
                 op.call = Call::Job {
@@ -1114,7 +1171,22 @@ fn next_batch(size: usize, progress: &mut UrlProgress) -> Vec<ObjectId> {
 fn unreachable_state() -> Result<Outcome, Error> {
     // A query reaches the URL phase only with a complete job recorded; should that ever
     // not hold, report it as an error rather than panic.
-    Err(Error::Argument(crate::ArgumentError::new(
-        "internal: query finished without a complete job",
-    )))
+    Err(Error::Internal(
+        "a query finished without a complete job".to_owned(),
+    ))
+}
+
+fn no_detail() -> TransportFailure {
+    TransportFailure::new(crate::error::FailureKind::Other, "")
+}
+
+/// A final API error after retries says how many attempts were made.
+fn with_attempts(error: Error, attempts: u32) -> Error {
+    match error {
+        Error::Api(mut e) if attempts > 1 => {
+            e.message.push_str(&format!(" (after {attempts} attempts)"));
+            Error::Api(e)
+        }
+        other => other,
+    }
 }

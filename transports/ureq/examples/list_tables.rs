@@ -26,7 +26,7 @@ fn main() -> Result<(), Error> {
         result.objects.len(),
         result.range
     );
-    let files = client.download(&result, dir.as_ref(), &DownloadOptions::default())?;
+    let files = client.download(&result, &dir, &DownloadOptions::default())?;
     for file in &files {
         println!("{} ({} bytes, verified)", file.path.display(), file.bytes);
     }

@@ -1,0 +1,50 @@
+//! The ids of jobs and objects: plain strings with a type each. They depend on nothing
+//! else in the crate, so errors and the model can both name them.
+
+use std::fmt;
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Wraps a raw id.
+            pub fn new(id: impl Into<String>) -> Self {
+                Self(id.into())
+            }
+            /// The raw id.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(id: &str) -> Self {
+                Self(id.to_owned())
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(id: String) -> Self {
+                Self(id)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// The id of a query job.
+    JobId
+);
+id_type!(
+    /// The id of an output object of a job.
+    ObjectId
+);
