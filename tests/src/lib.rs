@@ -76,7 +76,7 @@ pub enum Transport {
     Ureq,
     /// `dap_hyper::Client` (async, on a tokio multi-thread runtime).
     Hyper,
-    /// A bare [`Session`] over `std::net::TcpStream` (API calls only).
+    /// A bare [`dap_proto::Session`] and [`dap_proto::Download`]s over `std::net::TcpStream`.
     Raw,
 }
 

@@ -27,7 +27,7 @@ use crate::transfer::{HeadAction, Transfer};
 pub struct Fetch {
     pub(super) index: usize,
     pub(super) transfer: Box<Transfer>,
-    pub(super) request: Option<Request<Vec<u8>>>,
+    pub(super) request: Option<Box<Request<Vec<u8>>>>,
     pub(super) temp: Option<String>,
     pub(super) splitter: Option<RecordSplitter>,
     pub(super) record_error: Option<RecordError>,
@@ -37,7 +37,7 @@ pub struct Fetch {
 impl Fetch {
     /// The request to send (the first call takes it; later calls get an empty GET).
     pub fn take_request(&mut self) -> Request<Vec<u8>> {
-        self.request.take().unwrap_or_default()
+        self.request.take().map(|r| *r).unwrap_or_default()
     }
 
     /// The object.

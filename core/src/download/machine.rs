@@ -588,7 +588,7 @@ impl Download {
         DownloadOutput::Fetch(Fetch {
             index: i,
             transfer: Box::new(transfer),
-            request: Some(request),
+            request: Some(Box::new(request)),
             temp,
             splitter,
             record_error: None,
