@@ -68,6 +68,11 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+/// The README's library examples, compiled as this crate's doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeExamples;
+
 mod net;
 mod pump;
 
