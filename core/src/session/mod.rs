@@ -1,203 +1,26 @@
 //! The [`Session`] state machine: one token shared by any number of operations, login
-//! on demand, retries, job polling and URL retrieval, all driven by the caller.
+//! on demand, retries, job polling and URL retrieval, all driven by the caller. What each
+//! operation does, phase by phase, is in [`work`].
+
+mod types;
+mod work;
+
+pub use types::{Command, OpId, Outcome, Output, QueryResult, RequestId, TokenStatus, UrlSet};
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use http::{Request, Response, StatusCode};
+use http::{Response, StatusCode};
 use jiff::Timestamp;
 
 use crate::api;
 use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::error::{Error, Misuse, ProtocolError, TransportFailure};
-use crate::model::{
-    DataRange, Format, Job, JobId, JobState, ObjectId, ObjectUrl, Query, TableSchema,
-};
 use crate::secret::AccessToken;
 
-/// Identifies an operation started with [`Session::start`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct OpId(u64);
-
-/// Identifies a request handed out by [`Session::poll_output`]; answer it with
-/// [`Session::handle_response`] or [`Session::handle_failure`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RequestId(u64);
-
-macro_rules! raw_id {
-    ($name:ident) => {
-        impl $name {
-            /// The raw number, for use as a map key or in logs.
-            pub fn into_raw(self) -> u64 {
-                self.0
-            }
-            /// Rebuilds an id from [`Self::into_raw`]; an id the session never issued is
-            /// refused by it as misuse.
-            pub fn from_raw(raw: u64) -> Self {
-                Self(raw)
-            }
-        }
-    };
-}
-raw_id!(OpId);
-raw_id!(RequestId);
-
-impl fmt::Display for OpId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "op#{}", self.0)
-    }
-}
-
-impl fmt::Display for RequestId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "req#{}", self.0)
-    }
-}
-
-/// What an operation should do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Command {
-    /// List the tables of a namespace.
-    ListTables {
-        /// `canvas`, `canvas_logs`, `catalog`, ...
-        namespace: String,
-    },
-    /// Fetch a table's schema.
-    Schema {
-        /// The namespace.
-        namespace: String,
-        /// The table.
-        table: String,
-    },
-    /// Run a snapshot or incremental query to completion: start it, poll the job until it
-    /// ends, then fetch the URLs of its objects.
-    Query {
-        /// The namespace.
-        namespace: String,
-        /// The table.
-        table: String,
-        /// What to ask for.
-        query: Query,
-    },
-    /// Fetch a job's status once.
-    GetJob {
-        /// The job.
-        job: JobId,
-    },
-    /// Fetch (or refresh) pre-signed URLs for objects, in batches.
-    ObjectUrls {
-        /// The objects.
-        objects: Vec<ObjectId>,
-    },
-}
-
-impl Command {
-    /// A command that fetches fresh URLs for every object of a query result.
-    pub fn refresh_urls(result: &QueryResult) -> Self {
-        Self::ObjectUrls {
-            objects: result.objects.iter().map(|o| o.id.clone()).collect(),
-        }
-    }
-
-    fn what(&self) -> &'static str {
-        match self {
-            Self::ListTables { .. } => "list tables",
-            Self::Schema { .. } => "table schema",
-            Self::Query { .. } => "query",
-            Self::GetJob { .. } => "job status",
-            Self::ObjectUrls { .. } => "object URLs",
-        }
-    }
-}
-
-/// Pre-signed URLs and the instant they were received.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UrlSet {
-    /// One URL per requested object, in request order.
-    pub urls: Vec<ObjectUrl>,
-    /// When the (last batch of) URLs arrived; they last about 15 minutes from there.
-    pub issued_at: Instant,
-}
-
-/// The result of a query run to completion.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueryResult {
-    /// The namespace queried.
-    pub namespace: String,
-    /// The table queried.
-    pub table: String,
-    /// The job.
-    pub job: JobId,
-    /// The format the objects are in.
-    pub format: Format,
-    /// When the job and its objects are deleted.
-    pub expires_at: Option<Timestamp>,
-    /// The schema version of the data.
-    pub schema_version: u64,
-    /// What the data covers: `at` for a snapshot, `since`/`until` for an incremental.
-    pub range: DataRange,
-    /// The objects with their pre-signed URLs.
-    pub objects: Vec<ObjectUrl>,
-    /// When the first batch of URLs was received (the oldest URL's issue): a
-    /// [`crate::Download`] refreshes them before they expire.
-    pub urls_issued_at: Instant,
-}
-
-/// What a finished operation produced.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub enum Outcome {
-    /// From [`Command::ListTables`].
-    Tables(Vec<String>),
-    /// From [`Command::Schema`].
-    Schema(TableSchema),
-    /// From [`Command::GetJob`].
-    Job(Job),
-    /// From [`Command::ObjectUrls`].
-    Urls(UrlSet),
-    /// From [`Command::Query`].
-    Query(QueryResult),
-}
-
-/// What [`Session::poll_output`] asks of the caller.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum Output {
-    /// Send this request and report its fate with the given id.
-    Send {
-        /// Correlates the answer.
-        id: RequestId,
-        /// The request. Its auth header, if any, is marked sensitive.
-        request: Request<Vec<u8>>,
-    },
-    /// An operation ended.
-    Done {
-        /// The operation.
-        op: OpId,
-        /// Its result.
-        result: Result<Outcome, Error>,
-    },
-    /// Nothing more to do now: call again at this instant (or when a response arrives).
-    /// `None` means no operation is waiting on time.
-    Wait(Option<Instant>),
-}
-
-/// The session's view of its token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum TokenStatus {
-    /// No token.
-    None,
-    /// A login request is in flight.
-    LoggingIn,
-    /// Waiting to retry a failed login.
-    LoginBackoff,
-    /// A usable token, until the instant given (expiry minus the refresh margin).
-    Valid(Instant),
-}
+use work::{Context, Next, Work};
 
 enum Token {
     None,
@@ -216,45 +39,10 @@ enum Token {
     },
 }
 
-/// One API call an operation needs, replayable.
-#[derive(Clone)]
-enum Call {
-    Tables {
-        namespace: String,
-    },
-    Schema {
-        namespace: String,
-        table: String,
-    },
-    StartQuery {
-        namespace: String,
-        table: String,
-        query: Query,
-    },
-    Job {
-        job: JobId,
-    },
-    Urls {
-        batch: Vec<ObjectId>,
-    },
-}
-
-impl Call {
-    fn what(&self) -> &'static str {
-        match self {
-            Self::Tables { .. } => "list tables",
-            Self::Schema { .. } => "table schema",
-            Self::StartQuery { .. } => "start query",
-            Self::Job { .. } => "job status",
-            Self::Urls { .. } => "object URLs",
-        }
-    }
-}
-
 /// What the operation is waiting for.
 #[derive(Clone, Copy)]
 enum Step {
-    /// Send `call` as soon as a token exists.
+    /// Send the current call as soon as a token exists.
     Ready,
     /// A request is out.
     InFlight,
@@ -262,35 +50,14 @@ enum Step {
     Sleep(Instant),
 }
 
-/// Query progress, for [`Command::Query`].
-struct QueryProgress {
-    namespace: String,
-    table: String,
-    query: Query,
-    started: Instant,
-    polls: u32,
-    reposts: u32,
-    job: Option<Job>,
-}
-
-/// URL progress, shared by [`Command::ObjectUrls`] and the end of a query.
-struct UrlProgress {
-    pending: Vec<ObjectId>,
-    done: Vec<ObjectUrl>,
-    /// When the first batch arrived.
-    first_issued: Option<Instant>,
-}
-
 struct Operation {
     command_what: &'static str,
-    call: Call,
+    work: Work,
     step: Step,
     /// Attempts of the current call, the current one included.
     attempt: u32,
     /// Whether the current call already re-logged in after a 401.
     reauthed: bool,
-    query: Option<QueryProgress>,
-    urls: Option<UrlProgress>,
     /// The operation ends with [`Error::Timeout`] at this instant (moved on when a
     /// query starts polling, and again when it fetches URLs).
     deadline: Instant,
@@ -340,9 +107,6 @@ impl fmt::Debug for Session {
             .finish_non_exhaustive()
     }
 }
-
-/// How many times a query whose complete job is about to expire is posted again.
-const MAX_REPOSTS: u32 = 3;
 
 impl Session {
     /// A session with no token yet. `now` and `wall` are the same moment on the monotonic
@@ -410,49 +174,11 @@ impl Session {
         let id = OpId(self.next_op);
         self.next_op += 1;
         let command_what = command.what();
-        let (call, query, urls) = match command {
-            Command::ListTables { namespace } => (Call::Tables { namespace }, None, None),
-            Command::Schema { namespace, table } => (Call::Schema { namespace, table }, None, None),
-            Command::GetJob { job } => (Call::Job { job }, None, None),
-            Command::Query {
-                namespace,
-                table,
-                query,
-            } => (
-                Call::StartQuery {
-                    namespace: namespace.clone(),
-                    table: table.clone(),
-                    query,
-                },
-                Some(QueryProgress {
-                    namespace,
-                    table,
-                    query,
-                    started: now,
-                    polls: 0,
-                    reposts: 0,
-                    job: None,
-                }),
-                None,
-            ),
-            Command::ObjectUrls { objects } => {
-                if objects.is_empty() {
-                    self.done.push_back((
-                        id,
-                        Ok(Outcome::Urls(UrlSet {
-                            urls: Vec::new(),
-                            issued_at: now,
-                        })),
-                    ));
-                    return id;
-                }
-                let mut progress = UrlProgress {
-                    pending: objects,
-                    done: Vec::new(),
-                    first_issued: None,
-                };
-                let batch = next_batch(self.config.url_batch_size(), &mut progress);
-                (Call::Urls { batch }, None, Some(progress))
+        let work = match Work::new(command, &self.config, now) {
+            Ok(work) => work,
+            Err(outcome) => {
+                self.done.push_back((id, Ok(outcome)));
+                return id;
             }
         };
         tracing::debug!(%id, what = command_what, "operation started");
@@ -460,12 +186,10 @@ impl Session {
             id,
             Operation {
                 command_what,
-                call,
+                work,
                 step: Step::Ready,
                 attempt: 0,
                 reauthed: false,
-                query,
-                urls,
                 deadline: now + self.config.call_timeout(),
                 last_failure: None,
             },
@@ -641,14 +365,7 @@ impl Session {
             let Some(op) = self.ops.remove(&id) else {
                 continue;
             };
-            let polling = op.query.as_ref().and_then(|q| {
-                let job = q
-                    .job
-                    .as_ref()
-                    .filter(|_| matches!(op.call, Call::Job { .. }))?;
-                Some(job.id.clone())
-            });
-            let error = match polling {
+            let error = match op.work.polled_job().cloned() {
                 Some(job) => Error::JobTimedOut {
                     job,
                     waited: self.config.poll().max_duration,
@@ -702,7 +419,7 @@ impl Session {
         let Some(o) = self.ops.get_mut(&op) else {
             return false;
         };
-        if !matches!(o.call, Call::Job { .. }) {
+        if !o.work.is_status_call() {
             return false;
         }
         while self
@@ -764,19 +481,7 @@ impl Session {
         };
         let generation = *generation;
         let op = self.ops.get(&id)?;
-        let built = match &op.call {
-            Call::Tables { namespace } => api::tables::request(&self.config, token, namespace),
-            Call::Schema { namespace, table } => {
-                api::schema::request(&self.config, token, namespace, table)
-            }
-            Call::StartQuery {
-                namespace,
-                table,
-                query,
-            } => api::query::request(&self.config, token, namespace, table, query),
-            Call::Job { job } => api::job::request(&self.config, token, job),
-            Call::Urls { batch } => api::objects::request(&self.config, token, batch),
-        };
+        let built = op.work.request(&self.config, token);
         match built {
             Ok(request) => {
                 let rid = self.new_request_id();
@@ -790,7 +495,7 @@ impl Session {
                 let op = self.ops.get_mut(&id)?;
                 op.step = Step::InFlight;
                 op.attempt += 1;
-                tracing::debug!(op = %id, request = %rid, what = op.call.what(), attempt = op.attempt, "sending");
+                tracing::debug!(op = %id, request = %rid, what = op.work.what(), attempt = op.attempt, "sending");
                 Some(Output::Send { id: rid, request })
             }
             Err(error) => {
@@ -931,20 +636,7 @@ impl Session {
         now: Instant,
     ) {
         let Some(op) = self.ops.get(&id) else { return };
-        let result = match &op.call {
-            Call::Tables { .. } => api::tables::parse(&self.config, response).map(Outcome::Tables),
-            Call::Schema { .. } => api::schema::parse(&self.config, response).map(Outcome::Schema),
-            Call::StartQuery { .. } => api::query::parse(&self.config, response).map(Outcome::Job),
-            Call::Job { .. } => api::job::parse(&self.config, response).map(Outcome::Job),
-            Call::Urls { batch } => {
-                api::objects::parse(&self.config, batch, response).map(|urls| {
-                    Outcome::Urls(UrlSet {
-                        urls,
-                        issued_at: now,
-                    })
-                })
-            }
-        };
+        let result = op.work.parse(&self.config, response, now);
         match result {
             Ok(outcome) => self.advance(id, outcome, now),
             Err(Error::Api(e)) if e.status == StatusCode::UNAUTHORIZED => {
@@ -976,7 +668,7 @@ impl Session {
     fn retry_or_fail(&mut self, id: OpId, error: Option<Error>, now: Instant) {
         let Some(op) = self.ops.get(&id) else { return };
         let attempt = op.attempt;
-        let what = op.call.what();
+        let what = op.work.what();
         let delay = match &error {
             None => Some(self.backoff(attempt)),
             Some(e) => self.retry_delay(e, attempt, now),
@@ -1008,172 +700,32 @@ impl Session {
 
     /// Moves an operation on after a successful call.
     fn advance(&mut self, id: OpId, outcome: Outcome, now: Instant) {
+        let wall = self.wall_at(now);
         let Some(op) = self.ops.get_mut(&id) else {
             return;
         };
         op.attempt = 0;
         op.reauthed = false;
         op.last_failure = None;
-        let in_query = op.query.is_some();
-        match outcome {
-            Outcome::Job(job) if in_query => self.advance_query(id, job, now),
-            Outcome::Urls(set) => {
-                let Some(op) = self.ops.get_mut(&id) else {
-                    return;
-                };
-                let Some(mut progress) = op.urls.take() else {
-                    self.finish(id, Ok(Outcome::Urls(set)));
-                    return;
-                };
-                progress.done.extend(set.urls);
-                let first_issued = *progress.first_issued.get_or_insert(now);
-                if progress.pending.is_empty() {
-                    let urls = progress.done;
-                    let result = match op.query.take() {
-                        Some(q) => match q.job {
-                            Some(Job {
-                                id: job,
-                                expires_at,
-                                state: JobState::Complete(c),
-                            }) => Ok(Outcome::Query(QueryResult {
-                                namespace: q.namespace,
-                                table: q.table,
-                                job,
-                                format: q.query.format(),
-                                expires_at,
-                                schema_version: c.schema_version,
-                                range: c.range,
-                                objects: urls,
-                                urls_issued_at: first_issued,
-                            })),
-                            _ => unreachable_state(),
-                        },
-                        None => Ok(Outcome::Urls(UrlSet {
-                            urls,
-                            issued_at: first_issued,
-                        })),
-                    };
-                    self.finish(id, result);
-                } else {
-                    let batch = next_batch(self.config.url_batch_size(), &mut progress);
-                    if let Some(op) = self.ops.get_mut(&id) {
-                        op.urls = Some(progress);
-                        op.call = Call::Urls { batch };
-                        op.step = Step::Ready;
-                    }
-                }
-            }
-            other => self.finish(id, Ok(other)),
-        }
-    }
-
-    fn advance_query(&mut self, id: OpId, job: Job, now: Instant) {
-        let expiry_margin = self.config.poll().expiry_margin;
-        let wall = self.wall_at(now);
-        let poll = self.config.poll().clone();
-        let Some(op) = self.ops.get_mut(&id) else {
-            return;
+        let cx = Context {
+            config: &self.config,
+            now,
+            wall,
         };
-        let Some(q) = op.query.as_mut() else { return };
-        match &job.state {
-            JobState::Failed(error) => {
-                let error = Error::JobFailed {
-                    job: job.id.clone(),
-                    error: Box::new(error.clone()),
-                };
-                self.finish(id, Err(error));
-            }
-            JobState::Complete(complete) => {
-                let expiring = job.expires_at.is_some_and(|at| {
-                    at.duration_since(wall)
-                        < jiff::SignedDuration::try_from(expiry_margin).unwrap_or_default()
-                });
-                if expiring && q.reposts < MAX_REPOSTS {
-                    tracing::debug!(job = %job.id, "complete job expires soon; posting the query again");
-                    q.reposts += 1;
-                    q.job = None;
-                    op.call = Call::StartQuery {
-                        namespace: q.namespace.clone(),
-                        table: q.table.clone(),
-                        query: q.query,
-                    };
-                    op.step = Step::Ready;
-                    return;
-                }
-                if complete.objects.is_empty() {
-                    let result = QueryResult {
-                        namespace: q.namespace.clone(),
-                        table: q.table.clone(),
-                        job: job.id.clone(),
-                        format: q.query.format(),
-                        expires_at: job.expires_at,
-                        schema_version: complete.schema_version,
-                        range: complete.range,
-                        objects: Vec::new(),
-                        urls_issued_at: now,
-                    };
-                    self.finish(id, Ok(Outcome::Query(result)));
-                    return;
-                }
-                let mut progress = UrlProgress {
-                    // A job that lists an object twice still yields one URL (and one
-                    // file) per object.
-                    pending: {
-                        let mut seen = std::collections::HashSet::new();
-                        complete
-                            .objects
-                            .iter()
-                            .filter(|o| seen.insert(o.as_str()))
-                            .cloned()
-                            .collect()
-                    },
-                    done: Vec::new(),
-                    first_issued: None,
-                };
-                q.job = Some(job);
-                let batch = next_batch(self.config.url_batch_size(), &mut progress);
-                op.deadline = now + self.config.call_timeout();
-                op.urls = Some(progress);
-                op.call = Call::Urls { batch };
+        match op.work.advance(outcome, &cx) {
+            Next::Done(result) => self.finish(id, result),
+            Next::Send => op.step = Step::Ready,
+            Next::Sleep(at) => op.step = Step::Sleep(at),
+            Next::SendBy(deadline) => {
+                op.deadline = deadline;
                 op.step = Step::Ready;
             }
-            JobState::Waiting | JobState::Running => {
-                let factor = 1u32.checked_shl(q.polls.min(31)).unwrap_or(u32::MAX);
-                let mut interval = poll
-                    .initial_interval
-                    .checked_mul(factor)
-                    .unwrap_or(poll.max_interval)
-                    .min(poll.max_interval);
-                if now.saturating_duration_since(q.started) < poll.fast_phase {
-                    interval = interval.min(poll.fast_interval.max(poll.initial_interval));
-                }
-                if q.polls == 0 {
-                    // The job runs on the server now: its own bound applies.
-                    op.deadline = q.started + poll.max_duration;
-                }
-                q.polls = q.polls.saturating_add(1);
-                op.call = Call::Job {
-                    job: job.id.clone(),
-                };
-                q.job = Some(job);
-                op.step = Step::Sleep(now + interval);
+            Next::SleepBy(at, deadline) => {
+                op.deadline = deadline;
+                op.step = Step::Sleep(at);
             }
         }
     }
-}
-
-fn next_batch(size: usize, progress: &mut UrlProgress) -> Vec<ObjectId> {
-    let n = size.min(progress.pending.len());
-    progress.pending.drain(..n).collect()
-}
-
-#[cold]
-fn unreachable_state() -> Result<Outcome, Error> {
-    // A query reaches the URL phase only with a complete job recorded; should that ever
-    // not hold, report it as an error rather than panic.
-    Err(Error::Internal(
-        "a query finished without a complete job".to_owned(),
-    ))
 }
 
 fn no_detail() -> TransportFailure {
