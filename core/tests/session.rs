@@ -860,3 +860,93 @@ fn duplicate_objects_in_a_job_are_fetched_once() {
 fn broken() -> dap_proto::TransportFailure {
     dap_proto::TransportFailure::new(dap_proto::FailureKind::Broken, "test")
 }
+
+#[test]
+fn a_call_without_an_answer_ends_at_its_deadline() {
+    let mut h = Harness::new(
+        config()
+            .call_timeout(Duration::from_secs(60))
+            .build()
+            .unwrap(),
+    );
+    let op = h.start(tables());
+    let Output::Send { id: login, .. } = h.session.poll_output(h.now) else {
+        panic!()
+    };
+    let Reply::Respond(r) = login_ok("tok", 3600) else {
+        panic!()
+    };
+    h.session.handle_response(login, r, h.now).unwrap();
+    let Output::Send { id: list, .. } = h.session.poll_output(h.now) else {
+        panic!()
+    };
+    let deadline = h.start + Duration::from_secs(60);
+    assert_eq!(h.session.request_deadline(list), Some(deadline));
+    assert!(matches!(h.session.poll_output(h.now), Output::Wait(Some(d)) if d == deadline));
+    h.now = deadline;
+    let Output::Done { op: done, result } = h.session.poll_output(h.now) else {
+        panic!()
+    };
+    assert_eq!(done, op);
+    let err = result.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Timeout {
+                what: "list tables",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.is_transient());
+    // The answer that comes too late is accepted and dropped.
+    let Reply::Respond(late) = tables_ok() else {
+        panic!()
+    };
+    h.session.handle_response(list, late, h.now).unwrap();
+    assert!(matches!(h.session.poll_output(h.now), Output::Wait(None)));
+}
+
+#[test]
+fn a_503_storm_on_job_status_ends_after_max_attempts_polls() {
+    let mut h = Harness::new(config().build().unwrap());
+    let op = h.start(Command::Query {
+        namespace: "canvas".into(),
+        table: "accounts".into(),
+        query: Query::snapshot(Format::Jsonl),
+    });
+    let mut login = simple_peer(3600);
+    h.run(100, |seen, req| {
+        if seen.is_login() {
+            login(seen, req)
+        } else if seen.path.ends_with("/data") {
+            json(202, &job_body("waiting", ""))
+        } else {
+            dap_error(503, "ServiceUnavailable", "try later")
+        }
+    });
+    let polls = h
+        .seen
+        .iter()
+        .filter(|s| s.path.starts_with("/dap/job/"))
+        .count();
+    assert_eq!(
+        polls, 3,
+        "max_attempts is 3 for every call, job polls included"
+    );
+    let err = h.result(op).as_ref().unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    assert!(err.to_string().contains("after 3 attempts"), "{err}");
+    assert!(h.elapsed() < Duration::from_secs(10), "{:?}", h.elapsed());
+}
+
+#[test]
+fn huge_waits_never_overflow_the_clock() {
+    // Config refuses them; the backoff itself saturates.
+    let err = config()
+        .retry(dap_proto::RetryPolicy::default().with_backoff(Duration::ZERO, Duration::MAX))
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, dap_proto::ConfigError::TooLong(_)), "{err}");
+}
