@@ -13,8 +13,8 @@ use dap_proto::Commit;
 
 use crate::Error;
 
-/// Write buffer in front of each file.
-const WRITE_BUFFER: usize = 256 << 10;
+/// Write buffer in front of each file (the decoder hands out 64 KiB pieces).
+const WRITE_BUFFER: usize = 64 << 10;
 
 /// A random number for [`dap_proto::DownloadSpec::nonce`]: unique temporary names per
 /// download, so two runs on one directory never share a file.

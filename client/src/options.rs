@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use dap_proto::{CompletedObject, ObjectId};
+use dap_proto::{ObjectId, TransferSummary};
 
 /// Network settings of a transport client. Build with [`Options::default`] and the
 /// setters. The low-speed rule and the per-call deadline are the core's
@@ -149,12 +149,12 @@ pub struct DownloadedFile {
 }
 
 impl DownloadedFile {
-    /// The record of one object of a finished download into `dir`.
-    pub fn new(dir: &std::path::Path, done: &CompletedObject) -> Self {
-        let s = &done.summary;
+    /// The record of one object of a finished download into `job_dir` (the job's
+    /// directory, inside the download directory).
+    pub fn new(job_dir: &std::path::Path, s: &TransferSummary) -> Self {
         Self {
             object: s.object.clone(),
-            path: dir.join(&done.path),
+            path: job_dir.join(&s.file_name),
             bytes: s.output_bytes,
             compressed_bytes: s.bytes,
             decompressed_bytes: s.decompressed_bytes,

@@ -246,15 +246,17 @@ impl Job {
 
     fn done(
         &mut self,
-        result: Result<Vec<dap_proto::CompletedObject>, dap_proto::DownloadError>,
+        result: Result<Vec<dap_proto::TransferSummary>, dap_proto::DownloadError>,
     ) -> Result<Vec<crate::DownloadedFile>, Error> {
         let done = result.map_err(|e| Error::from_download(e, self.local.take()))?;
         let Some(files) = &self.files else {
             return Ok(Vec::new());
         };
+        let job_dir = files.dir().join(self.download.job_dir());
+        // One object at a time, so the summaries go as the records come.
         Ok(done
-            .iter()
-            .map(|d| crate::DownloadedFile::new(files.dir(), d))
+            .into_iter()
+            .map(|summary| crate::DownloadedFile::new(&job_dir, &summary))
             .collect())
     }
 }

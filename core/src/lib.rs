@@ -171,9 +171,7 @@ pub use config::{
     Config, ConfigBuilder, ConfigError, Credentials, LowSpeed, PollPolicy, RetryPolicy, SpeedMeter,
     TokenHeader,
 };
-pub use download::{
-    Commit, CompletedObject, Download, DownloadError, DownloadOutput, DownloadSpec, Fetch,
-};
+pub use download::{Commit, Download, DownloadError, DownloadOutput, DownloadSpec, Fetch};
 pub use error::{
     ArgumentError, DapError, DapErrorKind, Error, FailureKind, Misuse, ProtocolError,
     ProtocolErrorKind, TransportFailure,

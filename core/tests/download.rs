@@ -143,7 +143,13 @@ fn drive(
                 DownloadOutput::Commit(c) => run.commits.push(c.target),
                 DownloadOutput::Discard(t) => run.discards.push(t),
                 DownloadOutput::Done(r) => {
-                    return (r.map(|d| d.into_iter().map(|c| c.path).collect()), run);
+                    let job = download.job_dir().to_owned();
+                    let paths = |d: Vec<dap_proto::TransferSummary>| {
+                        d.into_iter()
+                            .map(|s| format!("{job}/{}", s.file_name))
+                            .collect()
+                    };
+                    return (r.map(paths), run);
                 }
                 DownloadOutput::Wait(Some(at)) if lent.is_empty() => *now = at,
                 DownloadOutput::Wait(_) => break,

@@ -95,16 +95,6 @@ impl Commit {
     }
 }
 
-/// One object of a finished download.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct CompletedObject {
-    /// What its transfer counted.
-    pub summary: TransferSummary,
-    /// Its file, relative to the download directory (empty when streaming records).
-    pub path: String,
-}
-
 /// Why a download failed. The first failure cancels the other objects.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
@@ -146,9 +136,10 @@ pub enum DownloadOutput {
     /// Remove this temporary file (relative to the download directory) if it exists;
     /// its object was cancelled or failed.
     Discard(String),
-    /// The download ended: every object, in the order of the query result, or the
-    /// first failure. Polling after it yields `Wait(None)`.
-    Done(Result<Vec<CompletedObject>, DownloadError>),
+    /// The download ended: every object, in the order of the query result (saved as
+    /// `<job_dir>/<file_name>`), or the first failure. Polling after it yields
+    /// `Wait(None)`.
+    Done(Result<Vec<TransferSummary>, DownloadError>),
     /// Nothing to do now: call again at this instant, or when a fetch or a session
     /// result comes back (`None`: only then).
     Wait(Option<Instant>),
@@ -166,7 +157,7 @@ enum Slot {
     /// Lent out as a [`Fetch`].
     Lent,
     /// Verified and committed.
-    Done(CompletedObject),
+    Done(Box<TransferSummary>),
     /// Cancelled or failed; nothing more happens to it.
     Dropped,
 }
@@ -213,8 +204,6 @@ pub struct Download {
     slots: Vec<Slot>,
     /// When each object's URL was issued.
     issued: Vec<Instant>,
-    /// Final file names, in slot order (files mode only).
-    names: Vec<String>,
     /// The next object never started.
     next: usize,
     /// Objects started and not finished (active, waiting for a URL, or lent).
@@ -233,7 +222,6 @@ impl Download {
     /// would be saved under one name, and records of a parquet result.
     pub fn new(config: &Config, result: &QueryResult, spec: DownloadSpec) -> Result<Self, Error> {
         let decompress = spec.decompress && result.format.is_gzip();
-        let mut names = Vec::new();
         if spec.records.is_none() {
             let mut seen = HashSet::new();
             for object in &result.objects {
@@ -243,13 +231,13 @@ impl Download {
                         name = stem.to_owned();
                     }
                 }
-                if !seen.insert(name.clone()) {
+                if seen.contains(&name) {
                     return Err(Error::Argument(ArgumentError::new(format!(
                         "two objects of job {} share the file name {name}",
                         result.job
                     ))));
                 }
-                names.push(name);
+                seen.insert(name);
             }
         }
         let slots = result
@@ -264,7 +252,6 @@ impl Download {
             spec,
             slots,
             issued: vec![result.urls_issued_at; result.objects.len()],
-            names,
             next: 0,
             active: BTreeSet::new(),
             wants_url: BTreeSet::new(),
@@ -350,20 +337,15 @@ impl Download {
             Some(Ok(summary)) => {
                 let summary = summary.clone();
                 self.active.remove(&index);
-                let path = match temp {
-                    Some(temp) => {
-                        let target = format!("{}/{}", self.job_dir, summary.file_name);
-                        self.outputs.push_back(DownloadOutput::Commit(Commit {
-                            object: summary.object.clone(),
-                            temp,
-                            target: target.clone(),
-                            len: summary.output_bytes,
-                        }));
-                        target
-                    }
-                    None => String::new(),
-                };
-                self.slots[index] = Slot::Done(CompletedObject { summary, path });
+                if let Some(temp) = temp {
+                    self.outputs.push_back(DownloadOutput::Commit(Commit {
+                        object: summary.object.clone(),
+                        temp,
+                        target: format!("{}/{}", self.job_dir, summary.file_name),
+                        len: summary.output_bytes,
+                    }));
+                }
+                self.slots[index] = Slot::Done(Box::new(summary));
             }
             Some(Err(error)) => {
                 let error = DownloadError::Transfer(error.clone());
@@ -447,7 +429,13 @@ impl Download {
     }
 
     fn temp_of(&self, index: usize) -> Option<String> {
-        let name = self.names.get(index)?;
+        if self.spec.records.is_some() {
+            return None;
+        }
+        let name = match self.slots.get(index)? {
+            Slot::Active(p) | Slot::NeedsUrl(p) => p.transfer.file_name(),
+            _ => return None,
+        };
         Some(format!(
             "{}/{}",
             self.job_dir,
@@ -648,7 +636,7 @@ impl Download {
         let mut done = Vec::with_capacity(self.slots.len());
         for slot in std::mem::take(&mut self.slots) {
             match slot {
-                Slot::Done(object) => done.push(object),
+                Slot::Done(summary) => done.push(*summary),
                 _ => {
                     let e = "a download ended with an unfinished object".to_owned();
                     return DownloadOutput::Done(Err(DownloadError::Internal(e)));

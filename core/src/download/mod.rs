@@ -9,7 +9,7 @@ mod fetch;
 mod machine;
 
 pub use fetch::Fetch;
-pub use machine::{Commit, CompletedObject, Download, DownloadError, DownloadOutput, DownloadSpec};
+pub use machine::{Commit, Download, DownloadError, DownloadOutput, DownloadSpec};
 
 use http::{HeaderMap, Method, Request, StatusCode, header};
 

@@ -7,8 +7,7 @@
 //! Try it offline against the emulator: `cargo run -p dap-emulator` prints the variables.
 #![allow(clippy::result_large_err)]
 
-use dap_proto::Format;
-use dap_ureq::{Client, DownloadOptions, Error};
+use dap_ureq::{Client, DownloadOptions, Error, Format};
 
 fn main() -> Result<(), Error> {
     let mut args = std::env::args().skip(1);

@@ -51,15 +51,19 @@ pub(crate) fn agent(config: &Config, options: &Options) -> Result<ureq::Agent, E
         .user_agent(config.user_agent().to_str().unwrap_or("dap-rs"))
         .accept("")
         .accept_encoding("")
-        .timeout_resolve(Some(options.connect_timeout))
+        // No resolve timeout: ureq would spawn a thread per request to enforce it (one
+        // per object of a download, each with its own stack and arena). Name lookups
+        // are bounded by the per-call deadline instead.
         .timeout_connect(Some(options.connect_timeout))
         .timeout_send_request(Some(read))
         .timeout_send_body(Some(read))
         .timeout_recv_response(Some(read))
         .timeout_per_read(Some(read))
         .timeout_per_write(Some(read))
-        .max_idle_connections(64)
-        .max_idle_connections_per_host(32)
+        // A download keeps a few connections per host busy; more idle ones only hold
+        // their buffers.
+        .max_idle_connections(16)
+        .max_idle_connections_per_host(8)
         .build()
         .new_agent())
 }
@@ -86,9 +90,12 @@ fn configured<S: ureq::AsSendBody>(
     request: Request<S>,
     deadline: Option<Instant>,
 ) -> Request<S> {
-    let loopback = is_loopback(request.uri());
+    let unproxy = agent.config().proxy().is_some() && is_loopback(request.uri());
+    if !unproxy && deadline.is_none() {
+        return request;
+    }
     let mut config = agent.configure_request(request);
-    if loopback {
+    if unproxy {
         config = config.proxy(None);
     }
     if let Some(d) = deadline {

@@ -5,10 +5,10 @@ use std::collections::VecDeque;
 use std::io::{ErrorKind, Read};
 use std::ops::ControlFlow;
 use std::path::Path;
-use std::sync::{Condvar, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::{Mutex, PoisonError, mpsc};
+use std::time::Instant;
 
-use dap_client::pump::{self, Job, Sink, Step};
+use dap_client::pump::{self, Job, Lease, Sink, Step};
 use dap_proto::{Fetch, QueryResult};
 
 use crate::{Client, DownloadOptions, DownloadedFile, Error, net};
@@ -16,82 +16,95 @@ use crate::{Client, DownloadOptions, DownloadedFile, Error, net};
 /// How much of a body is read at a time.
 const READ_BUFFER: usize = 256 << 10;
 
-/// A download shared by its worker threads, and its end.
-type Shared = (Job, Option<Result<Vec<DownloadedFile>, Error>>);
+/// A fetch handed to a worker, and handed back with what writing it gave.
+type Lent = (Fetch, Lease);
+type Returned = (Fetch, Lease, Result<(), Error>);
 
+/// The calling thread pumps the job (every decision and all bookkeeping); workers only
+/// send fetches and stream their bodies into files, `concurrency` at a time.
 pub(crate) fn download(
     client: &Client,
     result: &QueryResult,
     dir: &Path,
     options: &DownloadOptions,
 ) -> Result<Vec<DownloadedFile>, Error> {
-    let job = Job::files(client.config(), result, dir, options)?;
+    let mut job = Job::files(client.config(), result, dir, options)?;
     let workers = options.concurrency.clamp(1, job.objects().max(1));
-    let shared = Mutex::new((job, None));
-    let wake = Condvar::new();
+    let (lend, lent) = mpsc::channel::<Lent>();
+    let (give_back, returned) = mpsc::channel::<Returned>();
+    let lent = Mutex::new(lent);
     std::thread::scope(|scope| {
-        for _ in 1..workers {
-            scope.spawn(|| work(client, &shared, &wake));
+        for _ in 0..workers {
+            let (lent, give_back) = (&lent, give_back.clone());
+            scope.spawn(move || work(client, lent, &give_back));
         }
-        work(client, &shared, &wake);
-    });
-    let (_, end) = shared.into_inner().unwrap_or_else(PoisonError::into_inner);
-    end.unwrap_or_else(|| Err(Error::internal("a download never ended")))
+        let mut out = 0usize;
+        let end = loop {
+            match job.next(Instant::now()) {
+                Step::Fetch(fetch, Some(lease)) => {
+                    out += 1;
+                    if lend.send((fetch, lease)).is_err() {
+                        break Err(Error::internal("the download workers stopped"));
+                    }
+                }
+                Step::Session(command) => {
+                    let result = client.run(command).map_err(Error::from);
+                    job.session_done(result, Instant::now());
+                }
+                Step::Done(result) => break result,
+                Step::Wait(deadline) => {
+                    let back = match (out, deadline) {
+                        (0, None) => break Err(Error::internal("a download is stuck")),
+                        (0, Some(at)) => {
+                            std::thread::sleep(at.saturating_duration_since(Instant::now()));
+                            continue;
+                        }
+                        (_, Some(at)) => returned
+                            .recv_timeout(at.saturating_duration_since(Instant::now()))
+                            .ok(),
+                        (_, None) => returned.recv().ok(),
+                    };
+                    if let Some((fetch, lease, written)) = back {
+                        out -= 1;
+                        job.fetch_done(fetch, Some(lease), written, Instant::now());
+                    }
+                }
+                _ => break Err(Error::internal("unknown download step")),
+            }
+        };
+        drop(lend);
+        end
+    })
 }
 
-/// One worker: pumps the shared download until it is done.
-fn work(client: &Client, shared: &Mutex<Shared>, wake: &Condvar) {
-    let lock = || shared.lock().unwrap_or_else(PoisonError::into_inner);
-    let mut st = lock();
-    while st.1.is_none() {
-        match st.0.next(Instant::now()) {
-            Step::Fetch(mut fetch, mut lease) => {
-                drop(st);
-                let written = match &mut lease {
-                    Some(lease) => fetch_into(client, &mut fetch, lease),
-                    None => Err(Error::internal("a file download without a file")),
-                };
-                st = lock();
-                st.0.fetch_done(fetch, lease, written, Instant::now());
-            }
-            Step::Session(command) => {
-                drop(st);
-                let result = client.run(command).map_err(Error::from);
-                st = lock();
-                st.0.session_done(result, Instant::now());
-            }
-            Step::Done(result) => st.1 = Some(result),
-            Step::Wait(deadline) => st = sleep(wake, st, deadline),
-            _ => st.1 = Some(Err(Error::internal("unknown download step"))),
+/// One worker: serves lent fetches until the job ends.
+fn work(client: &Client, lent: &Mutex<mpsc::Receiver<Lent>>, give_back: &mpsc::Sender<Returned>) {
+    // One read buffer per worker for the whole job, not one per object.
+    let mut buf = vec![0u8; READ_BUFFER];
+    loop {
+        let next = lent.lock().unwrap_or_else(PoisonError::into_inner).recv();
+        let Ok((mut fetch, mut lease)) = next else {
+            return;
+        };
+        let written = fetch_into(client, &mut fetch, &mut lease, &mut buf);
+        if give_back.send((fetch, lease, written)).is_err() {
+            return;
         }
-        wake.notify_all();
     }
-}
-
-/// Waits on `wake` until `deadline` (at most a second).
-fn sleep<'a, T>(
-    wake: &Condvar,
-    guard: std::sync::MutexGuard<'a, T>,
-    deadline: Option<Instant>,
-) -> std::sync::MutexGuard<'a, T> {
-    let wait = deadline
-        .map_or(Duration::from_secs(1), |d| {
-            d.saturating_duration_since(Instant::now())
-        })
-        .min(Duration::from_secs(1));
-    wake.wait_timeout(guard, wait)
-        .unwrap_or_else(PoisonError::into_inner)
-        .0
 }
 
 /// Sends a fetch and streams its answer into `sink`; only a local write error is
 /// returned (everything else the fetch records).
-fn fetch_into(client: &Client, fetch: &mut Fetch, sink: &mut dyn Sink) -> Result<(), Error> {
+fn fetch_into(
+    client: &Client,
+    fetch: &mut Fetch,
+    sink: &mut dyn Sink,
+    buf: &mut [u8],
+) -> Result<(), Error> {
     let Some(mut body) = open(client, fetch, sink)? else {
         return Ok(());
     };
-    let mut buf = vec![0u8; READ_BUFFER];
-    while read_step(fetch, &mut body, &mut buf, sink)?.is_continue() {}
+    while read_step(fetch, &mut body, buf, sink)?.is_continue() {}
     Ok(())
 }
 
