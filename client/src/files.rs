@@ -13,8 +13,8 @@ use dap_proto::Commit;
 
 use crate::Error;
 
-/// Write buffer in front of each file (the decoder hands out 64 KiB pieces).
-const WRITE_BUFFER: usize = 64 << 10;
+/// Write buffer in front of each file.
+const WRITE_BUFFER: usize = 128 << 10;
 
 /// A random number for [`dap_proto::DownloadSpec::nonce`]: unique temporary names per
 /// download, so two runs on one directory never share a file.
@@ -34,6 +34,8 @@ pub struct PartialFile {
     path: PathBuf,
     file: BufWriter<File>,
     written: u64,
+    /// Whether everything written is flushed and fsync'ed.
+    synced: bool,
 }
 
 impl PartialFile {
@@ -48,11 +50,13 @@ impl PartialFile {
             path,
             file: BufWriter::with_capacity(WRITE_BUFFER, file),
             written: 0,
+            synced: false,
         })
     }
 
     /// Appends `bytes`.
     pub fn write(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        self.synced = false;
         self.file
             .write_all(bytes)
             .map_err(|e| Error::io(&self.path, e))?;
@@ -62,6 +66,7 @@ impl PartialFile {
 
     /// Discards everything written (the server restarted the object from byte 0).
     pub fn truncate(&mut self) -> Result<(), Error> {
+        self.synced = false;
         let path = &self.path;
         self.file.flush().map_err(|e| Error::io(path, e))?;
         let file = self.file.get_mut();
@@ -72,14 +77,28 @@ impl PartialFile {
         Ok(())
     }
 
-    /// Flushes, fsyncs, checks that the file holds `len` bytes, renames it to `target`
-    /// and fsyncs the directory.
-    pub fn commit(self, target: &Path, len: u64) -> Result<(), Error> {
+    /// Flushes and fsyncs what was written.
+    pub fn sync(&mut self) -> Result<(), Error> {
+        let path = &self.path;
+        self.file.flush().map_err(|e| Error::io(path, e))?;
+        self.file
+            .get_ref()
+            .sync_all()
+            .map_err(|e| Error::io(path, e))?;
+        self.synced = true;
+        Ok(())
+    }
+
+    /// Flushes and fsyncs (unless [`PartialFile::sync`] already did), checks that the
+    /// file holds `len` bytes, renames it to `target` and fsyncs the directory.
+    pub fn commit(mut self, target: &Path, len: u64) -> Result<(), Error> {
+        if !self.synced {
+            self.sync()?;
+        }
         let Self { path, file, .. } = self;
         let file = file
             .into_inner()
             .map_err(|e| Error::io(&path, e.into_error()))?;
-        file.sync_all().map_err(|e| Error::io(&path, e))?;
         let on_disk = file.metadata().map_err(|e| Error::io(&path, e))?.len();
         drop(file);
         if on_disk != len {

@@ -18,6 +18,11 @@ pub trait Sink {
     fn write(&mut self, bytes: &[u8]) -> Result<(), Error>;
     /// Forgets everything written: the object restarted from byte 0.
     fn restart(&mut self) -> Result<(), Error>;
+    /// The object is complete and verified: make what was written durable (run where
+    /// the bytes were written, so several files sync at once).
+    fn finish(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
 }
 
 impl Sink for PartialFile {
@@ -27,6 +32,10 @@ impl Sink for PartialFile {
 
     fn restart(&mut self) -> Result<(), Error> {
         self.truncate()
+    }
+
+    fn finish(&mut self) -> Result<(), Error> {
+        self.sync()
     }
 }
 
@@ -87,6 +96,9 @@ pub fn feed(
         Ok(Some(chunk)) => fetch.handle_body(chunk, now, &mut out),
         Ok(None) => {
             fetch.handle_body_end(now, &mut out);
+            if failed.is_none() && fetch.is_complete() {
+                failed = sink.finish().err();
+            }
             ControlFlow::Break(())
         }
         Err(failure) => {
@@ -112,6 +124,10 @@ impl Sink for Lease {
 
     fn restart(&mut self) -> Result<(), Error> {
         self.file.truncate()
+    }
+
+    fn finish(&mut self) -> Result<(), Error> {
+        self.file.sync()
     }
 }
 

@@ -59,6 +59,11 @@ impl Fetch {
         self.transfer.read_timeout()
     }
 
+    /// Whether the object is complete and verified (after [`Fetch::handle_body_end`]).
+    pub fn is_complete(&self) -> bool {
+        matches!(self.transfer.outcome(), Some(Ok(_)))
+    }
+
     /// Whether the download was cancelled (another object failed): stop and give back.
     pub fn is_cancelled(&self) -> bool {
         self.cancel.load(Ordering::Relaxed)

@@ -38,9 +38,19 @@ impl Sink for Out {
     }
 
     fn restart(&mut self) -> Result<(), Error> {
+        self.lease().map_or(Ok(()), Sink::restart)
+    }
+
+    fn finish(&mut self) -> Result<(), Error> {
+        self.lease().map_or(Ok(()), Sink::finish)
+    }
+}
+
+impl Out {
+    fn lease(&mut self) -> Option<&mut Lease> {
         match self {
-            Self::File(lease) => lease.restart(),
-            Self::Records(_) => Ok(()),
+            Self::File(lease) => Some(lease),
+            Self::Records(_) => None,
         }
     }
 }
