@@ -302,3 +302,26 @@ fn twenty_thousand_objects_start_nothing_up_front() {
     }
     assert_eq!(lent, 4, "only the window's objects start");
 }
+
+#[test]
+fn a_url_refresh_that_omits_an_object_is_an_internal_error() {
+    let t0 = origin();
+    let spec = DownloadSpec::files(1, false, 7);
+    let mut download = Download::new(&config(), &result(2, t0), spec).unwrap();
+    let now = t0 + Duration::from_secs(50);
+    let DownloadOutput::Session(Command::ObjectUrls { objects }) = download.poll_output(now) else {
+        panic!("stale URLs are refreshed first");
+    };
+    assert_eq!(objects.len(), 2);
+    let set = UrlSet {
+        urls: Vec::new(),
+        issued_at: now,
+    };
+    download.handle_session_result(Ok(Outcome::Urls(set)), now);
+    match download.poll_output(now) {
+        DownloadOutput::Done(Err(DownloadError::Urls(dap_proto::Error::Internal(text)))) => {
+            assert!(text.contains("no URL for object j/0"), "{text}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
