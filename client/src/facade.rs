@@ -7,13 +7,20 @@ use dap_proto::{
 
 use crate::Error;
 
-/// Expands the typed calls (`list_tables`, `table_schema`, `query`, `snapshot`,
+/// Expands `from_env` and the typed calls (`list_tables`, `table_schema`, `query`, `snapshot`,
 /// `incremental`, `get_job`, `object_urls`) inside an `impl` block whose type has
 /// `fn run(&self, Command) -> Result<Outcome, Error>`: `facade!([] [])` for a blocking
 /// `run`, `facade!([async] [.await])` for an async one.
 #[macro_export]
 macro_rules! facade {
     ([$($asyncness:tt)?] [$($await:tt)*]) => {
+        /// A client configured from `DAP_API_URL` (optional), `DAP_CLIENT_ID` and
+        /// `DAP_CLIENT_SECRET`, like the official tools; a missing variable is an
+        /// [`Error::Config`] naming it.
+        pub fn from_env() -> Result<Self, $crate::Error> {
+            Self::new($crate::facade::config_from_env()?)
+        }
+
         /// The tables of a namespace (`canvas`, `canvas_logs`, `catalog`, ...).
         pub $($asyncness)? fn list_tables(&self, namespace: &str) -> Result<Vec<String>, $crate::Error> {
             $crate::facade::tables(self.run($crate::facade::list_tables(namespace)) $($await)*)
@@ -60,6 +67,12 @@ macro_rules! facade {
             $crate::facade::urls(self.run($crate::facade::object_urls(objects)) $($await)*)
         }
     };
+}
+
+/// The configuration from `DAP_API_URL` (optional), `DAP_CLIENT_ID` and
+/// `DAP_CLIENT_SECRET`.
+pub fn config_from_env() -> Result<dap_proto::Config, Error> {
+    Ok(dap_proto::Config::builder_from_vars(|k| std::env::var(k).ok())?.build()?)
 }
 
 /// The command of `list_tables`.

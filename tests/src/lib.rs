@@ -156,6 +156,38 @@ pub fn small_emulator() -> EmulatorConfig {
     }
 }
 
+/// [`small_emulator`] with `objects` objects per job.
+pub fn objects_emulator(objects: u32) -> EmulatorConfig {
+    EmulatorConfig {
+        objects_per_job: objects,
+        ..small_emulator()
+    }
+}
+
+/// A fresh temporary directory.
+///
+/// # Panics
+/// When none can be made.
+pub fn fresh_dir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("a temporary directory")
+}
+
+/// The records of downloaded gzip JSON Lines files, in order.
+///
+/// # Panics
+/// On a file that is not gzip JSON Lines.
+pub fn downloaded_json(files: &[Downloaded]) -> Vec<serde_json::Value> {
+    let mut records = Vec::new();
+    for f in files {
+        let text = String::from_utf8(gunzip_file(&f.path)).expect("UTF-8 content");
+        records.extend(
+            text.lines()
+                .map(|l| serde_json::from_str(l).expect("a JSON line")),
+        );
+    }
+    records
+}
+
 /// Starts an emulator.
 ///
 /// # Panics

@@ -14,8 +14,9 @@ use dap_proto::{
 };
 use dap_tests::{
     Call, Cell, DownloadSpec, Downloaded, FailureKind, Harness, LogCapture, Parsed, Transport,
-    conformance, expected_json, expected_records, expected_rows, files_under, gunzip_file, ms,
-    parse_content, parse_csv, parse_tsv_line, small_emulator, start_emulator, wait_until,
+    conformance, expected_json, expected_records, expected_rows, files_under, fresh_dir,
+    gunzip_file, ms, parse_content, parse_csv, parse_tsv_line, small_emulator, start_emulator,
+    wait_until,
 };
 
 // ------------------------------------------------------------------ helpers
@@ -137,10 +138,6 @@ fn keyed(records: Vec<serde_json::Value>) -> BTreeMap<i64, serde_json::Value> {
         .into_iter()
         .map(|r| (r["key"]["id"].as_i64().expect("key.id"), r))
         .collect()
-}
-
-fn fresh_dir() -> tempfile::TempDir {
-    tempfile::tempdir().expect("a temporary directory")
 }
 
 // ------------------------------------------------------------------ every endpoint

@@ -9,25 +9,16 @@ use dap_emulator::{EmulatorConfig, Endpoint, FaultAction, FaultBody, FaultRule};
 use dap_proto::{Format, LowSpeed};
 use dap_tests::stub::{Stub, gzip, range_start, result_for, serve};
 use dap_tests::{
-    DownloadSpec, FailureKind, Harness, Transport, client_options, conformance, expected_json,
-    fast_config, files_under, gunzip_file, ms, small_emulator, start_emulator,
+    DownloadSpec, FailureKind, Harness, Transport, client_options, conformance, downloaded_json,
+    expected_json, fast_config, files_under, fresh_dir, ms, objects_emulator, small_emulator,
+    start_emulator,
 };
-
-fn fresh_dir() -> tempfile::TempDir {
-    tempfile::tempdir().expect("tempdir")
-}
 
 /// The client knows its URLs are older than their lifetime (`X-Amz-Expires`), and
 /// storage would refuse them: the download fetches fresh ones in one batch before its
 /// first GET, so storage never answers 403; the same for a record stream.
 fn urls_refreshed_before_they_expire(t: Transport) {
-    let h = Harness::new(
-        t,
-        EmulatorConfig {
-            objects_per_job: 3,
-            ..small_emulator()
-        },
-    );
+    let h = Harness::new(t, objects_emulator(3));
     let (emu, d) = (&h.emu, &h.driver);
     let mut result = d
         .snapshot("canvas", "users", Format::Jsonl)
@@ -50,15 +41,7 @@ fn urls_refreshed_before_they_expire(t: Transport) {
         "one GET per object: no 403 was served"
     );
     let expected = expected_json(emu, "canvas", "users", &result.range);
-    let mut got = Vec::new();
-    for f in &files {
-        let text = String::from_utf8(gunzip_file(&f.path)).expect("utf-8");
-        got.extend(
-            text.lines()
-                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()),
-        );
-    }
-    assert_eq!(got, expected);
+    assert_eq!(downloaded_json(&files), expected);
 
     emu.reset_stats();
     assert_eq!(d.json_records(&result).expect("records"), expected);
@@ -70,13 +53,7 @@ fn urls_refreshed_before_they_expire(t: Transport) {
 /// while the client's did not): one object at a time, the first 403 refreshes all
 /// the URLs issued with it, in one request.
 fn refused_urls_refreshed_in_one_batch(t: Transport) {
-    let h = Harness::new(
-        t,
-        EmulatorConfig {
-            objects_per_job: 4,
-            ..small_emulator()
-        },
-    );
+    let h = Harness::new(t, objects_emulator(4));
     let (emu, d) = (&h.emu, &h.driver);
     let result = d
         .snapshot("canvas", "users", Format::Jsonl)
@@ -269,13 +246,7 @@ fn job_status_storm_ends_within_budget(t: Transport) {
 /// Two downloads of one job into one directory at the same time: each writes its own
 /// temporary files, both succeed, and the files are whole.
 fn overlapping_downloads_never_share_a_file(t: Transport) {
-    let h = Harness::new(
-        t,
-        EmulatorConfig {
-            objects_per_job: 3,
-            ..small_emulator()
-        },
-    );
+    let h = Harness::new(t, objects_emulator(3));
     let (emu, d) = (&h.emu, &h.driver);
     let result = d
         .snapshot("canvas", "users", Format::Jsonl)
@@ -291,15 +262,7 @@ fn overlapping_downloads_never_share_a_file(t: Transport) {
     let expected = expected_json(emu, "canvas", "users", &result.range);
     for run in runs {
         let files = run.expect("both downloads succeed");
-        let mut got = Vec::new();
-        for f in &files {
-            let text = String::from_utf8(gunzip_file(&f.path)).expect("utf-8");
-            got.extend(
-                text.lines()
-                    .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()),
-            );
-        }
-        assert_eq!(got, expected);
+        assert_eq!(downloaded_json(&files), expected);
     }
     assert_eq!(
         files_under(dir.path()).len(),

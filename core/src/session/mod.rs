@@ -226,11 +226,7 @@ impl Session {
         response: Response<B>,
         now: Instant,
     ) -> Result<(), Misuse> {
-        self.fire_timers(now);
-        let inflight = self
-            .requests
-            .remove(&id)
-            .ok_or(Misuse::UnknownRequest(id.0))?;
+        let inflight = self.answered(id, now)?;
         self.note_server_date(response.headers(), now);
         match inflight.op {
             None if self.is_login(id) => self.on_login_response(&response, now),
@@ -249,11 +245,7 @@ impl Session {
         failure: TransportFailure,
         now: Instant,
     ) -> Result<(), Misuse> {
-        self.fire_timers(now);
-        let inflight = self
-            .requests
-            .remove(&id)
-            .ok_or(Misuse::UnknownRequest(id.0))?;
+        let inflight = self.answered(id, now)?;
         match inflight.op {
             None if self.is_login(id) => {
                 self.login_failure = Some(failure);
@@ -268,6 +260,15 @@ impl Session {
             }
         }
         Ok(())
+    }
+
+    /// Takes the record of a request being answered, after letting timers fire (an
+    /// answer after its operation's deadline finds the operation ended).
+    fn answered(&mut self, id: RequestId, now: Instant) -> Result<InFlight, Misuse> {
+        self.fire_timers(now);
+        self.requests
+            .remove(&id)
+            .ok_or(Misuse::UnknownRequest(id.0))
     }
 
     /// The instant by which a request handed out must be answered: its operation's

@@ -147,14 +147,6 @@ impl Client {
         })
     }
 
-    /// A client configured from `DAP_API_URL` (optional), `DAP_CLIENT_ID` and
-    /// `DAP_CLIENT_SECRET`, like the official tools; a missing variable is an
-    /// [`Error::Config`] naming it.
-    pub fn from_env() -> Result<Self, Error> {
-        let config = Config::builder_from_vars(|k| std::env::var(k).ok())?.build()?;
-        Self::new(config)
-    }
-
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.inner.config
