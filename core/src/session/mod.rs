@@ -1,6 +1,6 @@
 //! The [`Session`] state machine: one token shared by any number of operations, login
 //! on demand, retries, job polling and URL retrieval, all driven by the caller. What each
-//! operation does, phase by phase, is in [`work`].
+//! operation does, phase by phase, is in `session/work.rs`.
 
 mod types;
 mod work;
@@ -176,8 +176,8 @@ impl Session {
         let command_what = command.what();
         let work = match Work::new(command, &self.config, now) {
             Ok(work) => work,
-            Err(outcome) => {
-                self.done.push_back((id, Ok(outcome)));
+            Err(empty) => {
+                self.done.push_back((id, Ok(Outcome::Urls(empty))));
                 return id;
             }
         };

@@ -127,8 +127,8 @@ impl Batches {
 }
 
 impl Work {
-    /// The work of `command`, or its outcome when it needs no request.
-    pub(super) fn new(command: Command, config: &Config, now: Instant) -> Result<Self, Outcome> {
+    /// The work of `command`, or its (empty) URL set when it needs no request.
+    pub(super) fn new(command: Command, config: &Config, now: Instant) -> Result<Self, UrlSet> {
         Ok(match command {
             Command::ListTables { namespace } => Self::Single(Single::Tables { namespace }),
             Command::Schema { namespace, table } => {
@@ -136,10 +136,10 @@ impl Work {
             }
             Command::GetJob { job } => Self::Single(Single::Job { job }),
             Command::ObjectUrls { objects } if objects.is_empty() => {
-                return Err(Outcome::Urls(UrlSet {
+                return Err(UrlSet {
                     urls: Vec::new(),
                     issued_at: now,
-                }));
+                });
             }
             Command::ObjectUrls { objects } => {
                 Self::Urls(Batches::new(objects, config.url_batch_size()))
