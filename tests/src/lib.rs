@@ -523,6 +523,15 @@ pub struct DownloadSpec {
     pub concurrency: usize,
 }
 
+impl DownloadSpec {
+    /// The clients' download options for this spec.
+    pub fn options(self) -> dap_client::DownloadOptions {
+        dap_client::DownloadOptions::default()
+            .decompress(self.decompress)
+            .concurrency(self.concurrency)
+    }
+}
+
 impl Default for DownloadSpec {
     fn default() -> Self {
         Self {
@@ -779,9 +788,7 @@ impl Driver for UreqDriver {
         dir: &Path,
         spec: DownloadSpec,
     ) -> Result<Vec<Downloaded>, Failure> {
-        let options = dap_ureq::DownloadOptions::default()
-            .decompress(spec.decompress)
-            .concurrency(spec.concurrency);
+        let options = spec.options();
         let files = with_logs(self.dispatch.as_ref(), || {
             self.client.download(result, dir, &options)
         })?;
@@ -913,9 +920,7 @@ impl Driver for HyperDriver {
         dir: &Path,
         spec: DownloadSpec,
     ) -> Result<Vec<Downloaded>, Failure> {
-        let options = dap_hyper::DownloadOptions::default()
-            .decompress(spec.decompress)
-            .concurrency(spec.concurrency);
+        let options = spec.options();
         let files = self.block_on(self.client.download(result, dir, &options))?;
         Ok(files.into_iter().map(Downloaded::from).collect())
     }

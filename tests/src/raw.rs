@@ -288,9 +288,7 @@ impl Driver for RawDriver {
         dir: &Path,
         spec: DownloadSpec,
     ) -> Result<Vec<Downloaded>, Failure> {
-        let options = dap_client::DownloadOptions::default()
-            .decompress(spec.decompress)
-            .concurrency(spec.concurrency);
+        let options = spec.options();
         with_logs(self.dispatch.as_ref(), || {
             let job = Job::files(&self.config, result, dir, &options)?;
             let files = self.pump(job, &mut VecDeque::new())?;

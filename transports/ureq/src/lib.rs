@@ -26,6 +26,10 @@
 //! while let Some(record) = records.next() {
 //!     println!("{}", record?["key"]["id"]);
 //! }
+//! let mut raw = client.records(&changes);
+//! while let Some(line) = raw.next() {
+//!     println!("{} bytes", line?.len());
+//! }
 //! # Ok::<(), dap_ureq::Error>(())
 //! ```
 //!
