@@ -52,7 +52,7 @@ impl RawDriver {
             match session.poll_output(Instant::now()) {
                 Output::Send { id, request } => {
                     let until = session.request_deadline(id);
-                    let fed = match exchange(&request, self.config.max_body_bytes(), until) {
+                    let fed = match exchange(&request, &self.config, until) {
                         Ok(response) => session.handle_response(id, response, Instant::now()),
                         Err(f) => session.handle_failure(id, f, Instant::now()),
                     };
@@ -135,21 +135,25 @@ impl RawDriver {
 /// [`dap_proto::wire::ResponseParser`].
 fn exchange(
     request: &http::Request<Vec<u8>>,
-    max_body: usize,
+    config: &Config,
     deadline: Option<Instant>,
 ) -> Result<http::Response<Vec<u8>>, TransportFailure> {
     use dap_proto::wire::{Progress, ResponseParser, WireError};
     let left = deadline.map_or(Duration::MAX, |d| {
         d.saturating_duration_since(Instant::now())
     });
+    let wait = left.min(config.low_speed().window);
     let mut stream = connect(
         request,
-        left.clamp(Duration::from_millis(1), Duration::from_secs(5)),
+        wait.clamp(Duration::from_millis(1), Duration::from_secs(5)),
     )?;
-    let mut parser = ResponseParser::new(request.method() == http::Method::HEAD, max_body);
+    let head = request.method() == http::Method::HEAD;
+    let mut parser = ResponseParser::new(head, config.max_body_bytes());
+    let mut meter = config.low_speed().meter();
     let mut buf = [0u8; 16 * 1024];
     loop {
         let n = stream.read(&mut buf).map_err(|e| broken(&e))?;
+        meter.observe(n as u64, Instant::now())?;
         if n == 0 {
             return parser.finish_eof().map_err(|e| broken(&e));
         }

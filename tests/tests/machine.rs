@@ -196,6 +196,50 @@ fn loopback_never_proxied(t: Transport) {
     );
 }
 
+/// An API server that sends its headers and then a byte every 50 ms: the low-speed
+/// rule (1 KiB in 200 ms here) abandons each attempt, and the call ends with a
+/// transport error that names the stall, instead of hanging for the length of the body.
+fn stalled_api_response_is_abandoned(t: Transport) {
+    let stub = Stub::start(|_, _, stream| {
+        let body = br#"{"access_token":"tok","expires_in":3600,"token_type":"bearer"}"#;
+        let head = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        let _ = stream.write_all(head.as_bytes());
+        for byte in body {
+            std::thread::sleep(ms(50));
+            if stream.write_all(&[*byte]).is_err() {
+                return;
+            }
+        }
+    });
+    let rule = LowSpeed {
+        min_bytes: 1024,
+        window: ms(200),
+    };
+    let config = dap_proto::Config::builder("id", "secret")
+        .base_url(stub.url(""))
+        .retry(dap_tests::fast_retry().with_max_attempts(2))
+        .low_speed(rule)
+        .build()
+        .expect("config");
+    let d = t.driver(config, None);
+    let started = Instant::now();
+    let err = d.list_tables("canvas").unwrap_err();
+    let took = started.elapsed();
+    match &err.kind {
+        FailureKind::Transport {
+            what: "login",
+            attempts: 2,
+            last,
+        } => assert!(last.starts_with("stalled"), "{err}"),
+        _ => panic!("{err}"),
+    }
+    assert_eq!(stub.heads().len(), 2);
+    assert!(took < Duration::from_secs(5), "{took:?}");
+}
+
 /// A call that gets no answer ends at the per-call deadline with a transient timeout.
 fn per_call_deadline(t: Transport) {
     let delay = FaultRule::new(Endpoint::Tables, 10, FaultAction::Delay { millis: 3_000 });
@@ -296,6 +340,7 @@ conformance!(stalled_download_resumes: ureq, hyper, raw);
 conformance!(blank_lines_handled_alike: ureq, hyper, raw);
 conformance!(loopback_never_proxied: ureq, hyper, raw);
 conformance!(per_call_deadline: ureq, hyper, raw);
+conformance!(stalled_api_response_is_abandoned: ureq, hyper, raw);
 conformance!(job_status_storm_ends_within_budget: ureq, hyper, raw);
 conformance!(overlapping_downloads_never_share_a_file: ureq, hyper, raw);
 conformance!(parquet_records_refused_alike: ureq, hyper, raw);
