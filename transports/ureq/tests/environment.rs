@@ -18,7 +18,19 @@ fn emulator() -> Emulator {
 fn child(test: &str, vars: &[(&str, &str)]) -> std::process::Output {
     let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
     cmd.args([test, "--exact", "--nocapture", "--test-threads=1"]);
-    for var in ["DAP_API_URL", "DAP_CLIENT_ID", "DAP_CLIENT_SECRET"] {
+    for var in [
+        "DAP_API_URL",
+        "DAP_CLIENT_ID",
+        "DAP_CLIENT_SECRET",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "NO_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+        "no_proxy",
+    ] {
         cmd.env_remove(var);
     }
     cmd.env("DAP_UREQ_CHILD", "1");
@@ -64,13 +76,19 @@ fn from_env_talks_to_the_emulator() {
         return;
     }
     let emu = emulator();
+    // A proxy in the environment, and no NO_PROXY: loopback must still go direct, so
+    // the Basic credentials never reach it. It only counts what connects.
+    let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy_url = format!("http://{}", proxy.local_addr().unwrap());
+    proxy.set_nonblocking(true).unwrap();
     let out = child(
         "from_env_talks_to_the_emulator",
         &[
             ("DAP_API_URL", &emu.base_url()),
             ("DAP_CLIENT_ID", emu.client_id()),
             ("DAP_CLIENT_SECRET", emu.client_secret()),
-            ("NO_PROXY", "127.0.0.1"),
+            ("HTTP_PROXY", &proxy_url),
+            ("ALL_PROXY", &proxy_url),
         ],
     );
     assert!(
@@ -79,4 +97,5 @@ fn from_env_talks_to_the_emulator() {
         String::from_utf8_lossy(&out.stdout)
     );
     assert_eq!(emu.stats().logins, 1);
+    assert!(proxy.accept().is_err(), "the proxy was contacted");
 }
