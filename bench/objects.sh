@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Peak RSS of downloading one job of many objects with each transport: the example
-# clients (transports/*/examples/list_tables.rs: list, snapshot the first table, download
+# clients (transports/*/examples/*_snapshot.rs: list, snapshot the first table, download
 # it) against the emulator running in its own process, so the figure is the client's
 # alone. Memory must stay flat in the number of objects.
 #
@@ -19,8 +19,8 @@ mkdir -p "$work"
 
 cargo build --release --quiet -p dap-emulator
 for t in hyper ureq; do
-    cargo build --release --quiet -p "dap-$t" --example list_tables
-    cp "$target_dir/release/examples/list_tables" "$work/$t-client"
+    cargo build --release --quiet -p "dap-$t" --example "${t}_snapshot"
+    cp "$target_dir/release/examples/${t}_snapshot" "$work/$t-client"
 done
 
 emulator_pid=

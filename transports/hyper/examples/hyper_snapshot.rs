@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! DAP_API_URL=http://127.0.0.1:PORT DAP_CLIENT_ID=... DAP_CLIENT_SECRET=... \
-//!     cargo run -p dap-hyper --example list_tables -- canvas ./out
+//!     cargo run -p dap-hyper --example hyper_snapshot -- canvas ./out
 //! ```
 
 use dap_hyper::Format;

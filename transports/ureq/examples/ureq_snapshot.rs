@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! DAP_API_URL=... DAP_CLIENT_ID=... DAP_CLIENT_SECRET=... \
-//!     cargo run -p dap-ureq --example list_tables -- [table] [output dir]
+//!     cargo run -p dap-ureq --example ureq_snapshot -- [table] [output dir]
 //! ```
 //! Try it offline against the emulator: `cargo run -p dap-emulator` prints the variables.
 #![allow(clippy::result_large_err)]
