@@ -55,8 +55,8 @@ pub const DATABASE_VERSION_COMMENT: &str =
 pub const LAYOUT_VERSION: i64 = 1;
 
 impl Postgres {
-    fn column_def(&self, namespace: &str, c: &Column) -> String {
-        let mut def = super::typed_column(self, namespace, c);
+    fn column_def(&self, model: &TableModel, c: &Column) -> String {
+        let mut def = super::typed_column(self, model, c);
         if let Some(d) = c.default.as_ref().and_then(|d| default_literal(&c.ty, d)) {
             def.push_str(" DEFAULT ");
             def.push_str(&d);
@@ -202,7 +202,7 @@ impl Dialect for Postgres {
         let mut defs: Vec<String> = model
             .columns
             .iter()
-            .map(|c| self.column_def(&model.namespace, c))
+            .map(|c| self.column_def(model, c))
             .collect();
         defs.push(format!(
             "CONSTRAINT {} PRIMARY KEY ({})",
@@ -238,7 +238,7 @@ impl Dialect for Postgres {
         let table = self.table_of(model);
         let mut out = vec![format!(
             "ALTER TABLE {table} ADD COLUMN {}",
-            self.column_def(&model.namespace, column)
+            self.column_def(model, column)
         )];
         out.extend(self.comment_column(model, column));
         out
