@@ -66,6 +66,7 @@ pub mod json;
 pub mod listdb;
 pub mod migrate;
 pub mod model;
+pub mod mysql;
 pub mod pace;
 pub mod pg;
 pub mod plan;
