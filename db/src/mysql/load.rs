@@ -49,7 +49,9 @@ pub(super) async fn run(
                 quote_ident(&work_table(&model.namespace, &model.table, NEW))
             ),
         ];
-        let _ = run_all(&mut session.conn, &store, "cleaning up", &cleanup).await;
+        if let Err(e) = run_all(&mut session.conn, &store, "cleaning up", &cleanup).await {
+            tracing::warn!("Table '{}': {e}", model.table);
+        }
     }
     tracing::debug!(
         elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
@@ -380,13 +382,10 @@ async fn load_object(
     });
     let (produced, loaded) = {
         let producer = async {
+            // On a failure the data just ends: the load completes on what it got, inside
+            // a transaction that is then rolled back, and the connection stays usable
+            // (aborting the transfer would close it, and with it the table's lock).
             let result = produce(&mut rewriter, &mut chunks, out, ended, &tx).await;
-            if result.is_err() {
-                // Ends the data with an error, so the driver reports the load as failed.
-                let _ = tx
-                    .send(Err(io::Error::other("the object could not be read")))
-                    .await;
-            }
             drop(tx);
             result
         };
