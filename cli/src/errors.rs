@@ -93,7 +93,7 @@ impl CliError {
     /// The DAP error kind, if the API said no.
     pub(crate) fn dap_kind(&self) -> Option<&DapErrorKind> {
         match self {
-            Self::Api { source, .. } => source.dap().and_then(ProtoError::dap).map(|d| &d.kind),
+            Self::Api { source, .. } => source.api_kind(),
             _ => None,
         }
     }
@@ -134,7 +134,6 @@ impl CliError {
                     _ => "api",
                 },
                 dap_hyper::Error::Transfer(_) => "download",
-                dap_hyper::Error::Transport { .. } => "transport",
                 dap_hyper::Error::Io { .. } => "io",
                 dap_hyper::Error::Config(_) => "config",
                 dap_hyper::Error::Tls(_) => "tls",
@@ -179,7 +178,7 @@ impl CliError {
                     "check that --base-url ({}) points at the DAP API gateway",
                     ctx.base_url
                 )),
-                dap_hyper::Error::Transport { .. } | dap_hyper::Error::Dap(ProtoError::Transport { .. }) => {
+                dap_hyper::Error::Dap(ProtoError::Transport { .. }) => {
                     Some(format!(
                         "check the network, proxy settings (HTTPS_PROXY) and --base-url ({})",
                         ctx.base_url

@@ -104,7 +104,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     }
                     Err(e) => {
                         println!("<- failed: {e}");
-                        session.handle_failure(id, Instant::now())?;
+                        session.handle_failure(
+                            id,
+                            dap_proto::TransportFailure::new(
+                                dap_proto::FailureKind::Broken,
+                                "test",
+                            ),
+                            Instant::now(),
+                        )?;
                     }
                 }
             }

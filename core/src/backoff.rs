@@ -34,9 +34,9 @@ impl Backoff {
         let jitter = if nanos == 0 {
             0
         } else {
-            self.next() % (nanos + 1)
+            self.next() % nanos.saturating_add(1)
         };
-        half + Duration::from_nanos(jitter)
+        half.saturating_add(Duration::from_nanos(jitter))
     }
 
     fn next(&mut self) -> u64 {
@@ -64,5 +64,8 @@ mod tests {
         }
         let zero = RetryPolicy::new(1, Duration::ZERO, Duration::ZERO);
         assert_eq!(b.delay(&zero, u32::MAX), Duration::ZERO);
+        // No overflow whatever the policy (Config refuses such values anyway).
+        let huge = RetryPolicy::new(1, Duration::MAX, Duration::MAX);
+        assert!(b.delay(&huge, 3) >= Duration::MAX / 2);
     }
 }

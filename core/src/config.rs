@@ -90,7 +90,9 @@ impl TokenHeader {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RetryPolicy {
-    /// Attempts in total per request, the first included (at least 1).
+    /// Attempts in total per request, the first included (1 to 100): a login, a
+    /// listing, each job-status poll and each object-URL batch alike. A call that keeps
+    /// failing ends after this many attempts, or at [`Config::call_timeout`] if sooner.
     pub max_attempts: u32,
     /// Delay before the first retry of a 5xx or transport failure.
     pub initial_backoff: Duration,
@@ -126,6 +128,55 @@ impl RetryPolicy {
             max_backoff,
             ..Self::default()
         }
+    }
+
+    /// Sets [`RetryPolicy::max_attempts`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use dap_proto::{Config, RetryPolicy};
+    ///
+    /// let retry = RetryPolicy::default()
+    ///     .with_max_attempts(3)
+    ///     .with_backoff(Duration::from_millis(200), Duration::from_secs(10))
+    ///     .with_max_retry_after(Duration::from_secs(60));
+    /// let config = Config::builder("id", "secret").retry(retry).build()?;
+    /// assert_eq!(config.retry().max_attempts, 3);
+    /// # Ok::<(), dap_proto::ConfigError>(())
+    /// ```
+    #[must_use]
+    pub fn with_max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts;
+        self
+    }
+
+    /// Sets [`RetryPolicy::initial_backoff`] and [`RetryPolicy::max_backoff`].
+    #[must_use]
+    pub fn with_backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.initial_backoff = initial;
+        self.max_backoff = max;
+        self
+    }
+
+    /// Sets [`RetryPolicy::max_retry_after`].
+    #[must_use]
+    pub fn with_max_retry_after(mut self, max: Duration) -> Self {
+        self.max_retry_after = max;
+        self
+    }
+
+    /// Sets [`RetryPolicy::default_retry_after`].
+    #[must_use]
+    pub fn with_default_retry_after(mut self, wait: Duration) -> Self {
+        self.default_retry_after = wait;
+        self
+    }
+
+    /// Sets [`RetryPolicy::jitter_seed`].
+    #[must_use]
+    pub fn with_jitter_seed(mut self, seed: u64) -> Self {
+        self.jitter_seed = seed;
+        self
     }
 }
 
@@ -176,6 +227,127 @@ impl PollPolicy {
             ..Self::default()
         }
     }
+
+    /// Sets [`PollPolicy::initial_interval`] and [`PollPolicy::max_interval`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use dap_proto::{Config, PollPolicy};
+    ///
+    /// let poll = PollPolicy::default()
+    ///     .with_intervals(Duration::from_secs(1), Duration::from_secs(10))
+    ///     .with_max_duration(Duration::from_secs(2 * 3600));
+    /// let config = Config::builder("id", "secret").poll(poll).build()?;
+    /// assert_eq!(config.poll().max_interval, Duration::from_secs(10));
+    /// # Ok::<(), dap_proto::ConfigError>(())
+    /// ```
+    #[must_use]
+    pub fn with_intervals(mut self, initial: Duration, max: Duration) -> Self {
+        self.initial_interval = initial;
+        self.max_interval = max;
+        self
+    }
+
+    /// Sets [`PollPolicy::fast_phase`] and [`PollPolicy::fast_interval`].
+    #[must_use]
+    pub fn with_fast_phase(mut self, phase: Duration, interval: Duration) -> Self {
+        self.fast_phase = phase;
+        self.fast_interval = interval;
+        self
+    }
+
+    /// Sets [`PollPolicy::max_status_calls_per_minute`].
+    #[must_use]
+    pub fn with_max_status_calls_per_minute(mut self, calls: u32) -> Self {
+        self.max_status_calls_per_minute = calls;
+        self
+    }
+
+    /// Sets [`PollPolicy::max_duration`].
+    #[must_use]
+    pub fn with_max_duration(mut self, duration: Duration) -> Self {
+        self.max_duration = duration;
+        self
+    }
+
+    /// Sets [`PollPolicy::expiry_margin`].
+    #[must_use]
+    pub fn with_expiry_margin(mut self, margin: Duration) -> Self {
+        self.expiry_margin = margin;
+        self
+    }
+}
+
+/// The low-speed rule: an attempt that receives fewer than `min_bytes` in any `window`
+/// is abandoned (a download then resumes with `Range`, an API call is retried), so a
+/// server that trickles a byte a second cannot hold a call for hours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LowSpeed {
+    /// Bytes that must arrive in every window.
+    pub min_bytes: u64,
+    /// The window (also the longest wait for any data at all).
+    pub window: Duration,
+}
+
+impl LowSpeed {
+    /// A meter applying this rule to one response body.
+    pub fn meter(self) -> SpeedMeter {
+        SpeedMeter {
+            rule: self,
+            window: None,
+        }
+    }
+}
+
+/// Applies a [`LowSpeed`] rule to one response body: feed it every piece received.
+#[derive(Debug, Clone)]
+pub struct SpeedMeter {
+    rule: LowSpeed,
+    /// Start of the current window and the bytes received in it.
+    window: Option<(std::time::Instant, u64)>,
+}
+
+impl SpeedMeter {
+    /// Counts `bytes` received at `now`; fails when a whole window passed with fewer
+    /// bytes than the rule asks.
+    pub fn observe(
+        &mut self,
+        bytes: u64,
+        now: std::time::Instant,
+    ) -> Result<(), crate::error::TransportFailure> {
+        let (start, seen) = self.window.get_or_insert((now, 0));
+        *seen = seen.saturating_add(bytes);
+        if now.saturating_duration_since(*start) < self.rule.window {
+            return Ok(());
+        }
+        let slow = *seen < self.rule.min_bytes;
+        self.window = Some((now, 0));
+        if slow {
+            return Err(crate::error::TransportFailure::new(
+                crate::error::FailureKind::Stalled,
+                format!(
+                    "fewer than {} bytes in {:?}",
+                    self.rule.min_bytes, self.rule.window
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The longest wait for the next piece of the body: the window.
+    pub fn read_timeout(&self) -> Duration {
+        self.rule.window
+    }
+}
+
+impl Default for LowSpeed {
+    /// 1 KiB in 30 s: far below any real network, far above a stalled one.
+    fn default() -> Self {
+        Self {
+            min_bytes: 1024,
+            window: Duration::from_secs(30),
+        }
+    }
 }
 
 /// A validated configuration. Build one with [`Config::builder`].
@@ -192,7 +364,19 @@ pub struct Config {
     pub(crate) scope: Option<String>,
     pub(crate) max_body_bytes: usize,
     pub(crate) url_batch_size: usize,
+    pub(crate) call_timeout: Duration,
+    pub(crate) low_speed: LowSpeed,
+    pub(crate) url_lifetime: Duration,
 }
+
+/// How long a pre-signed URL is trusted when it does not say (`X-Amz-Expires`): DAP
+/// documents 15 minutes.
+pub const DEFAULT_URL_LIFETIME: Duration = Duration::from_secs(15 * 60);
+/// The default [`Config::call_timeout`].
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// The longest backoff, `Retry-After`, poll interval or deadline a configuration may
+/// name: longer ones are refused rather than sleeping for ever.
+pub const MAX_CONFIG_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 impl Config {
     /// Starts a builder with the two things no default can supply.
@@ -211,6 +395,9 @@ impl Config {
             scope: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             url_batch_size: 100,
+            call_timeout: DEFAULT_CALL_TIMEOUT,
+            low_speed: LowSpeed::default(),
+            url_lifetime: DEFAULT_URL_LIFETIME,
         }
     }
 
@@ -283,6 +470,24 @@ impl Config {
         self.url_batch_size
     }
 
+    /// The per-call deadline: the longest an operation may take from its start to its
+    /// result, not counting the time a query's job spends waiting and running on the
+    /// server (bounded by [`PollPolicy::max_duration`]). After it the operation ends
+    /// with [`crate::Error::Timeout`]. Default 10 minutes.
+    pub fn call_timeout(&self) -> Duration {
+        self.call_timeout
+    }
+
+    /// The low-speed rule for response bodies.
+    pub fn low_speed(&self) -> LowSpeed {
+        self.low_speed
+    }
+
+    /// How long a pre-signed URL is trusted when the URL itself does not say.
+    pub fn url_lifetime(&self) -> Duration {
+        self.url_lifetime
+    }
+
     /// The host (and port) of the API, used to make sure the token goes nowhere else.
     pub fn api_authority(&self) -> Option<http::uri::Authority> {
         self.base.parse::<Uri>().ok()?.authority().cloned()
@@ -314,6 +519,9 @@ pub struct ConfigBuilder {
     scope: Option<String>,
     max_body_bytes: usize,
     url_batch_size: usize,
+    call_timeout: Duration,
+    low_speed: LowSpeed,
+    url_lifetime: Duration,
 }
 
 impl ConfigBuilder {
@@ -385,18 +593,42 @@ impl ConfigBuilder {
         self
     }
 
-    /// Validates and builds the configuration.
+    /// The per-call deadline (default [`DEFAULT_CALL_TIMEOUT`]); see
+    /// [`Config::call_timeout`].
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = timeout;
+        self
+    }
+
+    /// The low-speed rule (default 1 KiB in 30 s); see [`LowSpeed`].
+    pub fn low_speed(mut self, rule: LowSpeed) -> Self {
+        self.low_speed = rule;
+        self
+    }
+
+    /// How long a pre-signed URL is trusted when it does not carry `X-Amz-Expires`
+    /// (default [`DEFAULT_URL_LIFETIME`]).
+    pub fn url_lifetime(mut self, lifetime: Duration) -> Self {
+        self.url_lifetime = lifetime;
+        self
+    }
+
+    /// Validates and builds the configuration. The client ID and secret are used
+    /// without surrounding whitespace.
     pub fn build(self) -> Result<Config, ConfigError> {
         use ConfigError as E;
-        if self.client_id.trim().is_empty() {
+        let client_id = self.client_id.trim().to_owned();
+        if client_id.is_empty() {
             return Err(E::EmptyClientId);
         }
-        if self.client_id.contains(':') || self.client_id.chars().any(char::is_control) {
+        if client_id.contains(':') || client_id.chars().any(char::is_control) {
             return Err(E::InvalidClientId);
         }
-        if self.secret.secret().is_empty() {
+        let secret = ClientSecret::new(self.secret.secret().trim());
+        if secret.secret().is_empty() {
             return Err(E::EmptySecret);
         }
+        self.validate_durations()?;
         let base = validate_base(&self.base_url, self.allow_plain_http)?;
         if self.user_agent.trim().is_empty() {
             return Err(E::EmptyUserAgent);
@@ -444,7 +676,7 @@ impl ConfigBuilder {
         }
         Ok(Config {
             base,
-            credentials: Credentials::new(self.client_id, self.secret),
+            credentials: Credentials::new(client_id, secret),
             user_agent,
             token_path: self.token_path,
             token_header: self.token_header,
@@ -454,18 +686,69 @@ impl ConfigBuilder {
             scope: self.scope,
             max_body_bytes: self.max_body_bytes,
             url_batch_size: self.url_batch_size,
+            call_timeout: self.call_timeout,
+            low_speed: self.low_speed,
+            url_lifetime: self.url_lifetime,
         })
+    }
+
+    /// Refuses durations and counts so large that a wait would overflow the clock or
+    /// last for ever.
+    fn validate_durations(&self) -> Result<(), ConfigError> {
+        use ConfigError as E;
+        let r = &self.retry;
+        let p = &self.poll;
+        let long = [
+            ("retry max_backoff", r.max_backoff),
+            ("retry max_retry_after", r.max_retry_after),
+            ("retry default_retry_after", r.default_retry_after),
+            ("poll max_interval", p.max_interval),
+            ("poll fast_phase", p.fast_phase),
+            ("poll fast_interval", p.fast_interval),
+            ("poll max_duration", p.max_duration),
+            ("poll expiry_margin", p.expiry_margin),
+            ("refresh_margin", self.refresh_margin),
+            ("call_timeout", self.call_timeout),
+            ("low_speed window", self.low_speed.window),
+            ("url_lifetime", self.url_lifetime),
+        ];
+        if let Some((name, _)) = long.iter().find(|(_, d)| *d > MAX_CONFIG_DURATION) {
+            return Err(E::TooLong(name));
+        }
+        if r.max_attempts > 100 {
+            return Err(E::Invalid("retry max_attempts must be at most 100"));
+        }
+        if self.call_timeout.is_zero() || self.low_speed.window.is_zero() {
+            return Err(E::Invalid(
+                "call_timeout and the low-speed window must be non-zero",
+            ));
+        }
+        if self.url_lifetime < Duration::from_secs(1) {
+            return Err(E::Invalid("url_lifetime must be at least a second"));
+        }
+        Ok(())
     }
 }
 
 fn validate_base(url: &str, allow_plain_http: bool) -> Result<String, ConfigError> {
+    // User info is refused first, and the URL is never echoed then: it may hold a
+    // password.
+    let authority_part = url
+        .split_once("://")
+        .map_or(url, |(_, rest)| rest)
+        .split(['/', '?', '#'])
+        .next()
+        .unwrap_or("");
+    if authority_part.contains('@') {
+        return Err(ConfigError::BaseUrlUserInfo);
+    }
     let uri: Uri = url
         .parse()
         .map_err(|_| ConfigError::InvalidBaseUrl(url.to_owned()))?;
     let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
         return Err(ConfigError::InvalidBaseUrl(url.to_owned()));
     };
-    if uri.query().is_some() || authority.as_str().contains('@') {
+    if uri.query().is_some() {
         return Err(ConfigError::InvalidBaseUrl(url.to_owned()));
     }
     match scheme {
@@ -499,8 +782,15 @@ pub enum ConfigError {
     #[error("the client secret is empty")]
     EmptySecret,
     /// The base URL is not an absolute `http(s)://host` URL.
-    #[error("the base URL {0:?} is not an absolute http(s) URL without query or userinfo")]
+    #[error("the base URL {0:?} is not an absolute http(s) URL without a query")]
     InvalidBaseUrl(String),
+    /// The base URL carries user information (`user:password@`); credentials go in
+    /// the client ID and secret. The URL is not repeated, since it may hold a password.
+    #[error(
+        "the base URL contains user information (user:password@host), which is not \
+         allowed; pass credentials as the client ID and secret"
+    )]
+    BaseUrlUserInfo,
     /// Plain HTTP to a non-loopback host without the explicit opt-in.
     #[error(
         "the base URL {0:?} is plain http on a non-loopback host; use https or opt in with dangerous_allow_plain_http"
@@ -521,6 +811,9 @@ pub enum ConfigError {
     /// A required environment variable is missing or empty.
     #[error("the environment variable {0} is not set")]
     MissingVariable(&'static str),
+    /// A duration is longer than [`MAX_CONFIG_DURATION`].
+    #[error("invalid configuration: {0} is longer than 7 days")]
+    TooLong(&'static str),
     /// Another setting is out of range.
     #[error("invalid configuration: {0}")]
     Invalid(&'static str),
@@ -582,6 +875,48 @@ mod tests {
         for (builder, expected) in cases {
             assert_eq!(builder.build().unwrap_err(), expected);
         }
+    }
+
+    #[test]
+    fn huge_waits_are_refused() {
+        let huge = Duration::MAX;
+        for builder in [
+            ok().retry(RetryPolicy::default().with_backoff(Duration::ZERO, huge)),
+            ok().retry(RetryPolicy::default().with_max_retry_after(huge)),
+            ok().poll(PollPolicy::default().with_max_duration(huge)),
+            ok().call_timeout(huge),
+        ] {
+            assert!(matches!(builder.build(), Err(ConfigError::TooLong(_))));
+        }
+        assert!(
+            ok().retry(RetryPolicy::default().with_max_attempts(u32::MAX))
+                .build()
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn user_info_is_refused_without_echo() {
+        for url in [
+            "http://user:pw@127.0.0.1:8080",
+            "https://user:pw@host/x",
+            "user:pw@host",
+        ] {
+            let err = ok().base_url(url).build().unwrap_err();
+            assert_eq!(err, ConfigError::BaseUrlUserInfo, "{url}");
+            assert!(!err.to_string().contains("pw"), "{err}");
+        }
+    }
+
+    #[test]
+    fn credentials_are_trimmed() {
+        let c = Config::builder(" id\n", "\tsecret \r\n").build().unwrap();
+        assert_eq!(c.credentials().client_id(), "id");
+        assert_eq!(c.credentials().secret().secret(), "secret");
+        assert_eq!(
+            Config::builder("id", "  ").build().unwrap_err(),
+            ConfigError::EmptySecret
+        );
     }
 
     #[test]

@@ -3,9 +3,11 @@
 //! - [`DapError`]: the API answered, and said no (a DAP error body, or a rate limit).
 //! - [`ProtocolError`]: the server broke the protocol (HTML where JSON was due, malformed
 //!   JSON, a missing field, a body over the size cap).
-//! - [`Error::Transport`]: the transport could not complete a request, after retries.
+//! - [`Error::Transport`] and [`Error::Timeout`]: the transport could not complete a
+//!   request, after retries, or the call ran out of time.
 //! - [`ArgumentError`] and [`Misuse`]: the caller passed a bad value or broke the
 //!   session's contract.
+//! - [`Error::Internal`]: a bug in this crate (never the caller's fault).
 //!
 //! No error ever carries the client secret, the access token or a URL signature: login and
 //! object-URL bodies are withheld from protocol errors.
@@ -16,7 +18,7 @@ use std::time::Duration;
 use http::StatusCode;
 use jiff::Timestamp;
 
-use crate::model::JobId;
+use crate::ids::JobId;
 
 /// How many bytes of an unexpected body an error keeps.
 pub const BODY_EXCERPT_BYTES: usize = 512;
@@ -31,13 +33,24 @@ pub enum Error {
     /// The server's answer broke the protocol.
     #[error(transparent)]
     Protocol(#[from] ProtocolError),
-    /// The transport failed on every attempt.
-    #[error("{what}: the transport failed on all {attempts} attempts")]
+    /// The transport failed on every attempt the retry policy allows.
+    #[error("{what}: the transport failed on all {attempts} attempts (last error: {last})")]
     Transport {
-        /// The request that failed.
+        /// The request that failed (`login`, `list tables`, `job status`, ...).
         what: &'static str,
         /// Attempts made.
         attempts: u32,
+        /// What the last attempt failed with, as the transport reported it.
+        last: TransportFailure,
+    },
+    /// The operation did not end within its deadline
+    /// ([`crate::Config::call_timeout`]); trying again later may succeed.
+    #[error("{what}: no result within {after:?} (the per-call deadline)")]
+    Timeout {
+        /// The operation.
+        what: &'static str,
+        /// The deadline that passed.
+        after: Duration,
     },
     /// The job ended with status `failed`.
     #[error("job {job} failed: {error}")]
@@ -58,9 +71,10 @@ pub enum Error {
     /// An argument was refused before anything was sent.
     #[error(transparent)]
     Argument(#[from] ArgumentError),
-    /// The operation was cancelled by the caller.
-    #[error("the operation was cancelled")]
-    Cancelled,
+    /// A state this crate believes impossible was reached: a bug here, not the caller's
+    /// or the server's fault.
+    #[error("internal error (please report it): {0}")]
+    Internal(String),
 }
 
 impl From<DapError> for Error {
@@ -71,11 +85,16 @@ impl From<DapError> for Error {
 
 impl Error {
     /// The DAP error inside, if the API said no (also for a failed job).
-    pub fn dap(&self) -> Option<&DapError> {
+    pub fn api_error(&self) -> Option<&DapError> {
         match self {
             Self::Api(e) | Self::JobFailed { error: e, .. } => Some(e),
             _ => None,
         }
+    }
+
+    /// What kind of DAP error the API reported, if it reported one.
+    pub fn api_kind(&self) -> Option<&DapErrorKind> {
+        self.api_error().map(|e| &e.kind)
     }
 
     /// Whether further operations with the same credentials are pointless (bad
@@ -83,6 +102,117 @@ impl Error {
     pub fn is_fatal(&self) -> bool {
         matches!(self, Self::Api(e) if e.kind.is_fatal())
     }
+
+    /// Whether the same call may succeed later: a rate limit, a server error (5xx or a
+    /// 408, with a DAP body, an HTML page or anything else), a timeout or a transport
+    /// failure. Authentication, validation, not-found and failed jobs are not.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Api(e) => is_transient_status(e.status),
+            Self::Protocol(e) => is_transient_status(e.status),
+            Self::Transport { .. } | Self::Timeout { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// How long the server asked to wait before trying again (`Retry-After`), if it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Api(e) => e.retry_after,
+            _ => None,
+        }
+    }
+}
+
+fn is_transient_status(status: StatusCode) -> bool {
+    status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::REQUEST_TIMEOUT
+        || status.is_server_error()
+}
+
+/// Why the transport could not complete a request, as it reported it to
+/// [`crate::Session::handle_failure`] or [`crate::Transfer::handle_failure`]. The detail
+/// is redacted on construction: every URL query string (a pre-signed signature) is cut.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransportFailure {
+    kind: FailureKind,
+    detail: String,
+}
+
+/// What kind of transport failure happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// No connection: refused, unreachable, DNS, TLS handshake, proxy.
+    Connect,
+    /// No answer (or no body data) in time.
+    Timeout,
+    /// The body arrived more slowly than the low-speed rule allows.
+    Stalled,
+    /// The connection broke off (reset, closed early, truncated body).
+    Broken,
+    /// Anything else.
+    Other,
+}
+
+impl TransportFailure {
+    /// A failure of `kind`; `detail` is the transport's text, cut of any `?query`.
+    pub fn new(kind: FailureKind, detail: impl AsRef<str>) -> Self {
+        Self {
+            kind,
+            detail: redact_queries(detail.as_ref()),
+        }
+    }
+
+    /// The kind.
+    pub fn kind(&self) -> FailureKind {
+        self.kind
+    }
+
+    /// The redacted text.
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+}
+
+impl fmt::Display for TransportFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.kind {
+            FailureKind::Connect => "cannot connect",
+            FailureKind::Timeout => "timed out",
+            FailureKind::Stalled => "stalled",
+            FailureKind::Broken => "connection broken",
+            FailureKind::Other => "failed",
+        };
+        if self.detail.is_empty() {
+            f.write_str(kind)
+        } else {
+            write!(f, "{kind}: {}", self.detail)
+        }
+    }
+}
+
+/// Replaces every `?query` with `?[redacted]`, up to the next whitespace, quote,
+/// bracket or comma: for any text that may quote a pre-signed URL.
+pub fn redact_queries(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut skipping = false;
+    for c in text.chars() {
+        if skipping {
+            if c.is_whitespace() || matches!(c, '"' | '\'' | ')' | '>' | ',') {
+                skipping = false;
+                out.push(c);
+            }
+            continue;
+        }
+        if c == '?' {
+            out.push_str("?[redacted]");
+            skipping = true;
+            continue;
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// A bad argument, refused before any request was built.
@@ -112,9 +242,6 @@ pub enum Misuse {
     /// The operation id is unknown or already done.
     #[error("unknown or finished operation id {0}")]
     UnknownOperation(u64),
-    /// Time went backwards between calls.
-    #[error("time went backwards")]
-    TimeWentBackwards,
 }
 
 /// Where in the request body a validation error points.

@@ -16,15 +16,24 @@
 //! and `dap-ureq` (blocking) drive this crate over real networks; anything else that can
 //! move bytes can too (see [`wire`] and the `raw_tcp` example).
 //!
-//! ## Two layers
+//! ## Two layers, two machines
 //! 1. [`api`]: per endpoint, a pure `request` builder and a `parse` function. Use them
 //!    without a session when you manage tokens yourself.
-//! 2. [`Session`]: the state machine that composes them.
+//! 2. Two state machines that compose them, with one grammar: `handle_*` in, `poll_*`
+//!    out, `now` passed in.
+//!    - [`Session`]: API calls. One token for any number of operations, retries, job
+//!      polling, URL batches, per-call deadlines.
+//!    - [`Download`]: one job's objects. The concurrency window, the order of results,
+//!      cancel-on-first-error, URL refreshes (before expiry and after a 403), one
+//!      [`Transfer`] per started object (resume, retries, the low-speed rule,
+//!      verification), and the names of the temporary and final files. It lends each
+//!      storage request out as a [`Fetch`] and asks the session for fresh URLs with a
+//!      [`Command`], so the two compose with no glue of their own.
 //!
 //! ## The run loop
 //! ```
 //! use std::time::Instant;
-//! use dap_proto::{Command, Config, Output, Session};
+//! use dap_proto::{Command, Config, Output, Session, TransportFailure, FailureKind};
 //!
 //! // The clocks belong to the caller (here the system's); the core never reads one.
 //! let (now, wall) = (Instant::now, jiff::Timestamp::now);
@@ -37,8 +46,9 @@
 //!         Output::Send { id, request } => {
 //!             // Send `request` with any HTTP client, then report what happened:
 //!             // session.handle_response(id, response, now())?;
-//!             // or, if it could not be completed:
-//!             session.handle_failure(id, now())?;
+//!             // or, if it could not be completed, why:
+//!             let failure = TransportFailure::new(FailureKind::Connect, "refused");
+//!             session.handle_failure(id, failure, now())?;
 //!         }
 //!         Output::Done { op, result } => {
 //!             println!("{op}: {result:?}");
@@ -54,6 +64,55 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! ## The download run loop
+//! A [`Download`] of a [`QueryResult`] is pumped the same way; the [`Session`] serves its
+//! URL requests. Files are the caller's: the machine names them and says when to
+//! create, commit or discard one.
+//! ```no_run
+//! use std::time::Instant;
+//! use dap_proto::{Download, DownloadOutput, DownloadSpec, QueryResult, Session};
+//!
+//! fn download(session: &mut Session, result: &QueryResult) -> Result<(), Box<dyn std::error::Error>> {
+//!     let spec = DownloadSpec::files(4, false, /* a random nonce */ 0x5eed);
+//!     let mut download = Download::new(session.config(), result, spec)?;
+//!     loop {
+//!         match download.poll_output(Instant::now()) {
+//!             DownloadOutput::Fetch(mut fetch) => {
+//!                 // Send fetch.take_request(); report the head with fetch.handle_head,
+//!                 // stream the body through fetch.handle_body into the file named by
+//!                 // fetch.temp_file() (created with create_new), end with
+//!                 // fetch.handle_body_end or fetch.handle_failure. Then give it back
+//!                 // (several fetches may be out at once):
+//!                 download.handle_fetch(fetch, Instant::now());
+//!             }
+//!             DownloadOutput::Session(command) => {
+//!                 // Fresh URLs: run the command on the session (its own run loop) and
+//!                 // hand the result back.
+//!                 let op = session.start(command, Instant::now());
+//!                 # let result = Err(dap_proto::Error::Internal(format!("{op}")));
+//!                 download.handle_session_result(result, Instant::now());
+//!             }
+//!             DownloadOutput::Commit(commit) => {
+//!                 // Check the length, fsync, rename commit.temp to commit.target,
+//!                 // fsync the directory; on failure: download.abort().
+//!                 let _ = commit;
+//!             }
+//!             DownloadOutput::Discard(temp) => { let _ = temp; /* remove the file */ }
+//!             DownloadOutput::Done(result) => {
+//!                 println!("{} objects", result?.len());
+//!                 return Ok(());
+//!             }
+//!             DownloadOutput::Wait(deadline) => {
+//!                 // Sleep until `deadline` or until a fetch or session result is back.
+//!                 let _ = deadline;
+//!             }
+//!             _ => {}
+//!         }
+//!     }
+//! }
+//! ```
+//! The transports do exactly this; `dap-client` holds the file policy they share.
+//!
 //! ## A query, step by step
 //! ```text
 //!  start(Query) ─► [token?] ─no─► POST /ids/auth/login ─► token (shared by every op)
@@ -68,6 +127,7 @@
 //!
 //!  any call: 401 ─► drop token, log in once, replay (a second 401 ends the op)
 //!            429 ─► wait Retry-After (capped)   5xx / failure ─► backoff with jitter
+//!            at most RetryPolicy::max_attempts attempts; at most Config::call_timeout
 //! ```
 //!
 //! ## Time
@@ -81,7 +141,9 @@
 //! ## Errors and panics
 //! Operation failures arrive in [`Output::Done`] as an [`Error`] that says whose fault it
 //! is: the API ([`DapError`]), the server breaking the protocol ([`ProtocolError`]), the
-//! transport, or the caller. `handle_*` return `Err` only for misuse ([`Misuse`]). No
+//! transport (with the cause it reported, [`TransportFailure`]), the clock
+//! ([`Error::Timeout`]), the caller ([`Error::Argument`]) or this crate
+//! ([`Error::Internal`]). [`Error::is_transient`] says whether trying later may help. `handle_*` return `Err` only for misuse ([`Misuse`]). No
 //! input from the network makes this crate panic; fuzz targets check it.
 //!
 //! ## Secrets
@@ -94,11 +156,11 @@
 pub mod api;
 mod backoff;
 pub mod chain;
-pub mod client;
 pub mod config;
 pub mod download;
 pub mod error;
 pub mod gzip;
+mod ids;
 pub mod model;
 pub mod records;
 pub mod secret;
@@ -107,10 +169,13 @@ pub mod transfer;
 pub mod wire;
 
 pub use config::{
-    Config, ConfigBuilder, ConfigError, Credentials, PollPolicy, RetryPolicy, TokenHeader,
+    Config, ConfigBuilder, ConfigError, Credentials, LowSpeed, PollPolicy, RetryPolicy, SpeedMeter,
+    TokenHeader,
 };
+pub use download::{Commit, Download, DownloadError, DownloadOutput, DownloadSpec, Fetch};
 pub use error::{
-    ArgumentError, DapError, DapErrorKind, Error, Misuse, ProtocolError, ProtocolErrorKind,
+    ArgumentError, DapError, DapErrorKind, Error, FailureKind, Misuse, ProtocolError,
+    ProtocolErrorKind, TransportFailure,
 };
 pub use model::{
     CompleteJob, DataRange, Format, Job, JobId, JobState, Mode, ObjectId, ObjectUrl, Query,
@@ -121,6 +186,12 @@ pub use session::{
     Command, OpId, Outcome, Output, QueryResult, RequestId, Session, TokenStatus, UrlSet,
 };
 pub use transfer::{HeadAction, Transfer, TransferError, TransferStep, TransferSummary};
+
+/// The HTTP types of the seam (`Request`, `Response`, `StatusCode`, ...), re-exported so
+/// a custom runtime needs no `http` dependency of its own.
+pub use http;
+/// The timestamp type of the API (`since`, `until`, `expires_at`), re-exported.
+pub use jiff;
 
 /// The configuration of the crate's own property tests: a fixed seed, so that a run is
 /// repeatable (set `PROPTEST_RNG_SEED` to explore other inputs), and `cases` cases.

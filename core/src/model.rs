@@ -8,6 +8,8 @@ use jiff::Timestamp;
 use crate::error::{ArgumentError, DapError};
 use crate::secret::PresignedUrl;
 
+pub use crate::ids::{JobId, ObjectId};
+
 /// Output format of a query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -186,52 +188,6 @@ impl Query {
         self.range
     }
 }
-
-macro_rules! id_type {
-    ($(#[$doc:meta])* $name:ident) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub struct $name(String);
-
-        impl $name {
-            /// Wraps a raw id.
-            pub fn new(id: impl Into<String>) -> Self {
-                Self(id.into())
-            }
-            /// The raw id.
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-
-        impl From<&str> for $name {
-            fn from(id: &str) -> Self {
-                Self(id.to_owned())
-            }
-        }
-
-        impl From<String> for $name {
-            fn from(id: String) -> Self {
-                Self(id)
-            }
-        }
-    };
-}
-
-id_type!(
-    /// The id of a query job.
-    JobId
-);
-id_type!(
-    /// The id of an output object of a job.
-    ObjectId
-);
 
 /// A table's JSON Schema and its version. The schema is kept exactly as the server sent
 /// it (key order included), so it can be saved byte-for-byte faithfully; parse it with

@@ -103,12 +103,12 @@ impl fmt::Display for AccessToken {
 /// A pre-signed object-storage URL. Its query string is a credential: `Debug` and
 /// `Display` show only `scheme://host/path?[redacted]`.
 #[derive(Clone, PartialEq, Eq)]
-pub struct PresignedUrl(String);
+pub struct PresignedUrl(std::sync::Arc<str>);
 
 impl PresignedUrl {
-    /// Wraps a raw URL.
+    /// Wraps a raw URL. Clones share one allocation.
     pub fn new(url: impl Into<String>) -> Self {
-        Self(url.into())
+        Self(std::sync::Arc::from(url.into()))
     }
 
     /// The full URL including its signature. Never log it.

@@ -1,25 +1,31 @@
 //! [`Transfer`]: the download of one object as a sans-IO state machine, so every
 //! transport resumes, refreshes URLs, retries and verifies exactly alike.
 //!
-//! The transport sends the requests it hands out, streams each response body through
-//! [`Transfer::on_body`] into a temporary file (or anywhere), and renames the file only
-//! once [`Transfer::poll`] says [`TransferStep::Done`]: by then `Content-Length` has
-//! matched and, for gzip objects, every member decoded with a valid CRC32 and length.
+//! Most callers never touch it: [`crate::Download`] runs one per object of a job. Used
+//! alone, the caller sends the requests it hands out, streams each response body through
+//! [`Transfer::handle_body`] into a temporary file (or anywhere), and renames the file
+//! only once [`Transfer::poll_output`] says [`TransferStep::Done`]: by then
+//! `Content-Length` has matched and, for gzip objects, every member decoded with a valid
+//! CRC32 and length.
 //!
 //! ```text
-//! poll ─► Send(GET url [Range: bytes=N-]) ─► on_head ─► on_body … ─► on_body_end ─► poll ─► Done
-//!            ▲            │ 403: NeedUrl ─► set_url           │ dropped: on_failure
-//!            └── Wait(backoff) ◄── 5xx / dropped (resume from the last byte received)
+//! poll_output ─► Send(GET url [Range: bytes=N-]) ─► handle_head ─► handle_body … ─► handle_body_end ─► Done
+//!      ▲              │ 403: NeedUrl ─► handle_url       │ dropped: handle_failure │ too slow: Break
+//!      └── Wait(backoff) ◄── 5xx / dropped / stalled (resume from the last byte received)
 //! ```
+//!
+//! The gzip decoder and its buffers are allocated when a body starts and freed when the
+//! transfer ends, so a transfer that waits costs a few hundred bytes.
 
-use std::time::Instant;
+use std::ops::ControlFlow;
+use std::time::{Duration, Instant};
 
 use http::{HeaderMap, Request, StatusCode};
 
 use crate::backoff::Backoff;
-use crate::config::{Config, RetryPolicy};
+use crate::config::{Config, LowSpeed, RetryPolicy, SpeedMeter};
 use crate::download::{self, BodyStart, StorageError};
-use crate::error::ArgumentError;
+use crate::error::{ArgumentError, FailureKind, TransportFailure};
 use crate::gzip::{GzipDecoder, GzipError};
 use crate::model::{Format, ObjectId, ObjectUrl};
 use crate::secret::PresignedUrl;
@@ -28,14 +34,14 @@ use crate::secret::PresignedUrl;
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum TransferStep {
-    /// Send this GET; report its head with [`Transfer::on_head`].
+    /// Send this GET; report its head with [`Transfer::handle_head`].
     Send(Request<Vec<u8>>),
-    /// Call [`Transfer::poll`] again at this instant.
+    /// Call [`Transfer::poll_output`] again at this instant.
     Wait(Instant),
     /// The URL was refused (expired): fetch a fresh one (for example with
-    /// [`crate::Command::ObjectUrls`]) and pass it to [`Transfer::set_url`].
+    /// [`crate::Command::ObjectUrls`]) and pass it to [`Transfer::handle_url`].
     NeedUrl,
-    /// A request is out; report its fate before polling again.
+    /// A request is out: report its fate before polling again (nothing to do now).
     InFlight,
     /// The object is complete and verified.
     Done(TransferSummary),
@@ -47,7 +53,7 @@ pub enum TransferStep {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum HeadAction {
-    /// Stream the body through [`Transfer::on_body`]. When `truncate` is set, everything
+    /// Stream the body through [`Transfer::handle_body`]. When `truncate` is set, everything
     /// written so far must be discarded first (the server restarted from byte 0).
     ReadBody {
         /// Discard what was written before.
@@ -66,6 +72,9 @@ pub struct TransferSummary {
     pub file_name: String,
     /// Bytes of the object as stored (compressed).
     pub bytes: u64,
+    /// Bytes handed to the sink since the object last started from byte 0: what a file
+    /// written from this transfer holds.
+    pub output_bytes: u64,
     /// Decompressed bytes, for gzip objects.
     pub decompressed_bytes: Option<u64>,
     /// How many times the download resumed after a dropped connection.
@@ -103,12 +112,14 @@ pub enum TransferError {
         expected: u64,
     },
     /// The connection kept failing.
-    #[error("{object}: the download failed {attempts} times in a row")]
+    #[error("{object}: the download failed {attempts} times in a row (last error: {last})")]
     Transport {
         /// The object.
         object: ObjectId,
         /// Consecutive failed attempts.
         attempts: u32,
+        /// What the last attempt failed with.
+        last: TransportFailure,
     },
     /// The URL cannot be requested.
     #[error(transparent)]
@@ -147,6 +158,10 @@ pub struct Transfer {
     replay_skip: u64,
     failures: u32,
     received_at_last_failure: u64,
+    last_failure: Option<TransportFailure>,
+    low_speed: LowSpeed,
+    /// The low-speed rule applied to the current body.
+    meter: SpeedMeter,
     resumes: u32,
     url_refreshes: u32,
     retry: RetryPolicy,
@@ -197,7 +212,7 @@ impl Transfer {
             user_agent: config.user_agent().clone(),
             gzip,
             decompress,
-            decoder: gzip.then(GzipDecoder::new),
+            decoder: None,
             received: 0,
             expected: None,
             dirty: false,
@@ -207,38 +222,15 @@ impl Transfer {
             replay_skip: 0,
             failures: 0,
             received_at_last_failure: 0,
+            last_failure: None,
+            low_speed: config.low_speed(),
+            meter: config.low_speed().meter(),
             resumes: 0,
             url_refreshes: 0,
             retry: config.retry().clone(),
             jitter: Backoff::new(seed),
             phase: Phase::Ready,
         })
-    }
-
-    /// One transfer per object of a finished query, in order. Refuses a result in which
-    /// two objects would be saved under the same file name, so no download can overwrite
-    /// another.
-    pub fn for_result(
-        config: &Config,
-        result: &crate::QueryResult,
-        decompress: bool,
-    ) -> Result<Vec<Self>, ArgumentError> {
-        let mut names = std::collections::HashSet::new();
-        result
-            .objects
-            .iter()
-            .map(|object| {
-                let transfer = Self::new(config, object.clone(), result.format, decompress)?;
-                if !names.insert(transfer.file_name().to_owned()) {
-                    return Err(ArgumentError::new(format!(
-                        "two objects of job {} share the file name {}",
-                        result.job,
-                        transfer.file_name()
-                    )));
-                }
-                Ok(transfer)
-            })
-            .collect()
     }
 
     /// Streaming mode, for consumers that cannot take back what they were given (a
@@ -273,7 +265,7 @@ impl Transfer {
     }
 
     /// The next step.
-    pub fn poll(&mut self, now: Instant) -> TransferStep {
+    pub fn poll_output(&mut self, now: Instant) -> TransferStep {
         match &self.phase {
             Phase::Sleep(until) if now < *until => TransferStep::Wait(*until),
             Phase::Ready | Phase::Sleep(_) => {
@@ -295,8 +287,9 @@ impl Transfer {
         }
     }
 
-    /// Supplies a fresh URL after [`TransferStep::NeedUrl`].
-    pub fn set_url(&mut self, url: PresignedUrl) {
+    /// Supplies a fresh URL after [`TransferStep::NeedUrl`], or before any request
+    /// (a URL refreshed before it expired).
+    pub fn handle_url(&mut self, url: PresignedUrl) {
         self.url = url;
         if matches!(self.phase, Phase::NeedUrl) {
             self.phase = Phase::Ready;
@@ -304,7 +297,12 @@ impl Transfer {
     }
 
     /// Reports the status and headers of the response to the last request.
-    pub fn on_head(&mut self, status: StatusCode, headers: &HeaderMap, now: Instant) -> HeadAction {
+    pub fn handle_head(
+        &mut self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        now: Instant,
+    ) -> HeadAction {
         if !matches!(self.phase, Phase::AwaitingHead) {
             return HeadAction::Discard;
         }
@@ -320,9 +318,14 @@ impl Transfer {
                     }
                     BodyStart::Resumed { .. } => {
                         self.resumes += 1;
+                        if self.gzip && self.decoder.is_none() {
+                            self.decoder = Some(GzipDecoder::new());
+                        }
                         false
                     }
                 };
+                self.meter = self.low_speed.meter();
+                let _ = self.meter.observe(0, now);
                 if let Some(total) = start.total() {
                     let total = match start {
                         BodyStart::Full { length: Some(len) } => len,
@@ -349,11 +352,11 @@ impl Transfer {
                 // Start over from byte 0; the next full body truncates the file.
                 self.received = 0;
                 self.expected = None;
-                self.fail_attempt(now, None);
+                self.fail_attempt(now, Ok(StorageError::RangeMismatch));
                 HeadAction::Discard
             }
             Err(error) if error.is_retryable() => {
-                self.fail_attempt(now, Some(error));
+                self.fail_attempt(now, Ok(error));
                 HeadAction::Discard
             }
             Err(error) => {
@@ -366,24 +369,30 @@ impl Transfer {
         }
     }
 
-    /// Streams a piece of the body: verifies it and hands the bytes to write to `sink`
-    /// (the raw bytes, or the decompressed ones with `decompress`). An error ends the
-    /// transfer; the caller should stop reading.
-    pub fn on_body(
+    /// Streams a piece of the body, received at `now`: verifies it and hands the bytes
+    /// to write to `sink` (the raw bytes, or the decompressed ones with `decompress`).
+    ///
+    /// [`ControlFlow::Break`] means: stop reading and drop the response; report nothing
+    /// more for it and poll again. The transfer either failed for good (corrupt or
+    /// over-long) or the body came too slowly for [`Config::low_speed`] and the next
+    /// request resumes where it stopped.
+    pub fn handle_body(
         &mut self,
         chunk: &[u8],
+        now: Instant,
         mut sink: impl FnMut(&[u8]),
-    ) -> Result<(), TransferError> {
+    ) -> ControlFlow<()> {
         if !matches!(self.phase, Phase::Body) {
-            return Ok(());
+            return ControlFlow::Break(());
         }
         let len = chunk.len() as u64;
         if let Some(expected) = self.expected {
             if self.received.saturating_add(len) > expected {
-                return Err(self.fail(TransferError::TooLong {
+                self.fail(TransferError::TooLong {
                     object: self.object.clone(),
                     expected,
-                }));
+                });
+                return ControlFlow::Break(());
             }
         }
         let (skip, pos) = (self.replay_skip, &mut self.out_pos);
@@ -407,10 +416,11 @@ impl Transfer {
                 decoder.verify(chunk).map(|()| emit(chunk))
             };
             if let Err(error) = result {
-                return Err(self.fail(TransferError::Corrupt {
+                self.fail(TransferError::Corrupt {
                     object: self.object.clone(),
                     error,
-                }));
+                });
+                return ControlFlow::Break(());
             }
         } else {
             emit(chunk);
@@ -419,17 +429,31 @@ impl Transfer {
             self.dirty = true;
         }
         self.received += len;
-        Ok(())
+        if let Err(failure) = self.meter.observe(len, now) {
+            self.fail_attempt(now, Err(failure));
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// The longest a caller should wait for the next piece of body before reporting
+    /// [`Transfer::handle_failure`] with [`FailureKind::Stalled`]: the low-speed window.
+    pub fn read_timeout(&self) -> Duration {
+        self.low_speed.window
     }
 
     /// Reports that the body ended cleanly (the connection did not fail).
-    pub fn on_body_end(&mut self, now: Instant) {
+    pub fn handle_body_end(&mut self, now: Instant) {
         if !matches!(self.phase, Phase::Body) {
             return;
         }
-        if self.expected.is_some_and(|e| self.received < e) {
+        if let Some(expected) = self.expected.filter(|e| self.received < *e) {
             // Fewer bytes than announced: resume from where it stopped.
-            self.fail_attempt(now, None);
+            let failure = TransportFailure::new(
+                FailureKind::Broken,
+                format!("the body ended after {} of {expected} bytes", self.received),
+            );
+            self.fail_attempt(now, Err(failure));
             return;
         }
         let decompressed_bytes = match self.decoder.take() {
@@ -449,19 +473,60 @@ impl Transfer {
             object: self.object.clone(),
             file_name: self.file_name.clone(),
             bytes: self.received,
+            output_bytes: self.out_pos,
             decompressed_bytes,
             resumes: self.resumes,
             url_refreshes: self.url_refreshes,
         });
     }
 
-    /// Reports that the request failed: no connection, or the body broke off. The
-    /// transfer resumes from the last byte received after a backoff, within the retry
-    /// policy (attempts count anew whenever bytes arrived since the last failure).
-    pub fn on_failure(&mut self, now: Instant) {
+    /// Reports that the request failed: no connection, no data in time, or the body
+    /// broke off. The transfer resumes from the last byte received after a backoff,
+    /// within the retry policy (attempts count anew whenever bytes arrived since the
+    /// last failure).
+    pub fn handle_failure(&mut self, failure: TransportFailure, now: Instant) {
         if matches!(self.phase, Phase::AwaitingHead | Phase::Body) {
-            self.fail_attempt(now, None);
+            self.fail_attempt(now, Err(failure));
         }
+    }
+
+    /// Whether the next [`Transfer::poll_output`] at `now` sends a request.
+    pub fn is_due(&self, now: Instant) -> bool {
+        match self.phase {
+            Phase::Ready => true,
+            Phase::Sleep(until) => now >= until,
+            _ => false,
+        }
+    }
+
+    /// The URL the next request goes to.
+    pub fn url(&self) -> &PresignedUrl {
+        &self.url
+    }
+
+    /// How the transfer ended, once it has: the summary or the error.
+    pub fn outcome(&self) -> Option<Result<&TransferSummary, &TransferError>> {
+        match &self.phase {
+            Phase::Done(summary) => Some(Ok(summary)),
+            Phase::Failed(error) => Some(Err(error)),
+            _ => None,
+        }
+    }
+
+    /// Whether the transfer waits for a fresh URL ([`Transfer::handle_url`]).
+    pub fn needs_url(&self) -> bool {
+        matches!(self.phase, Phase::NeedUrl)
+    }
+
+    /// Whether the transfer ended (done or failed).
+    pub fn is_finished(&self) -> bool {
+        matches!(self.phase, Phase::Done(_) | Phase::Failed(_))
+    }
+
+    /// Whether a request is out (between [`TransferStep::Send`] and the end of its
+    /// response).
+    pub fn is_in_flight(&self) -> bool {
+        matches!(self.phase, Phase::AwaitingHead | Phase::Body)
     }
 
     fn restart(&mut self) {
@@ -477,23 +542,29 @@ impl Transfer {
     }
 
     fn fail(&mut self, error: TransferError) -> TransferError {
+        self.decoder = None;
         self.phase = Phase::Failed(error.clone());
         error
     }
 
-    fn fail_attempt(&mut self, now: Instant, error: Option<StorageError>) {
+    /// One failed attempt: a storage status (`Ok`) or a transport failure (`Err`).
+    fn fail_attempt(&mut self, now: Instant, error: Result<StorageError, TransportFailure>) {
         if self.received > self.received_at_last_failure {
             self.failures = 0;
         }
         self.received_at_last_failure = self.received;
         self.failures += 1;
+        if let Err(failure) = &error {
+            self.last_failure = Some(failure.clone());
+        }
         if self.failures >= self.retry.max_attempts {
             let object = self.object.clone();
             self.fail(match error {
-                Some(error) => TransferError::Storage { object, error },
-                None => TransferError::Transport {
+                Ok(error) => TransferError::Storage { object, error },
+                Err(last) => TransferError::Transport {
                     object,
                     attempts: self.failures,
+                    last,
                 },
             });
             return;

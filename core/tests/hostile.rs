@@ -416,7 +416,9 @@ fn wait_never_reports_a_past_login_backoff() {
     let Output::Send { id, .. } = h.session.poll_output(h.now) else {
         panic!()
     };
-    h.session.handle_failure(id, h.now).unwrap();
+    h.session
+        .handle_failure(id, common_failure(), h.now)
+        .unwrap();
     assert_eq!(h.session.token_status(), TokenStatus::LoginBackoff);
     h.session.cancel(op).unwrap();
     h.now += Duration::from_secs(3600);
@@ -603,19 +605,22 @@ fn trace_logs_of_a_whole_snapshot_never_show_secret_token_or_signature() {
             let mut t = Transfer::new(&config, url, Format::Jsonl, true).unwrap();
             let mut refused = false;
             for _ in 0..20 {
-                match t.poll(h.now) {
+                match t.poll_output(h.now) {
                     dap_proto::TransferStep::Send(_) if !refused => {
                         refused = true;
-                        t.on_head(http::StatusCode::FORBIDDEN, &http::HeaderMap::new(), h.now);
+                        t.handle_head(http::StatusCode::FORBIDDEN, &http::HeaderMap::new(), h.now);
                     }
                     dap_proto::TransferStep::Send(_) => {
                         let mut headers = http::HeaderMap::new();
                         headers.insert(http::header::CONTENT_LENGTH, object.len().into());
-                        t.on_head(http::StatusCode::OK, &headers, h.now);
-                        t.on_body(&object, |b| plain.extend_from_slice(b)).unwrap();
-                        t.on_body_end(h.now);
+                        t.handle_head(http::StatusCode::OK, &headers, h.now);
+                        assert!(
+                            t.handle_body(&object, h.now, |b| plain.extend_from_slice(b))
+                                .is_continue()
+                        );
+                        t.handle_body_end(h.now);
                     }
-                    dap_proto::TransferStep::NeedUrl => t.set_url(fresh.clone()),
+                    dap_proto::TransferStep::NeedUrl => t.handle_url(fresh.clone()),
                     dap_proto::TransferStep::Done(summary) => {
                         tracing::info!(?summary, "transfer done");
                         break;
@@ -668,7 +673,7 @@ fn range_mismatch_then_partial_from_zero_truncates() {
             h
         };
         let send = |t: &mut Transfer, now: &mut std::time::Instant| loop {
-            match t.poll(*now) {
+            match t.poll_output(*now) {
                 dap_proto::TransferStep::Send(r) => return r,
                 dap_proto::TransferStep::Wait(at) => *now = at,
                 other => panic!("{other:?}"),
@@ -677,16 +682,18 @@ fn range_mismatch_then_partial_from_zero_truncates() {
         // 1. A full body breaks off after 10 bytes.
         send(&mut t, &mut now);
         assert_eq!(
-            t.on_head(http::StatusCode::OK, &length(object.len()), now),
+            t.handle_head(http::StatusCode::OK, &length(object.len()), now),
             dap_proto::HeadAction::ReadBody { truncate: false }
         );
-        t.on_body(&object[..10], |b| file.extend_from_slice(b))
-            .unwrap();
-        t.on_failure(now);
+        assert!(
+            t.handle_body(&object[..10], now, |b| file.extend_from_slice(b))
+                .is_continue()
+        );
+        t.handle_failure(common_failure(), now);
         // 2. The resume is refused with 416: start over from 0.
         let r = send(&mut t, &mut now);
         assert_eq!(r.headers()["range"], "bytes=10-");
-        t.on_head(
+        t.handle_head(
             http::StatusCode::RANGE_NOT_SATISFIABLE,
             &http::HeaderMap::new(),
             now,
@@ -701,7 +708,7 @@ fn range_mismatch_then_partial_from_zero_truncates() {
                 .parse()
                 .unwrap(),
         );
-        match t.on_head(http::StatusCode::PARTIAL_CONTENT, &h, now) {
+        match t.handle_head(http::StatusCode::PARTIAL_CONTENT, &h, now) {
             dap_proto::HeadAction::ReadBody { truncate } => {
                 if truncate {
                     file.clear();
@@ -709,12 +716,21 @@ fn range_mismatch_then_partial_from_zero_truncates() {
             }
             other => panic!("{other:?}"),
         }
-        t.on_body(&object, |b| file.extend_from_slice(b)).unwrap();
-        t.on_body_end(now);
-        let dap_proto::TransferStep::Done(summary) = t.poll(now) else {
-            panic!("{format:?}: {:?}", t.poll(now))
+        assert!(
+            t.handle_body(&object, now, |b| file.extend_from_slice(b))
+                .is_continue()
+        );
+        t.handle_body_end(now);
+        let dap_proto::TransferStep::Done(summary) = t.poll_output(now) else {
+            panic!("{format:?}: {:?}", t.poll_output(now))
         };
         assert_eq!(file, object, "{format:?}");
         assert_eq!(summary.bytes, object.len() as u64);
     }
+}
+
+/// The transport failure the tests report.
+#[allow(dead_code)]
+pub fn common_failure() -> dap_proto::TransportFailure {
+    dap_proto::TransportFailure::new(dap_proto::FailureKind::Broken, "test")
 }

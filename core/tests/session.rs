@@ -61,7 +61,9 @@ fn one_login_in_flight_while_operations_arrive() {
     assert!(request.uri().path().ends_with("/ids/auth/login"));
     for _ in 0..5 {
         h.start(tables());
-        assert!(matches!(h.session.poll_output(h.now), Output::Wait(None)));
+        // Nothing to send: only the operations' deadlines are ahead.
+        let deadline = h.now + h.session.config().call_timeout();
+        assert!(matches!(h.session.poll_output(h.now), Output::Wait(Some(d)) if d == deadline));
     }
     assert_eq!(h.session.token_status(), TokenStatus::LoggingIn);
     let Reply::Respond(r) = login_ok("tok", 3600) else {
@@ -178,7 +180,7 @@ fn second_unauthorized_ends_the_operation() {
     });
     assert_eq!(h.logins(), 2);
     let err = h.result(op).as_ref().unwrap_err();
-    assert_eq!(err.dap().unwrap().kind, DapErrorKind::Authentication);
+    assert_eq!(err.api_error().unwrap().kind, DapErrorKind::Authentication);
 }
 
 #[test]
@@ -312,7 +314,7 @@ fn server_errors_back_off_then_give_up() {
         "{gaps:?}"
     );
     let err = h.result(op).as_ref().unwrap_err();
-    assert_eq!(err.dap().unwrap().status, 503);
+    assert_eq!(err.api_error().unwrap().status, 503);
 }
 
 #[test]
@@ -356,7 +358,8 @@ fn transport_failures_are_bounded() {
         h.result(op),
         &Err(Error::Transport {
             what: "list tables",
-            attempts: 3
+            attempts: 3,
+            last: broken(),
         })
     );
 }
@@ -376,7 +379,8 @@ fn login_failures_retry_then_fail_every_waiting_operation() {
             h.result(op),
             &Err(Error::Transport {
                 what: "login",
-                attempts: 3
+                attempts: 3,
+                last: broken(),
             })
         );
     }
@@ -689,16 +693,17 @@ fn misuse_is_an_error_not_a_panic() {
         Err(Misuse::UnknownRequest(42))
     );
     assert_eq!(
-        h.session.handle_failure(RequestId::from_raw(7), h.now),
+        h.session
+            .handle_failure(RequestId::from_raw(7), broken(), h.now),
         Err(Misuse::UnknownRequest(7))
     );
     h.start(tables());
     let Output::Send { id, .. } = h.session.poll_output(h.now) else {
         panic!()
     };
-    h.session.handle_failure(id, h.now).unwrap();
+    h.session.handle_failure(id, broken(), h.now).unwrap();
     assert_eq!(
-        h.session.handle_failure(id, h.now),
+        h.session.handle_failure(id, broken(), h.now),
         Err(Misuse::UnknownRequest(id.into_raw()))
     );
 }
@@ -850,4 +855,98 @@ fn duplicate_objects_in_a_job_are_fetched_once() {
         ids,
         ["job-1/a.json.gz", "job-1/b.json.gz", "job-1/c.json.gz"]
     );
+}
+
+fn broken() -> dap_proto::TransportFailure {
+    dap_proto::TransportFailure::new(dap_proto::FailureKind::Broken, "test")
+}
+
+#[test]
+fn a_call_without_an_answer_ends_at_its_deadline() {
+    let mut h = Harness::new(
+        config()
+            .call_timeout(Duration::from_secs(60))
+            .build()
+            .unwrap(),
+    );
+    let op = h.start(tables());
+    let Output::Send { id: login, .. } = h.session.poll_output(h.now) else {
+        panic!()
+    };
+    let Reply::Respond(r) = login_ok("tok", 3600) else {
+        panic!()
+    };
+    h.session.handle_response(login, r, h.now).unwrap();
+    let Output::Send { id: list, .. } = h.session.poll_output(h.now) else {
+        panic!()
+    };
+    let deadline = h.start + Duration::from_secs(60);
+    assert_eq!(h.session.request_deadline(list), Some(deadline));
+    assert!(matches!(h.session.poll_output(h.now), Output::Wait(Some(d)) if d == deadline));
+    h.now = deadline;
+    let Output::Done { op: done, result } = h.session.poll_output(h.now) else {
+        panic!()
+    };
+    assert_eq!(done, op);
+    let err = result.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Timeout {
+                what: "list tables",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.is_transient());
+    // The answer that comes too late is accepted and dropped.
+    let Reply::Respond(late) = tables_ok() else {
+        panic!()
+    };
+    h.session.handle_response(list, late, h.now).unwrap();
+    assert!(matches!(h.session.poll_output(h.now), Output::Wait(None)));
+}
+
+#[test]
+fn a_503_storm_on_job_status_ends_after_max_attempts_polls() {
+    let mut h = Harness::new(config().build().unwrap());
+    let op = h.start(Command::Query {
+        namespace: "canvas".into(),
+        table: "accounts".into(),
+        query: Query::snapshot(Format::Jsonl),
+    });
+    let mut login = simple_peer(3600);
+    h.run(100, |seen, req| {
+        if seen.is_login() {
+            login(seen, req)
+        } else if seen.path.ends_with("/data") {
+            json(202, &job_body("waiting", ""))
+        } else {
+            dap_error(503, "ServiceUnavailable", "try later")
+        }
+    });
+    let polls = h
+        .seen
+        .iter()
+        .filter(|s| s.path.starts_with("/dap/job/"))
+        .count();
+    assert_eq!(
+        polls, 3,
+        "max_attempts is 3 for every call, job polls included"
+    );
+    let err = h.result(op).as_ref().unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    assert!(err.to_string().contains("after 3 attempts"), "{err}");
+    assert!(h.elapsed() < Duration::from_secs(10), "{:?}", h.elapsed());
+}
+
+#[test]
+fn huge_waits_never_overflow_the_clock() {
+    // Config refuses them; the backoff itself saturates.
+    let err = config()
+        .retry(dap_proto::RetryPolicy::default().with_backoff(Duration::ZERO, Duration::MAX))
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, dap_proto::ConfigError::TooLong(_)), "{err}");
 }

@@ -52,7 +52,7 @@ fn origin() -> Instant {
 }
 
 fn expect_send(t: &mut Transfer, now: Instant) -> http::Request<Vec<u8>> {
-    match t.poll(now) {
+    match t.poll_output(now) {
         TransferStep::Send(r) => r,
         other => panic!("expected Send, got {other:?}"),
     }
@@ -60,7 +60,7 @@ fn expect_send(t: &mut Transfer, now: Instant) -> http::Request<Vec<u8>> {
 
 fn run_to_end(t: &mut Transfer, mut now: Instant) -> TransferStep {
     loop {
-        match t.poll(now) {
+        match t.poll_output(now) {
             TransferStep::Wait(until) => now = until,
             other => return other,
         }
@@ -84,15 +84,18 @@ fn full_download_verified() {
     assert!(req.headers().get("range").is_none());
     let h = headers(&[("content-length", body.len().to_string())]);
     assert_eq!(
-        t.on_head(StatusCode::OK, &h, now),
+        t.handle_head(StatusCode::OK, &h, now),
         HeadAction::ReadBody { truncate: false }
     );
     let mut file = Vec::new();
     for chunk in body.chunks(100) {
-        t.on_body(chunk, |b| file.extend_from_slice(b)).unwrap();
+        assert!(
+            t.handle_body(chunk, now, |b| file.extend_from_slice(b))
+                .is_continue()
+        );
     }
-    t.on_body_end(now);
-    let TransferStep::Done(s) = t.poll(now) else {
+    t.handle_body_end(now);
+    let TransferStep::Done(s) = t.poll_output(now) else {
         panic!()
     };
     assert_eq!(file, body);
@@ -115,11 +118,14 @@ fn decompressed_output_and_name() {
     .unwrap();
     assert_eq!(t.file_name(), "part-0.tsv");
     expect_send(&mut t, now);
-    t.on_head(StatusCode::OK, &HeaderMap::new(), now);
+    t.handle_head(StatusCode::OK, &HeaderMap::new(), now);
     let mut out = Vec::new();
-    t.on_body(&body, |b| out.extend_from_slice(b)).unwrap();
-    t.on_body_end(now);
-    assert!(matches!(t.poll(now), TransferStep::Done(_)));
+    assert!(
+        t.handle_body(&body, now, |b| out.extend_from_slice(b))
+            .is_continue()
+    );
+    t.handle_body_end(now);
+    assert!(matches!(t.poll_output(now), TransferStep::Done(_)));
     assert_eq!(out, data);
 }
 
@@ -135,17 +141,19 @@ fn dropped_connection_resumes_with_range() {
     )
     .unwrap();
     expect_send(&mut t, now);
-    t.on_head(
+    t.handle_head(
         StatusCode::OK,
         &headers(&[("content-length", body.len().to_string())]),
         now,
     );
     let mut file = Vec::new();
     let cut = body.len() / 2;
-    t.on_body(&body[..cut], |b| file.extend_from_slice(b))
-        .unwrap();
-    t.on_failure(now);
-    let TransferStep::Wait(later) = t.poll(now) else {
+    assert!(
+        t.handle_body(&body[..cut], now, |b| file.extend_from_slice(b))
+            .is_continue()
+    );
+    t.handle_failure(common_failure(), now);
+    let TransferStep::Wait(later) = t.poll_output(now) else {
         panic!()
     };
     let req = expect_send(&mut t, later);
@@ -158,13 +166,15 @@ fn dropped_connection_resumes_with_range() {
         ),
     ]);
     assert_eq!(
-        t.on_head(StatusCode::PARTIAL_CONTENT, &h, later),
+        t.handle_head(StatusCode::PARTIAL_CONTENT, &h, later),
         HeadAction::ReadBody { truncate: false }
     );
-    t.on_body(&body[cut..], |b| file.extend_from_slice(b))
-        .unwrap();
-    t.on_body_end(later);
-    let TransferStep::Done(s) = t.poll(later) else {
+    assert!(
+        t.handle_body(&body[cut..], now, |b| file.extend_from_slice(b))
+            .is_continue()
+    );
+    t.handle_body_end(later);
+    let TransferStep::Done(s) = t.poll_output(later) else {
         panic!()
     };
     assert_eq!(s.resumes, 1);
@@ -183,31 +193,36 @@ fn short_body_resumes_and_ignored_range_restarts() {
     )
     .unwrap();
     expect_send(&mut t, now);
-    t.on_head(
+    t.handle_head(
         StatusCode::OK,
         &headers(&[("content-length", body.len().to_string())]),
         now,
     );
     let mut file = Vec::new();
-    t.on_body(&body[..100], |b| file.extend_from_slice(b))
-        .unwrap();
-    t.on_body_end(now); // ended early without an error
-    let TransferStep::Wait(later) = t.poll(now) else {
+    assert!(
+        t.handle_body(&body[..100], now, |b| file.extend_from_slice(b))
+            .is_continue()
+    );
+    t.handle_body_end(now); // ended early without an error
+    let TransferStep::Wait(later) = t.poll_output(now) else {
         panic!()
     };
     let req = expect_send(&mut t, later);
     assert_eq!(req.headers()["range"], "bytes=100-");
     // The server ignores Range and sends everything again.
-    let action = t.on_head(
+    let action = t.handle_head(
         StatusCode::OK,
         &headers(&[("content-length", body.len().to_string())]),
         later,
     );
     assert_eq!(action, HeadAction::ReadBody { truncate: true });
     file.clear();
-    t.on_body(&body, |b| file.extend_from_slice(b)).unwrap();
-    t.on_body_end(later);
-    assert!(matches!(t.poll(later), TransferStep::Done(_)));
+    assert!(
+        t.handle_body(&body, now, |b| file.extend_from_slice(b))
+            .is_continue()
+    );
+    t.handle_body_end(later);
+    assert!(matches!(t.poll_output(later), TransferStep::Done(_)));
     assert_eq!(file, body);
 }
 
@@ -224,17 +239,17 @@ fn expired_url_asks_for_a_new_one() {
     .unwrap();
     expect_send(&mut t, now);
     assert_eq!(
-        t.on_head(StatusCode::FORBIDDEN, &HeaderMap::new(), now),
+        t.handle_head(StatusCode::FORBIDDEN, &HeaderMap::new(), now),
         HeadAction::Discard
     );
-    assert!(matches!(t.poll(now), TransferStep::NeedUrl));
-    t.set_url(PresignedUrl::new("https://s/o/p.json.gz?new"));
+    assert!(matches!(t.poll_output(now), TransferStep::NeedUrl));
+    t.handle_url(PresignedUrl::new("https://s/o/p.json.gz?new"));
     let req = expect_send(&mut t, now);
     assert!(req.uri().to_string().ends_with("?new"));
-    t.on_head(StatusCode::OK, &HeaderMap::new(), now);
-    t.on_body(&body, |_| {}).unwrap();
-    t.on_body_end(now);
-    let TransferStep::Done(s) = t.poll(now) else {
+    t.handle_head(StatusCode::OK, &HeaderMap::new(), now);
+    assert!(t.handle_body(&body, now, |_| {}).is_continue());
+    t.handle_body_end(now);
+    let TransferStep::Done(s) = t.poll_output(now) else {
         panic!()
     };
     assert_eq!(s.url_refreshes, 1);
@@ -251,11 +266,11 @@ fn url_refresh_is_bounded() {
     )
     .unwrap();
     for _ in 0..10 {
-        match t.poll(now) {
+        match t.poll_output(now) {
             TransferStep::Send(_) => {
-                t.on_head(StatusCode::FORBIDDEN, &HeaderMap::new(), now);
+                t.handle_head(StatusCode::FORBIDDEN, &HeaderMap::new(), now);
             }
-            TransferStep::NeedUrl => t.set_url(PresignedUrl::new("https://s/o/p.json.gz?y")),
+            TransferStep::NeedUrl => t.handle_url(PresignedUrl::new("https://s/o/p.json.gz?y")),
             TransferStep::Failed(TransferError::Storage {
                 error: StorageError::UrlRefused(403),
                 ..
@@ -280,15 +295,15 @@ fn corrupt_and_truncated_gzip_fail() {
     .unwrap();
     expect_send(&mut t, now);
     let short = &body[..body.len() - 10];
-    t.on_head(
+    t.handle_head(
         StatusCode::OK,
         &headers(&[("content-length", short.len().to_string())]),
         now,
     );
-    t.on_body(short, |_| {}).unwrap();
-    t.on_body_end(now);
+    assert!(t.handle_body(short, now, |_| {}).is_continue());
+    t.handle_body_end(now);
     assert!(matches!(
-        t.poll(now),
+        t.poll_output(now),
         TransferStep::Failed(TransferError::Corrupt {
             error: GzipError::Truncated,
             ..
@@ -305,18 +320,18 @@ fn corrupt_and_truncated_gzip_fail() {
     )
     .unwrap();
     expect_send(&mut t, now);
-    t.on_head(StatusCode::OK, &HeaderMap::new(), now);
-    let r = t.on_body(&body, |_| {});
-    t.on_body_end(now);
+    t.handle_head(StatusCode::OK, &HeaderMap::new(), now);
+    let r = t.handle_body(&body, now, |_| {});
+    t.handle_body_end(now);
     assert!(
-        r.is_err()
+        r.is_break()
             || matches!(
-                t.poll(now),
+                t.poll_output(now),
                 TransferStep::Failed(TransferError::Corrupt { .. })
             )
     );
     assert!(matches!(
-        t.poll(now),
+        t.poll_output(now),
         TransferStep::Failed(TransferError::Corrupt { .. })
     ));
 }
@@ -332,14 +347,15 @@ fn longer_body_than_announced_fails() {
     )
     .unwrap();
     expect_send(&mut t, now);
-    t.on_head(
+    t.handle_head(
         StatusCode::OK,
         &headers(&[("content-length", "4".into())]),
         now,
     );
+    assert!(t.handle_body(b"12345", now, |_| {}).is_break());
     assert!(matches!(
-        t.on_body(b"12345", |_| {}),
-        Err(TransferError::TooLong { expected: 4, .. })
+        t.poll_output(now),
+        TransferStep::Failed(TransferError::TooLong { expected: 4, .. })
     ));
 }
 
@@ -356,10 +372,10 @@ fn server_errors_and_drops_are_bounded() {
     let mut sends = 0;
     let mut clock = now;
     loop {
-        match t.poll(clock) {
+        match t.poll_output(clock) {
             TransferStep::Send(_) => {
                 sends += 1;
-                t.on_head(StatusCode::SERVICE_UNAVAILABLE, &HeaderMap::new(), clock);
+                t.handle_head(StatusCode::SERVICE_UNAVAILABLE, &HeaderMap::new(), clock);
             }
             TransferStep::Wait(until) => clock = until,
             TransferStep::Failed(TransferError::Storage {
@@ -379,10 +395,10 @@ fn server_errors_and_drops_are_bounded() {
     .unwrap();
     let mut sends = 0;
     let step = loop {
-        match t.poll(clock) {
+        match t.poll_output(clock) {
             TransferStep::Send(_) => {
                 sends += 1;
-                t.on_failure(clock);
+                t.handle_failure(common_failure(), clock);
             }
             TransferStep::Wait(until) => clock = until,
             other => break other,
@@ -427,36 +443,43 @@ fn streaming_mode_never_hands_out_output_twice() {
     .streaming();
     let mut out = Vec::new();
     expect_send(&mut t, now);
-    t.on_head(
+    t.handle_head(
         StatusCode::OK,
         &headers(&[("content-length", body.len().to_string())]),
         now,
     );
-    t.on_body(&body[..body.len() / 2], |b| out.extend_from_slice(b))
-        .unwrap();
-    t.on_failure(now);
-    let TransferStep::Wait(later) = t.poll(now) else {
+    assert!(
+        t.handle_body(&body[..body.len() / 2], now, |b| out.extend_from_slice(b))
+            .is_continue()
+    );
+    t.handle_failure(common_failure(), now);
+    let TransferStep::Wait(later) = t.poll_output(now) else {
         panic!()
     };
     expect_send(&mut t, later);
     // The server ignores Range: the whole object again, and nothing to truncate.
-    let action = t.on_head(
+    let action = t.handle_head(
         StatusCode::OK,
         &headers(&[("content-length", body.len().to_string())]),
         later,
     );
     assert_eq!(action, HeadAction::ReadBody { truncate: false });
     for chunk in body.chunks(777) {
-        t.on_body(chunk, |b| out.extend_from_slice(b)).unwrap();
+        assert!(
+            t.handle_body(chunk, now, |b| out.extend_from_slice(b))
+                .is_continue()
+        );
     }
-    t.on_body_end(later);
-    assert!(matches!(t.poll(later), TransferStep::Done(_)));
+    t.handle_body_end(later);
+    assert!(matches!(t.poll_output(later), TransferStep::Done(_)));
     assert_eq!(out, data, "every byte exactly once");
 }
 
 #[test]
-fn transfers_for_a_result_refuse_shared_file_names() {
+fn downloads_refuse_shared_file_names() {
     let result = |urls: &[&str]| dap_proto::QueryResult {
+        namespace: "canvas".into(),
+        table: "t".into(),
         job: dap_proto::JobId::new("j"),
         format: Format::Jsonl,
         expires_at: None,
@@ -474,24 +497,26 @@ fn transfers_for_a_result_refuse_shared_file_names() {
             .collect(),
         urls_issued_at: origin(),
     };
-    let ok = Transfer::for_result(
+    let spec = dap_proto::DownloadSpec::files(2, false, 1);
+    let ok = dap_proto::Download::new(
         &config(),
         &result(&["https://s/a/p0.json.gz?x", "https://s/a/p1.json.gz?x"]),
-        false,
-    )
-    .unwrap();
-    assert_eq!(
-        ok.iter().map(Transfer::file_name).collect::<Vec<_>>(),
-        ["p0.json.gz", "p1.json.gz"]
+        spec,
     );
-    let err = Transfer::for_result(
+    assert_eq!(ok.unwrap().objects(), 2);
+    let err = dap_proto::Download::new(
         &config(),
         &result(&["https://s/a/p.json.gz?x", "https://s/b/p.json.gz?y"]),
-        false,
+        spec,
     )
     .unwrap_err();
     assert!(
-        err.message().contains("share the file name p.json.gz"),
+        err.to_string().contains("share the file name p.json.gz"),
         "{err}"
     );
+}
+
+/// The transport failure the tests report.
+fn common_failure() -> dap_proto::TransportFailure {
+    dap_proto::TransportFailure::new(dap_proto::FailureKind::Broken, "test")
 }

@@ -138,7 +138,7 @@ fn kind_of(e: &dap_hyper::Error) -> SourceErrorKind {
     if e.is_fatal() {
         return SourceErrorKind::Fatal;
     }
-    match e.dap().and_then(dap_proto::Error::dap).map(|d| &d.kind) {
+    match e.api_kind() {
         Some(DapErrorKind::SnapshotRequired { .. }) => SourceErrorKind::SnapshotRequired,
         Some(DapErrorKind::OutOfRange { .. }) => SourceErrorKind::OutOfRange,
         _ => SourceErrorKind::Other,
@@ -147,10 +147,7 @@ fn kind_of(e: &dap_hyper::Error) -> SourceErrorKind {
 
 fn wrap(what: String) -> impl FnOnce(dap_hyper::Error) -> SourceError {
     move |e| {
-        let dap = e
-            .dap()
-            .and_then(dap_proto::Error::dap)
-            .map(|d| d.kind.clone());
+        let dap = e.api_kind().cloned();
         let error = SourceError::new(kind_of(&e), what, e);
         match dap {
             Some(kind) => error.with_dap_kind(kind),

@@ -269,15 +269,7 @@ fn tsv_cell(out: &mut String, c: Cell<'_>) {
 
 /// Compresses `data` into one gzip member (default level).
 pub fn gzip(data: &[u8]) -> Vec<u8> {
-    gzip_level(data, flate2::Compression::default())
-}
-
-/// Compresses `data` into one gzip member at the fastest level.
-pub(crate) fn gzip_fast(data: &[u8]) -> Vec<u8> {
-    gzip_level(data, flate2::Compression::fast())
-}
-
-fn gzip_level(data: &[u8], level: flate2::Compression) -> Vec<u8> {
+    let level = flate2::Compression::default();
     let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(data.len() / 4 + 64), level);
     // Writing into a Vec cannot fail.
     let _ = enc.write_all(data);

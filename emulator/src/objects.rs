@@ -1,10 +1,10 @@
 //! Object content: byte layouts, generation of real and bulk objects, and the caches.
 //!
-//! A real object holds the records of its key range (see [`Job::keys`]) in the job's
-//! format: one gzip member when it is small, else a header member followed by one
-//! member per block of keys, built on up to four threads. Built objects are kept in a
-//! cache bounded by bytes ([`crate::EmulatorConfig::object_cache_bytes`]). A bulk
-//! object ([`crate::EmulatorConfig::object_size_bytes`]) is one cached member of
+//! Every object is one gzip member, as DAP serves them (see [`crate::member`]). A real
+//! object holds the records of its key range (see [`Job::keys`]) in the job's format,
+//! compressed in pieces of a block of keys each, on up to four threads. Built objects
+//! are kept in a cache bounded by bytes ([`crate::EmulatorConfig::object_cache_bytes`]).
+//! A bulk object ([`crate::EmulatorConfig::object_size_bytes`]) is one cached piece of
 //! records repeated.
 
 use std::collections::{HashMap, VecDeque};
@@ -15,13 +15,14 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use bytes::Bytes;
 
 use crate::data::{Action, DataParams, Extract, Record, TableDef};
-use crate::encode::{Encoder, Format, Mode, gzip, gzip_fast};
+use crate::encode::{Encoder, Format, Mode};
 use crate::job::Job;
+use crate::member::{Piece, member};
 
-/// Keys per gzip member of a large real object.
+/// Keys per compressed piece of a large real object.
 const BLOCK_KEYS: u64 = 16_384;
 
-/// Largest uncompressed size of the cached member of bulk objects (a quarter of the
+/// Largest uncompressed size of the cached piece of bulk objects (a quarter of the
 /// object size, at least 64 KiB, at most this).
 const MEMBER_TARGET: usize = 1 << 20;
 
@@ -50,12 +51,12 @@ impl Layout {
         }
     }
 
-    /// Flips the CRC-32 of the last gzip member.
+    /// Flips the CRC-32 of the gzip member (the last segment ends with the trailer).
     pub(crate) fn corrupt(mut self) -> Self {
         let mut segs = (*self.segs).clone();
         if let Some((last, count)) = segs.pop() {
             let mut copy = last.to_vec();
-            if copy.len() >= 18 {
+            if copy.len() >= 8 {
                 let at = copy.len() - 8;
                 copy[at] ^= 0xFF;
             }
@@ -68,12 +69,11 @@ impl Layout {
         self
     }
 
-    /// Cuts the stream inside its last gzip member.
+    /// Cuts the stream short of its end: inside the deflate data when there is more
+    /// than the trailer, so the member is missing its end.
     pub(crate) fn truncate(mut self) -> Self {
-        if let Some((last, _)) = self.segs.last() {
-            let cut = (last.len() as u64 / 2).max(1);
-            self.len = self.len.saturating_sub(cut);
-        }
+        let cut = (self.len / 2).clamp(1, 1 << 16);
+        self.len = self.len.saturating_sub(cut);
         self
     }
 
@@ -98,16 +98,22 @@ impl Layout {
     }
 }
 
-fn encode_keys(enc: &Encoder, extract: &Extract, keys: Range<u64>, header: bool) -> Bytes {
+fn encode_keys(enc: &Encoder, extract: &Extract, keys: Range<u64>) -> Piece {
     let mut raw =
         String::with_capacity(((keys.end - keys.start) as usize).saturating_mul(256) + 256);
-    if header {
-        enc.header(&mut raw);
-    }
     for r in extract.records(keys) {
         enc.record(&mut raw, &r);
     }
-    Bytes::from(gzip_fast(raw.as_bytes()))
+    Piece::new(raw.as_bytes(), flate2::Compression::fast())
+}
+
+/// The header line of CSV and TSV objects, as a piece.
+fn header_piece(enc: &Encoder, format: Format) -> Option<Piece> {
+    (format != Format::Jsonl).then(|| {
+        let mut h = String::new();
+        enc.header(&mut h);
+        Piece::new(h.as_bytes(), flate2::Compression::default())
+    })
 }
 
 /// Builds the real object holding the records of `keys`.
@@ -118,14 +124,11 @@ pub(crate) fn real_object(
     keys: Range<u64>,
 ) -> Layout {
     let enc = Encoder::for_shape(extract.shape(), format, mode, extract.incremental());
-    if keys.end.saturating_sub(keys.start) <= BLOCK_KEYS {
-        return Layout::new(vec![(encode_keys(&enc, extract, keys, true), 1)]);
-    }
     let blocks: Vec<Range<u64>> = (keys.start..keys.end)
         .step_by(BLOCK_KEYS as usize)
         .map(|s| s..(s + BLOCK_KEYS).min(keys.end))
         .collect();
-    let parts: Mutex<Vec<Option<Bytes>>> = Mutex::new(vec![None; blocks.len()]);
+    let parts: Mutex<Vec<Option<Piece>>> = Mutex::new(vec![None; blocks.len()]);
     let next = AtomicUsize::new(0);
     let workers = std::thread::available_parallelism()
         .map_or(1, usize::from)
@@ -137,21 +140,19 @@ pub(crate) fn real_object(
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(block) = blocks.get(i) else { break };
-                    let b = encode_keys(&enc, extract, block.clone(), false);
-                    lock(&parts)[i] = Some(b);
+                    let piece = encode_keys(&enc, extract, block.clone());
+                    lock(&parts)[i] = Some(piece);
                 }
             });
         }
     });
-    let mut segs = Vec::with_capacity(blocks.len() + 1);
-    if format != Format::Jsonl {
-        let mut h = String::new();
-        enc.header(&mut h);
-        segs.push((Bytes::from(gzip(h.as_bytes())), 1));
-    }
     let parts = parts.into_inner().unwrap_or_else(|e| e.into_inner());
-    segs.extend(parts.into_iter().flatten().map(|b| (b, 1)));
-    Layout::new(segs)
+    let pieces = header_piece(&enc, format)
+        .into_iter()
+        .chain(parts.into_iter().flatten())
+        .map(|p| (p, 1))
+        .collect();
+    Layout::new(member(pieces))
 }
 
 /// Identifies a built object in the cache.
@@ -264,12 +265,11 @@ struct MemberKey {
     incremental: bool,
 }
 
-/// A cached gzip member (and the header member for CSV/TSV).
+/// The cached pieces of a bulk object: records, and the header line for CSV/TSV.
 #[derive(Debug)]
 struct Member {
-    header: Option<Bytes>,
-    body: Bytes,
-    body_raw_len: u64,
+    header: Option<Piece>,
+    body: Piece,
 }
 
 fn build_member(
@@ -280,11 +280,7 @@ fn build_member(
     target: usize,
 ) -> Member {
     let enc = Encoder::new(table, format, mode, incremental);
-    let header = (format != Format::Jsonl).then(|| {
-        let mut h = String::new();
-        enc.header(&mut h);
-        Bytes::from(gzip(h.as_bytes()))
-    });
+    let header = header_piece(&enc, format);
     let mut raw = String::with_capacity(target + 4096);
     let mut id: i64 = 1;
     while raw.len() < target {
@@ -299,8 +295,7 @@ fn build_member(
     }
     Member {
         header,
-        body_raw_len: raw.len() as u64,
-        body: Bytes::from(gzip(raw.as_bytes())),
+        body: Piece::new(raw.as_bytes(), flate2::Compression::default()),
     }
 }
 
@@ -336,13 +331,14 @@ impl MemberCache {
             ));
             lock(&self.members).entry(key).or_insert(m).clone()
         });
-        let repeats = size.div_ceil(member.body_raw_len.max(1)).max(1);
-        let mut segs = Vec::new();
-        if let Some(h) = &member.header {
-            segs.push((h.clone(), 1));
-        }
-        segs.push((member.body.clone(), repeats));
-        Layout::new(segs)
+        let repeats = size.div_ceil(member.body.raw_len().max(1)).max(1);
+        let pieces = member
+            .header
+            .iter()
+            .map(|h| (h.clone(), 1))
+            .chain([(member.body.clone(), repeats)])
+            .collect();
+        Layout::new(self::member(pieces))
     }
 }
 

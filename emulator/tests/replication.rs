@@ -58,3 +58,29 @@ fn replication_tables_in_every_format() {
         check_export(format, &download_all(&c, &job), &expected);
     }
 }
+
+/// An object larger than one compressed piece (16,384 keys) is still one gzip member,
+/// whole to a reader that stops at the first member's end.
+#[test]
+fn large_objects_are_one_gzip_member() {
+    let emu = Emulator::start(EmulatorConfig {
+        rows_per_table: Some(40_000),
+        objects_per_job: 1,
+        ..EmulatorConfig::default()
+    })
+    .unwrap();
+    let c = Client::login(&emu);
+    let q = json!({"format": "tsv", "mode": "condensed"}).to_string();
+    let job = c.complete_job("new_quizzes", "quiz_sessions", &q);
+    let expected = emu
+        .expected_records(
+            "new_quizzes",
+            "quiz_sessions",
+            EmulatedRange::Snapshot {
+                at_ms: ts_ms(&job["at"]),
+            },
+        )
+        .unwrap();
+    assert!(expected.len() > 20_000, "{}", expected.len());
+    check_export("tsv", &download_all(&c, &job), &expected);
+}

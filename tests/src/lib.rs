@@ -7,11 +7,11 @@
 //! * [`Transport::Ureq`]: the blocking `dap_ureq::Client`, called directly;
 //! * [`Transport::Hyper`]: the async `dap_hyper::Client`, driven through its own
 //!   multi-thread tokio runtime with `block_on`;
-//! * [`Transport::Raw`]: a [`dap_proto::Session`] pumped over plain
-//!   [`std::net::TcpStream`]s with the [`dap_proto::wire`] module (the shape of the
-//!   core's `raw_tcp` example). It makes API calls only; downloads and record streams
-//!   are [`FailureKind::NotApplicable`], and the scenarios that need them are not
-//!   generated for it.
+//! * [`Transport::Raw`]: a [`dap_proto::Session`] and [`dap_proto::Download`]s pumped
+//!   over plain [`std::net::TcpStream`]s, one request per connection, with the
+//!   [`dap_proto::wire`] module for API calls (the shape of the core's `raw_tcp`
+//!   example) and `httparse` for storage heads, the body streamed as it arrives. Files
+//!   go through the shared file policy ([`dap_client::pump::Job`]), like the transports.
 //!
 //! Every transport is hidden behind the blocking [`Driver`] trait, so a scenario is a
 //! plain function `fn(Transport)`. The [`conformance!`] macro expands a scenario into
@@ -27,17 +27,19 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-use std::collections::HashMap;
+mod raw;
+pub mod stub;
+
 use std::fmt;
-use std::io::{Read as _, Write as _};
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use dap_emulator::{Emulator, EmulatorConfig};
 use dap_proto::{
-    Command, Config, ConfigBuilder, DataRange, Format, Job, JobId, ObjectId, Outcome, Output,
-    PollPolicy, Query, QueryResult, RetryPolicy, Session, TableSchema, UrlSet,
+    Command, Config, ConfigBuilder, DataRange, Format, Job, JobId, ObjectId, Outcome, PollPolicy,
+    Query, QueryResult, RetryPolicy, TableSchema, UrlSet,
 };
 
 /// Expands scenarios into one `#[test]` per transport.
@@ -74,7 +76,7 @@ pub enum Transport {
     Ureq,
     /// `dap_hyper::Client` (async, on a tokio multi-thread runtime).
     Hyper,
-    /// A bare [`Session`] over `std::net::TcpStream` (API calls only).
+    /// A bare [`dap_proto::Session`] and [`dap_proto::Download`]s over `std::net::TcpStream`.
     Raw,
 }
 
@@ -104,19 +106,30 @@ impl Transport {
         }
     }
 
-    /// Whether the transport downloads objects and streams records.
+    /// Whether the transport downloads objects and streams records (all do).
     pub fn downloads(self) -> bool {
-        !matches!(self, Self::Raw)
+        true
     }
 
     /// A driver of this transport for `config`, optionally sending every log event of
     /// the client (on every thread it uses) to `logs`.
     pub fn driver(self, config: Config, logs: Option<&LogCapture>) -> Box<dyn Driver> {
+        self.driver_with(config, logs, client_options())
+    }
+
+    /// Like [`Transport::driver`], with the clients' network `options` (the raw driver
+    /// has none).
+    pub fn driver_with(
+        self,
+        config: Config,
+        logs: Option<&LogCapture>,
+        options: dap_client::Options,
+    ) -> Box<dyn Driver> {
         let dispatch = logs.map(LogCapture::dispatch);
         match self {
-            Self::Ureq => Box::new(UreqDriver::new(config, dispatch)),
-            Self::Hyper => Box::new(HyperDriver::new(config, dispatch)),
-            Self::Raw => Box::new(RawDriver::new(config, dispatch)),
+            Self::Ureq => Box::new(UreqDriver::new(config, dispatch, options)),
+            Self::Hyper => Box::new(HyperDriver::new(config, dispatch, options)),
+            Self::Raw => Box::new(raw::RawDriver::new(config, dispatch)),
         }
     }
 }
@@ -141,6 +154,38 @@ pub fn small_emulator() -> EmulatorConfig {
         rows_per_table: Some(150),
         ..EmulatorConfig::default()
     }
+}
+
+/// [`small_emulator`] with `objects` objects per job.
+pub fn objects_emulator(objects: u32) -> EmulatorConfig {
+    EmulatorConfig {
+        objects_per_job: objects,
+        ..small_emulator()
+    }
+}
+
+/// A fresh temporary directory.
+///
+/// # Panics
+/// When none can be made.
+pub fn fresh_dir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("a temporary directory")
+}
+
+/// The records of downloaded gzip JSON Lines files, in order.
+///
+/// # Panics
+/// On a file that is not gzip JSON Lines.
+pub fn downloaded_json(files: &[Downloaded]) -> Vec<serde_json::Value> {
+    let mut records = Vec::new();
+    for f in files {
+        let text = String::from_utf8(gunzip_file(&f.path)).expect("UTF-8 content");
+        records.extend(
+            text.lines()
+                .map(|l| serde_json::from_str(l).expect("a JSON line")),
+        );
+    }
+    records
 }
 
 /// Starts an emulator.
@@ -258,17 +303,10 @@ impl Failure {
         }
     }
 
-    fn not_applicable(what: &str) -> Self {
-        Self {
-            kind: FailureKind::NotApplicable,
-            text: format!("{what} is not applicable to the raw driver"),
-        }
-    }
-
     /// The DAP API error inside, if the API said no (also for a failed job).
     pub fn api(&self) -> Option<&dap_proto::DapError> {
         match &self.kind {
-            FailureKind::Dap(e) => e.dap(),
+            FailureKind::Dap(e) => e.api_error(),
             _ => None,
         }
     }
@@ -281,47 +319,27 @@ impl Failure {
         }
     }
 
-    fn from_core(error: dap_proto::Error, last: Option<&str>) -> Self {
-        match error {
-            dap_proto::Error::Transport { what, attempts } => {
-                let last = last.unwrap_or("(none)").to_owned();
-                let text = format!("{what}: the transport failed on all {attempts} attempts");
-                Self {
-                    kind: FailureKind::Transport {
-                        what,
-                        attempts,
-                        last,
-                    },
-                    text,
-                }
-            }
-            other => {
-                let text = format!("{other} | {other:?}");
-                Self {
-                    kind: FailureKind::Dap(other),
-                    text,
-                }
-            }
-        }
+    pub(crate) fn from_core(error: dap_proto::Error) -> Self {
+        Self::from(dap_client::Error::Dap(error))
     }
 }
 
-/// Both transports share one error type (`dap_proto::client::ClientError`).
-impl From<dap_proto::client::ClientError> for Failure {
-    fn from(e: dap_proto::client::ClientError) -> Self {
-        use dap_proto::client::ClientError as E;
+/// Both transports share one error type (`dap_client::Error`).
+impl From<dap_client::Error> for Failure {
+    fn from(e: dap_client::Error) -> Self {
+        use dap_client::Error as E;
         let kind = match &e {
-            E::Dap(d) => FailureKind::Dap(d.clone()),
-            E::Transfer(t) => FailureKind::Transfer(t.clone()),
-            E::Transport {
+            E::Dap(dap_proto::Error::Transport {
                 what,
                 attempts,
                 last,
-            } => FailureKind::Transport {
+            }) => FailureKind::Transport {
                 what,
                 attempts: *attempts,
-                last: last.clone(),
+                last: last.to_string(),
             },
+            E::Dap(d) => FailureKind::Dap(d.clone()),
+            E::Transfer(t) => FailureKind::Transfer(t.clone()),
             E::Io { path, .. } => FailureKind::Io(path.clone()),
             E::Usage(u) => FailureKind::Usage(u.clone()),
             _ => FailureKind::Other,
@@ -461,6 +479,13 @@ impl Call {
     }
 }
 
+impl Call {
+    /// The core command the call maps to (what the raw driver sends).
+    pub(crate) fn into_command(self) -> Result<Command, dap_proto::Error> {
+        self.command()
+    }
+}
+
 /// What a successful [`Call`] returned.
 #[derive(Debug, Clone)]
 pub enum Answer {
@@ -498,6 +523,15 @@ pub struct DownloadSpec {
     pub concurrency: usize,
 }
 
+impl DownloadSpec {
+    /// The clients' download options for this spec.
+    pub fn options(self) -> dap_client::DownloadOptions {
+        dap_client::DownloadOptions::default()
+            .decompress(self.decompress)
+            .concurrency(self.concurrency)
+    }
+}
+
 impl Default for DownloadSpec {
     fn default() -> Self {
         Self {
@@ -524,6 +558,20 @@ pub struct Downloaded {
     pub resumes: u32,
     /// Fresh URLs fetched.
     pub url_refreshes: u32,
+}
+
+impl From<dap_client::DownloadedFile> for Downloaded {
+    fn from(f: dap_client::DownloadedFile) -> Self {
+        Self {
+            object: f.object,
+            path: f.path,
+            bytes: f.bytes,
+            compressed_bytes: f.compressed_bytes,
+            decompressed_bytes: f.decompressed_bytes,
+            resumes: f.resumes,
+            url_refreshes: f.url_refreshes,
+        }
+    }
 }
 
 /// A client of one transport, behind blocking calls. Implemented for every
@@ -643,17 +691,15 @@ pub trait Driver: Send + Sync {
 
 /// Network options of both clients in the suite: short timeouts, no proxy from the
 /// environment (everything is on 127.0.0.1).
-macro_rules! client_options {
-    ($options:ty) => {
-        <$options>::default()
-            .connect_timeout(Duration::from_secs(2))
-            .read_timeout(Duration::from_secs(5))
-            .proxy_from_env(false)
-    };
+pub fn client_options() -> dap_client::Options {
+    dap_client::Options::default()
+        .connect_timeout(Duration::from_secs(2))
+        .read_timeout(Duration::from_secs(5))
+        .proxy_from_env(false)
 }
 
 /// Runs `f` with `dispatch` as this thread's default subscriber, if any.
-fn with_logs<R>(dispatch: Option<&tracing::Dispatch>, f: impl FnOnce() -> R) -> R {
+pub(crate) fn with_logs<R>(dispatch: Option<&tracing::Dispatch>, f: impl FnOnce() -> R) -> R {
     match dispatch {
         Some(d) => tracing::dispatcher::with_default(d, f),
         None => f(),
@@ -668,9 +714,13 @@ struct UreqDriver {
 }
 
 impl UreqDriver {
-    fn new(config: Config, dispatch: Option<tracing::Dispatch>) -> Self {
-        let client = dap_ureq::Client::with_options(config, client_options!(dap_ureq::Options))
-            .expect("the ureq client builds");
+    fn new(
+        config: Config,
+        dispatch: Option<tracing::Dispatch>,
+        options: dap_client::Options,
+    ) -> Self {
+        let client =
+            dap_ureq::Client::with_options(config, options).expect("the ureq client builds");
         Self { client, dispatch }
     }
 
@@ -738,24 +788,11 @@ impl Driver for UreqDriver {
         dir: &Path,
         spec: DownloadSpec,
     ) -> Result<Vec<Downloaded>, Failure> {
-        let options = dap_ureq::DownloadOptions::default()
-            .decompress(spec.decompress)
-            .concurrency(spec.concurrency);
+        let options = spec.options();
         let files = with_logs(self.dispatch.as_ref(), || {
             self.client.download(result, dir, &options)
         })?;
-        Ok(files
-            .into_iter()
-            .map(|f| Downloaded {
-                object: f.object,
-                path: f.path,
-                bytes: f.bytes,
-                compressed_bytes: f.compressed_bytes,
-                decompressed_bytes: f.decompressed_bytes,
-                resumes: f.resumes,
-                url_refreshes: f.url_refreshes,
-            })
-            .collect())
+        Ok(files.into_iter().map(Downloaded::from).collect())
     }
 
     fn records(&self, result: &QueryResult) -> Result<Vec<Vec<u8>>, Failure> {
@@ -818,7 +855,11 @@ async fn hyper_call(c: &dap_hyper::Client, call: Call) -> Result<Answer, Failure
 }
 
 impl HyperDriver {
-    fn new(config: Config, dispatch: Option<tracing::Dispatch>) -> Self {
+    fn new(
+        config: Config,
+        dispatch: Option<tracing::Dispatch>,
+        options: dap_client::Options,
+    ) -> Self {
         let mut builder = tokio::runtime::Builder::new_multi_thread();
         builder.worker_threads(2).enable_all();
         if let Some(d) = dispatch.clone() {
@@ -829,8 +870,8 @@ impl HyperDriver {
             });
         }
         let runtime = builder.build().expect("a tokio runtime");
-        let client = dap_hyper::Client::with_options(config, client_options!(dap_hyper::Options))
-            .expect("the hyper client builds");
+        let client =
+            dap_hyper::Client::with_options(config, options).expect("the hyper client builds");
         Self {
             client,
             runtime,
@@ -879,22 +920,9 @@ impl Driver for HyperDriver {
         dir: &Path,
         spec: DownloadSpec,
     ) -> Result<Vec<Downloaded>, Failure> {
-        let options = dap_hyper::DownloadOptions::default()
-            .decompress(spec.decompress)
-            .concurrency(spec.concurrency);
+        let options = spec.options();
         let files = self.block_on(self.client.download(result, dir, &options))?;
-        Ok(files
-            .into_iter()
-            .map(|f| Downloaded {
-                object: f.object,
-                path: f.path,
-                bytes: f.bytes,
-                compressed_bytes: f.compressed_bytes,
-                decompressed_bytes: f.decompressed_bytes,
-                resumes: f.resumes,
-                url_refreshes: f.url_refreshes,
-            })
-            .collect())
+        Ok(files.into_iter().map(Downloaded::from).collect())
     }
 
     fn records(&self, result: &QueryResult) -> Result<Vec<Vec<u8>>, Failure> {
@@ -919,164 +947,6 @@ impl Driver for HyperDriver {
                 .map(|r| r.map_err(Failure::from))
                 .collect()
         })
-    }
-}
-
-// ------------------------------------------------------------------ raw
-
-/// A [`Session`] pumped over fresh `TcpStream`s with [`dap_proto::wire`], one request
-/// per connection, like the core's `raw_tcp` example.
-struct RawDriver {
-    session: Mutex<Session>,
-    max_body: usize,
-    dispatch: Option<tracing::Dispatch>,
-}
-
-impl RawDriver {
-    fn new(config: Config, dispatch: Option<tracing::Dispatch>) -> Self {
-        let max_body = config.max_body_bytes();
-        Self {
-            session: Mutex::new(Session::new(config, Instant::now(), jiff::Timestamp::now())),
-            max_body,
-            dispatch,
-        }
-    }
-
-    /// Starts every command and pumps the session until all are done.
-    fn run(&self, calls: Vec<Call>) -> Vec<Result<Answer, Failure>> {
-        with_logs(self.dispatch.as_ref(), || self.run_inner(calls))
-    }
-
-    fn run_inner(&self, calls: Vec<Call>) -> Vec<Result<Answer, Failure>> {
-        let mut session = self.session.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut results: Vec<Option<Result<Answer, Failure>>> = Vec::with_capacity(calls.len());
-        let mut ops = HashMap::new();
-        for (i, call) in calls.into_iter().enumerate() {
-            match call.command() {
-                Ok(command) => {
-                    ops.insert(session.start(command, Instant::now()), i);
-                    results.push(None);
-                }
-                Err(e) => results.push(Some(Err(Failure::from_core(e, None)))),
-            }
-        }
-        let mut last_failure: Option<String> = None;
-        let mut pending = ops.len();
-        while pending > 0 {
-            match session.poll_output(Instant::now()) {
-                Output::Send { id, request } => {
-                    let fed = match exchange(&request, self.max_body) {
-                        Ok(response) => session.handle_response(id, response, Instant::now()),
-                        Err(e) => {
-                            last_failure = Some(e);
-                            session.handle_failure(id, Instant::now())
-                        }
-                    };
-                    fed.expect("the session accepts the answer to its own request");
-                }
-                Output::Done { op, result } => {
-                    if let Some(&i) = ops.get(&op) {
-                        results[i] = Some(
-                            result
-                                .map(Answer::from)
-                                .map_err(|e| Failure::from_core(e, last_failure.as_deref())),
-                        );
-                        pending -= 1;
-                    }
-                }
-                Output::Wait(Some(deadline)) => {
-                    std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
-                }
-                Output::Wait(None) => panic!("the session went idle with {pending} operations"),
-                other => panic!("unknown session output {other:?}"),
-            }
-        }
-        results
-            .into_iter()
-            .map(|r| r.expect("every operation ended"))
-            .collect()
-    }
-}
-
-/// Sends one request on a fresh connection and reads one response with the core's
-/// [`dap_proto::wire::ResponseParser`].
-fn exchange(
-    request: &http::Request<Vec<u8>>,
-    max_body: usize,
-) -> Result<http::Response<Vec<u8>>, String> {
-    use dap_proto::wire::{Progress, ResponseParser, WireError, write_request};
-    let authority = request
-        .uri()
-        .authority()
-        .ok_or("no authority")?
-        .as_str()
-        .to_owned();
-    let mut stream = std::net::TcpStream::connect(&authority)
-        .map_err(|e| format!("connect {authority}: {e}"))?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(|e| e.to_string())?;
-    let mut bytes = Vec::new();
-    write_request(request, &mut bytes).map_err(|e| e.to_string())?;
-    stream.write_all(&bytes).map_err(|e| e.to_string())?;
-    let mut parser = ResponseParser::new(request.method() == http::Method::HEAD, max_body);
-    let mut buf = [0u8; 16 * 1024];
-    loop {
-        let n = stream.read(&mut buf).map_err(|e| e.to_string())?;
-        if n == 0 {
-            return parser.finish_eof().map_err(|e| e.to_string());
-        }
-        // A split read is fine: the parser keeps what it has and asks for more.
-        match parser.feed(&buf[..n]) {
-            Ok(Progress::Complete(response, _)) => return Ok(response),
-            Ok(_) => {}
-            // Over the cap: hand the head and the first bytes to the session, which
-            // answers with a typed "body too large" error rather than a retry.
-            Err(WireError::BodyTooLarge { .. }) => {
-                return parser
-                    .into_oversized()
-                    .ok_or_else(|| "body too large".to_owned());
-            }
-            Err(e) => return Err(e.to_string()),
-        }
-    }
-}
-
-impl Driver for RawDriver {
-    fn transport(&self) -> Transport {
-        Transport::Raw
-    }
-
-    fn logins(&self) -> u64 {
-        self.session
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .logins()
-    }
-
-    fn call(&self, call: Call) -> Result<Answer, Failure> {
-        self.run(vec![call]).pop().expect("one result for one call")
-    }
-
-    fn concurrently(&self, calls: Vec<Call>) -> Vec<Result<Answer, Failure>> {
-        self.run(calls)
-    }
-
-    fn download(
-        &self,
-        _result: &QueryResult,
-        _dir: &Path,
-        _spec: DownloadSpec,
-    ) -> Result<Vec<Downloaded>, Failure> {
-        Err(Failure::not_applicable("download"))
-    }
-
-    fn records(&self, _result: &QueryResult) -> Result<Vec<Vec<u8>>, Failure> {
-        Err(Failure::not_applicable("records"))
-    }
-
-    fn json_records(&self, _result: &QueryResult) -> Result<Vec<serde_json::Value>, Failure> {
-        Err(Failure::not_applicable("json_records"))
     }
 }
 

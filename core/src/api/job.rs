@@ -202,7 +202,7 @@ mod tests {
         assert!(e.message.contains("injected"));
         let e = parse(&config(), &vector("job-unknown")).unwrap_err();
         assert!(matches!(
-            e.dap().unwrap().kind,
+            e.api_error().unwrap().kind,
             DapErrorKind::NotFound { .. }
         ));
     }

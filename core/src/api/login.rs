@@ -93,6 +93,10 @@ pub fn parse<B: AsRef<[u8]>>(config: &Config, response: &Response<B>) -> Result<
             if let Error::Api(api) = &mut e {
                 if matches!(api.status.as_u16(), 401 | 403) {
                     api.kind = DapErrorKind::Authentication;
+                    api.message.push_str(
+                        " (check the client ID and secret: surrounding whitespace is \
+                         trimmed, but a line break or space inside a pasted value is kept)",
+                    );
                 }
             }
             e
@@ -207,7 +211,7 @@ mod tests {
             *r.status_mut() = StatusCode::from_u16(status).unwrap();
             let e = parse(&config(), &r).unwrap_err();
             assert_eq!(
-                e.dap().unwrap().kind,
+                e.api_error().unwrap().kind,
                 DapErrorKind::Authentication,
                 "{status}"
             );

@@ -131,7 +131,7 @@ mod tests {
         let j = parse(&config(), &vector("query-failed-job")).unwrap();
         assert!(matches!(j.state, JobState::Failed(_)));
         let e = parse(&config(), &vector("query-out-of-range")).unwrap_err();
-        let dap = e.dap().unwrap();
+        let dap = e.api_error().unwrap();
         assert_eq!(
             dap.kind,
             DapErrorKind::OutOfRange {
@@ -142,11 +142,11 @@ mod tests {
         assert!(dap.to_string().contains("2023-01-01"));
         let e = parse(&config(), &vector("query-snapshot-required")).unwrap_err();
         assert!(matches!(
-            e.dap().unwrap().kind,
+            e.api_error().unwrap().kind,
             DapErrorKind::SnapshotRequired { .. }
         ));
         let e = parse(&config(), &vector("query-validation-error")).unwrap_err();
-        let DapErrorKind::Validation { location: Some(l) } = e.dap().unwrap().kind else {
+        let DapErrorKind::Validation { location: Some(l) } = e.api_error().unwrap().kind else {
             panic!()
         };
         assert_eq!((l.line, l.column, l.character), (Some(1), Some(1), Some(1)));

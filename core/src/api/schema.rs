@@ -75,7 +75,7 @@ mod tests {
         ));
         let e = parse(&config(), &vector("schema-unknown-table")).unwrap_err();
         assert!(matches!(
-            e.dap().unwrap().kind,
+            e.api_error().unwrap().kind,
             DapErrorKind::NotFound { .. }
         ));
     }

@@ -95,7 +95,7 @@ mod tests {
         assert_eq!(tables.len(), 8);
         assert_eq!(tables[0], "accounts");
         let e = parse(&config(), &vector("tables-unknown-namespace")).unwrap_err();
-        let dap = e.dap().unwrap();
+        let dap = e.api_error().unwrap();
         assert_eq!(
             dap.kind,
             DapErrorKind::NotFound {

@@ -137,7 +137,10 @@ impl Harness {
                     self.seen.push(seen);
                     match reply {
                         Reply::Respond(r) => self.session.handle_response(id, r, self.now).unwrap(),
-                        Reply::Fail => self.session.handle_failure(id, self.now).unwrap(),
+                        Reply::Fail => self
+                            .session
+                            .handle_failure(id, common_failure(), self.now)
+                            .unwrap(),
                     }
                 }
                 Output::Done { op, result } => self.done.push((op, result)),
@@ -169,4 +172,10 @@ impl Harness {
             .expect("operation finished")
             .1
     }
+}
+
+/// The transport failure the tests report.
+#[allow(dead_code)]
+pub fn common_failure() -> dap_proto::TransportFailure {
+    dap_proto::TransportFailure::new(dap_proto::FailureKind::Broken, "test")
 }

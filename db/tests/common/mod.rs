@@ -415,8 +415,8 @@ impl dap_db::source::Source for StaticSource {
 
     fn query<'a>(
         &'a self,
-        _namespace: &'a str,
-        _table: &'a str,
+        namespace: &'a str,
+        table: &'a str,
         query: dap_proto::Query,
     ) -> futures_util::future::BoxFuture<
         'a,
@@ -425,6 +425,8 @@ impl dap_db::source::Source for StaticSource {
         Box::pin(async move {
             let n = self.objects.lock().unwrap().len();
             Ok(dap_proto::QueryResult {
+                namespace: namespace.to_owned(),
+                table: table.to_owned(),
                 job: dap_proto::JobId::new("static-job"),
                 format: query.format(),
                 expires_at: None,

@@ -255,10 +255,19 @@ impl Client {
     }
 }
 
-/// Decodes a (multi-member) gzip stream.
+/// Decodes an object: exactly one gzip member, as DAP serves them (a client may stop
+/// at the first member's end, as the official one does).
 pub fn gunzip(data: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut out = Vec::new();
-    flate2::read::MultiGzDecoder::new(data).read_to_end(&mut out)?;
+    let mut member = flate2::bufread::GzDecoder::new(data);
+    member.read_to_end(&mut out)?;
+    let rest = member.into_inner();
+    if !rest.is_empty() {
+        return Err(std::io::Error::other(format!(
+            "{} bytes follow the first gzip member",
+            rest.len()
+        )));
+    }
     Ok(out)
 }
 

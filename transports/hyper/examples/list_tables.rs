@@ -5,8 +5,8 @@
 //!     cargo run -p dap-hyper --example list_tables -- canvas ./out
 //! ```
 
+use dap_hyper::Format;
 use dap_hyper::{Client, DownloadOptions};
-use dap_proto::Format;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -1,28 +1,28 @@
-//! The HTTP machinery: rustls (ring provider, webpki roots plus an optional extra CA
-//! file), a connector that honours proxy variables (CONNECT tunnels for https,
-//! absolute-form requests for plain http), and request helpers with connect and idle
-//! read timeouts.
+//! The HTTP machinery: rustls (ring provider, webpki roots plus the extra and system
+//! ones), a connector that honours proxies (CONNECT tunnels for https, absolute-form
+//! requests for plain http) and never proxies a loopback destination, and request
+//! helpers with connect, read and low-speed limits.
 
 use std::future::Future;
-use std::io::BufReader;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderValue, Request, Response, Uri};
+use http::{Request, Response, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client as LegacyClient;
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::connect::proxy::Tunnel;
-use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::client::proxy::matcher::Matcher;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
 use crate::{Error, Options};
-use dap_proto::client::error_text;
+use dap_client::net::{extra_roots, failure_of, is_loopback};
+use dap_proto::{Config, FailureKind, TransportFailure};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -53,22 +53,10 @@ fn build_client(options: &Options, route: RouteConnector) -> Result<HttpClient, 
 fn tls_config(options: &Options) -> Result<rustls::ClientConfig, Error> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = &options.extra_ca_file {
-        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-        let mut added = 0usize;
-        for cert in rustls_pemfile::certs(&mut BufReader::new(file)) {
-            let cert = cert.map_err(|e| Error::io(path, e))?;
-            roots.add(cert).map_err(|e| {
-                Error::Tls(format!("{}: unusable CA certificate: {e}", path.display()))
-            })?;
-            added += 1;
-        }
-        if added == 0 {
-            return Err(Error::Tls(format!(
-                "{}: no PEM certificate found",
-                path.display()
-            )));
-        }
+    for cert in extra_roots(options)? {
+        roots
+            .add(cert)
+            .map_err(|e| Error::Tls(format!("unusable CA certificate: {e}")))?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     Ok(rustls::ClientConfig::builder_with_provider(provider)
@@ -78,8 +66,8 @@ fn tls_config(options: &Options) -> Result<rustls::ClientConfig, Error> {
         .with_no_client_auth())
 }
 
-/// Connects directly, through a CONNECT tunnel (https via a proxy) or to the proxy
-/// itself (plain http via a proxy, marked proxied so requests use the absolute form).
+/// Connects directly, or through a CONNECT tunnel when a proxy applies (never for a
+/// loopback destination).
 #[derive(Clone)]
 pub(crate) struct RouteConnector {
     http: HttpConnector,
@@ -87,73 +75,10 @@ pub(crate) struct RouteConnector {
     connect_timeout: Duration,
 }
 
-impl RouteConnector {
-    /// The `Proxy-Authorization` a plain-http request to `uri` needs, if any.
-    pub(crate) fn proxy_auth(&self, uri: &Uri) -> Option<HeaderValue> {
-        if uri.scheme_str() != Some("http") {
-            return None;
-        }
-        let intercept = self.matcher.as_ref()?.intercept(uri)?;
-        intercept.basic_auth().cloned()
-    }
-}
-
-/// A TCP connection, possibly to a proxy.
-pub(crate) struct Conn {
-    io: TokioIo<TcpStream>,
-    proxied: bool,
-}
-
-impl Connection for Conn {
-    fn connected(&self) -> Connected {
-        self.io.connected().proxy(self.proxied)
-    }
-}
-
-impl hyper::rt::Read for Conn {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: hyper::rt::ReadBufCursor<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl hyper::rt::Write for Conn {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-}
-
 impl tower_service::Service<Uri> for RouteConnector {
-    type Response = Conn;
+    type Response = TokioIo<TcpStream>;
     type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Conn, BoxError>> + Send>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Poll::Ready(Ok(()))
@@ -161,87 +86,43 @@ impl tower_service::Service<Uri> for RouteConnector {
 
     fn call(&mut self, dst: Uri) -> Self::Future {
         let mut http = self.http.clone();
-        let intercept = self.matcher.as_ref().and_then(|m| m.intercept(&dst));
+        let intercept = self
+            .matcher
+            .as_ref()
+            .filter(|_| !is_loopback(&dst))
+            .and_then(|m| m.intercept(&dst));
         let connect_timeout = self.connect_timeout;
         Box::pin(async move {
-            match intercept {
-                None => {
-                    let io = tower_service::Service::call(&mut http, dst).await?;
-                    Ok(Conn { io, proxied: false })
-                }
-                Some(proxy) if dst.scheme_str() == Some("https") => {
-                    tracing::debug!(proxy = %proxy_host(proxy.uri()), "connecting through a CONNECT tunnel");
-                    let mut tunnel = Tunnel::new(proxy.uri().clone(), http);
-                    if let Some(auth) = proxy.basic_auth() {
-                        tunnel = tunnel.with_auth(auth.clone());
-                    }
-                    let io = tokio::time::timeout(
-                        connect_timeout,
-                        tower_service::Service::call(&mut tunnel, dst),
-                    )
-                    .await
-                    .map_err(|_| "proxy tunnel timed out")??;
-                    Ok(Conn { io, proxied: false })
-                }
-                Some(proxy) => {
-                    tracing::debug!(proxy = %proxy_host(proxy.uri()), "connecting to an HTTP proxy");
-                    let io = tower_service::Service::call(&mut http, proxy.uri().clone()).await?;
-                    Ok(Conn { io, proxied: true })
-                }
+            let Some(proxy) = intercept else {
+                return Ok(tower_service::Service::call(&mut http, dst).await?);
+            };
+            tracing::debug!("connecting through a proxy's CONNECT tunnel");
+            let mut tunnel = Tunnel::new(proxy.uri().clone(), http);
+            if let Some(auth) = proxy.basic_auth() {
+                tunnel = tunnel.with_auth(auth.clone());
             }
+            let connect = tower_service::Service::call(&mut tunnel, dst);
+            Ok(tokio::time::timeout(connect_timeout, connect)
+                .await
+                .map_err(|_| "proxy tunnel timed out")??)
         })
     }
 }
 
-/// Host and port of a proxy, for logs (never its credentials).
-fn proxy_host(uri: &Uri) -> String {
-    match (uri.host(), uri.port_u16()) {
-        (Some(host), Some(port)) => format!("{host}:{port}"),
-        (Some(host), None) => host.to_owned(),
-        _ => "(unknown)".to_owned(),
-    }
-}
-
-/// Why a request did not produce a complete response.
-#[derive(Debug)]
-pub(crate) struct Failure(pub(crate) String);
-
-/// Sends `request` (every header and the body copied) and returns the response head,
-/// within connect plus read timeout.
-async fn send(
-    client: &HttpClient,
-    options: &Options,
-    request: Request<Vec<u8>>,
-) -> Result<Response<Incoming>, Failure> {
-    let (parts, body) = request.into_parts();
-    let request = Request::from_parts(parts, Full::new(Bytes::from(body)));
-    let limit = options.connect_timeout + options.read_timeout;
-    match tokio::time::timeout(limit, client.request(request)).await {
-        Ok(Ok(response)) => Ok(response),
-        Ok(Err(e)) => Err(Failure(error_text(&e))),
-        Err(_) => Err(Failure(format!(
-            "no response within {} ms",
-            limit.as_millis()
-        ))),
-    }
-}
-
-/// Reads the next body frame's data within the idle read timeout: `Ok(None)` at the
-/// end of the body.
+/// Reads the next body frame's data within `read_timeout`: `Ok(None)` at the end of
+/// the body.
 pub(crate) async fn next_chunk(
     body: &mut Incoming,
     read_timeout: Duration,
-) -> Result<Option<Bytes>, Failure> {
+) -> Result<Option<Bytes>, TransportFailure> {
     loop {
         match tokio::time::timeout(read_timeout, body.frame()).await {
             Err(_) => {
-                return Err(Failure(format!(
-                    "no data for {} ms while reading the body",
-                    read_timeout.as_millis()
-                )));
+                let detail = format!("no data for {read_timeout:?} while reading the body");
+                return Err(TransportFailure::new(FailureKind::Stalled, detail));
             }
             Ok(None) => return Ok(None),
-            Ok(Some(Err(e))) => return Err(Failure(error_text(&e))),
+            Ok(Some(Err(e))) => return Err(failure_of(&e, false)),
             Ok(Some(Ok(frame))) => {
                 if let Ok(data) = frame.into_data() {
                     if !data.is_empty() {
@@ -253,22 +134,30 @@ pub(crate) async fn next_chunk(
     }
 }
 
-/// Sends an API request and reads its whole body, stopping after `max_body + 1`
-/// bytes (the core rejects the oversize).
+/// Sends an API request and reads its whole body, stopping after the core's cap plus
+/// one byte (the core rejects the oversize), under the low-speed rule.
 pub(crate) async fn exchange(
     net: &Net,
+    config: &Config,
     request: Request<Vec<u8>>,
-    max_body: usize,
-) -> Result<Response<Bytes>, Failure> {
-    let response = net.send(request).await?;
-    let (parts, mut body) = response.into_parts();
-    let cap = max_body.saturating_add(1);
+) -> Result<Response<Bytes>, TransportFailure> {
+    let (method, target) = (
+        request.method().clone(),
+        dap_client::net::target(request.uri()),
+    );
+    let response = net.send(request).await;
+    tracing::debug!(%method, target, status = ?response.as_ref().map(|r| r.status().as_u16()), "API response");
+    let (parts, mut body) = response?.into_parts();
+    let cap = config.max_body_bytes().saturating_add(1);
+    let mut meter = config.low_speed().meter();
+    let wait = meter.read_timeout().min(net.options.read_timeout);
     let mut buf = BytesMut::new();
     while buf.len() < cap {
-        match next_chunk(&mut body, net.options.read_timeout).await? {
+        match next_chunk(&mut body, wait).await? {
             Some(chunk) => {
                 let room = cap - buf.len();
-                buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                buf.extend_from_slice(chunk.get(..chunk.len().min(room)).unwrap_or_default());
+                meter.observe(chunk.len() as u64, Instant::now())?;
             }
             None => break,
         }
@@ -281,17 +170,19 @@ pub(crate) async fn exchange(
 pub(crate) struct Net {
     pub(crate) client: HttpClient,
     pub(crate) options: Arc<Options>,
-    route: RouteConnector,
 }
 
 impl Net {
     pub(crate) fn new(options: Options) -> Result<Self, Error> {
-        let matcher = options.proxy_from_env.then(Matcher::from_env);
-        Self::with_matcher(options, matcher)
-    }
-
-    /// A client routed by `matcher` (`None`: always direct).
-    pub(crate) fn with_matcher(options: Options, matcher: Option<Matcher>) -> Result<Self, Error> {
+        let matcher = match &options.proxy {
+            Some(url) => Some(
+                Matcher::builder()
+                    .http(url.clone())
+                    .https(url.clone())
+                    .build(),
+            ),
+            None => options.proxy_from_env.then(Matcher::from_env),
+        };
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -301,168 +192,29 @@ impl Net {
             matcher: matcher.map(Arc::new),
             connect_timeout: options.connect_timeout,
         };
-        let client = build_client(&options, route.clone())?;
+        let client = build_client(&options, route)?;
         Ok(Self {
             client,
             options: Arc::new(options),
-            route,
         })
     }
 
-    /// Sends a request; see [`send`].
+    /// Sends `request` (every header and the body copied) and returns the response
+    /// head, within connect plus read timeout.
     pub(crate) async fn send(
         &self,
-        mut request: Request<Vec<u8>>,
-    ) -> Result<Response<Incoming>, Failure> {
-        if let Some(auth) = self.route.proxy_auth(request.uri()) {
-            request
-                .headers_mut()
-                .entry(http::header::PROXY_AUTHORIZATION)
-                .or_insert(auth);
+        request: Request<Vec<u8>>,
+    ) -> Result<Response<Incoming>, TransportFailure> {
+        let (parts, body) = request.into_parts();
+        let request = Request::from_parts(parts, Full::new(Bytes::from(body)));
+        let limit = self.options.connect_timeout + self.options.read_timeout;
+        match tokio::time::timeout(limit, self.client.request(request)).await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(e)) => Err(failure_of(&e, e.is_connect())),
+            Err(_) => Err(TransportFailure::new(
+                FailureKind::Timeout,
+                format!("no response within {limit:?}"),
+            )),
         }
-        send(&self.client, &self.options, request).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpListener;
-
-    /// A one-shot proxy: answers the first request with `reply` and returns its head.
-    async fn proxy(reply: impl Into<String>) -> (Uri, tokio::task::JoinHandle<String>) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let reply = reply.into();
-        let task = tokio::spawn(async move {
-            let (mut socket, _) = listener.accept().await.unwrap();
-            let mut head = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                let n = socket.read(&mut buf).await.unwrap();
-                if n == 0 {
-                    break;
-                }
-                head.extend_from_slice(&buf[..n]);
-            }
-            socket.write_all(reply.as_bytes()).await.unwrap();
-            String::from_utf8_lossy(&head).into_owned()
-        });
-        (format!("http://user:pw@{addr}").parse().unwrap(), task)
-    }
-
-    fn net(matcher: Matcher) -> Net {
-        let options = Options::default()
-            .connect_timeout(Duration::from_secs(2))
-            .read_timeout(Duration::from_secs(2));
-        Net::with_matcher(options, Some(matcher)).unwrap()
-    }
-
-    #[tokio::test]
-    async fn plain_http_goes_to_the_proxy_in_absolute_form() {
-        let (uri, seen) = proxy("HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n").await;
-        let net = net(Matcher::builder().http(uri.to_string()).build());
-        let request = Request::get("http://dap.example.invalid/x?sig=1")
-            .body(Vec::new())
-            .unwrap();
-        let response = exchange(&net, request, 1024).await.unwrap();
-        assert_eq!(response.status(), 204);
-        let head = seen.await.unwrap();
-        assert!(
-            head.starts_with("GET http://dap.example.invalid/x?sig=1 HTTP/1.1\r\n"),
-            "{head}"
-        );
-        assert!(
-            head.to_ascii_lowercase()
-                .contains("proxy-authorization: basic"),
-            "{head}"
-        );
-    }
-
-    #[tokio::test]
-    async fn https_goes_through_a_connect_tunnel() {
-        let (uri, seen) = proxy("HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n").await;
-        let net = net(Matcher::builder().https(uri.to_string()).build());
-        let request = Request::get("https://dap.example.invalid/x")
-            .body(Vec::new())
-            .unwrap();
-        let failure = exchange(&net, request, 1024).await.unwrap_err();
-        assert!(!failure.0.contains("pw"), "{}", failure.0);
-        let head = seen.await.unwrap();
-        assert!(
-            head.starts_with("CONNECT dap.example.invalid:443 HTTP/1.1\r\n"),
-            "{head}"
-        );
-        assert!(
-            head.to_ascii_lowercase()
-                .contains("proxy-authorization: basic"),
-            "{head}"
-        );
-    }
-
-    #[tokio::test]
-    async fn no_proxy_connects_directly() {
-        let (direct, seen) = proxy("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
-        let authority = direct
-            .authority()
-            .unwrap()
-            .as_str()
-            .rsplit('@')
-            .next()
-            .unwrap()
-            .to_owned();
-        let net = net(Matcher::builder()
-            .http("http://127.0.0.1:9")
-            .no("127.0.0.1")
-            .build());
-        let request = Request::get(format!("http://{authority}/direct"))
-            .body(Vec::new())
-            .unwrap();
-        let response = exchange(&net, request, 1024).await.unwrap();
-        assert_eq!(response.body().as_ref(), b"ok");
-        assert!(seen.await.unwrap().starts_with("GET /direct HTTP/1.1\r\n"));
-    }
-
-    #[tokio::test]
-    async fn api_bodies_stop_after_the_cap() {
-        let reply = format!(
-            "HTTP/1.1 200 OK\r\ncontent-length: 4000\r\n\r\n{}",
-            "a".repeat(4000)
-        );
-        let (direct, _seen) = proxy(reply).await;
-        let authority = direct
-            .authority()
-            .unwrap()
-            .as_str()
-            .rsplit('@')
-            .next()
-            .unwrap()
-            .to_owned();
-        let net = Net::with_matcher(Options::default(), None).unwrap();
-        let request = Request::get(format!("http://{authority}/big"))
-            .body(Vec::new())
-            .unwrap();
-        let response = exchange(&net, request, 1024).await.unwrap();
-        assert_eq!(response.body().len(), 1025);
-    }
-
-    #[tokio::test]
-    async fn truncated_bodies_are_failures() {
-        let (direct, _seen) = proxy("HTTP/1.1 200 OK\r\ncontent-length: 4000\r\n\r\nabc").await;
-        let authority = direct
-            .authority()
-            .unwrap()
-            .as_str()
-            .rsplit('@')
-            .next()
-            .unwrap()
-            .to_owned();
-        let net = Net::with_matcher(Options::default(), None).unwrap();
-        let request = Request::get(format!("http://{authority}/cut"))
-            .body(Vec::new())
-            .unwrap();
-        let failure = exchange(&net, request, 1024).await.unwrap_err();
-        assert!(!failure.0.is_empty());
     }
 }

@@ -7,8 +7,7 @@
 //! Try it offline against the emulator: `cargo run -p dap-emulator` prints the variables.
 #![allow(clippy::result_large_err)]
 
-use dap_proto::Format;
-use dap_ureq::{Client, DownloadOptions, Error};
+use dap_ureq::{Client, DownloadOptions, Error, Format};
 
 fn main() -> Result<(), Error> {
     let mut args = std::env::args().skip(1);
@@ -26,7 +25,7 @@ fn main() -> Result<(), Error> {
         result.objects.len(),
         result.range
     );
-    let files = client.download(&result, dir.as_ref(), &DownloadOptions::default())?;
+    let files = client.download(&result, &dir, &DownloadOptions::default())?;
     for file in &files {
         println!("{} ({} bytes, verified)", file.path.display(), file.bytes);
     }

@@ -1,198 +1,26 @@
 //! The [`Session`] state machine: one token shared by any number of operations, login
-//! on demand, retries, job polling and URL retrieval, all driven by the caller.
+//! on demand, retries, job polling and URL retrieval, all driven by the caller. What each
+//! operation does, phase by phase, is in `session/work.rs`.
+
+mod types;
+mod work;
+
+pub use types::{Command, OpId, Outcome, Output, QueryResult, RequestId, TokenStatus, UrlSet};
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use http::{Request, Response, StatusCode};
+use http::{Response, StatusCode};
 use jiff::Timestamp;
 
 use crate::api;
 use crate::backoff::Backoff;
 use crate::config::Config;
-use crate::error::{Error, Misuse, ProtocolError};
-use crate::model::{
-    DataRange, Format, Job, JobId, JobState, ObjectId, ObjectUrl, Query, TableSchema,
-};
+use crate::error::{Error, Misuse, ProtocolError, TransportFailure};
 use crate::secret::AccessToken;
 
-/// Identifies an operation started with [`Session::start`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct OpId(u64);
-
-/// Identifies a request handed out by [`Session::poll_output`]; answer it with
-/// [`Session::handle_response`] or [`Session::handle_failure`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RequestId(u64);
-
-macro_rules! raw_id {
-    ($name:ident) => {
-        impl $name {
-            /// The raw number, for use as a map key or in logs.
-            pub fn into_raw(self) -> u64 {
-                self.0
-            }
-            /// Rebuilds an id from [`Self::into_raw`]; an id the session never issued is
-            /// refused by it as misuse.
-            pub fn from_raw(raw: u64) -> Self {
-                Self(raw)
-            }
-        }
-    };
-}
-raw_id!(OpId);
-raw_id!(RequestId);
-
-impl fmt::Display for OpId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "op#{}", self.0)
-    }
-}
-
-impl fmt::Display for RequestId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "req#{}", self.0)
-    }
-}
-
-/// What an operation should do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Command {
-    /// List the tables of a namespace.
-    ListTables {
-        /// `canvas`, `canvas_logs`, `catalog`, ...
-        namespace: String,
-    },
-    /// Fetch a table's schema.
-    Schema {
-        /// The namespace.
-        namespace: String,
-        /// The table.
-        table: String,
-    },
-    /// Run a snapshot or incremental query to completion: start it, poll the job until it
-    /// ends, then fetch the URLs of its objects.
-    Query {
-        /// The namespace.
-        namespace: String,
-        /// The table.
-        table: String,
-        /// What to ask for.
-        query: Query,
-    },
-    /// Fetch a job's status once.
-    GetJob {
-        /// The job.
-        job: JobId,
-    },
-    /// Fetch (or refresh) pre-signed URLs for objects, in batches.
-    ObjectUrls {
-        /// The objects.
-        objects: Vec<ObjectId>,
-    },
-}
-
-impl Command {
-    /// A command that fetches fresh URLs for every object of a query result.
-    pub fn refresh_urls(result: &QueryResult) -> Self {
-        Self::ObjectUrls {
-            objects: result.objects.iter().map(|o| o.id.clone()).collect(),
-        }
-    }
-
-    fn what(&self) -> &'static str {
-        match self {
-            Self::ListTables { .. } => "list tables",
-            Self::Schema { .. } => "table schema",
-            Self::Query { .. } => "query",
-            Self::GetJob { .. } => "job status",
-            Self::ObjectUrls { .. } => "object URLs",
-        }
-    }
-}
-
-/// Pre-signed URLs and the instant they were received.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UrlSet {
-    /// One URL per requested object, in request order.
-    pub urls: Vec<ObjectUrl>,
-    /// When the (last batch of) URLs arrived; they last about 15 minutes from there.
-    pub issued_at: Instant,
-}
-
-/// The result of a query run to completion.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueryResult {
-    /// The job.
-    pub job: JobId,
-    /// The format the objects are in.
-    pub format: Format,
-    /// When the job and its objects are deleted.
-    pub expires_at: Option<Timestamp>,
-    /// The schema version of the data.
-    pub schema_version: u64,
-    /// What the data covers: `at` for a snapshot, `since`/`until` for an incremental.
-    pub range: DataRange,
-    /// The objects with their pre-signed URLs.
-    pub objects: Vec<ObjectUrl>,
-    /// When the URLs were received.
-    pub urls_issued_at: Instant,
-}
-
-/// What a finished operation produced.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub enum Outcome {
-    /// From [`Command::ListTables`].
-    Tables(Vec<String>),
-    /// From [`Command::Schema`].
-    Schema(TableSchema),
-    /// From [`Command::GetJob`].
-    Job(Job),
-    /// From [`Command::ObjectUrls`].
-    Urls(UrlSet),
-    /// From [`Command::Query`].
-    Query(QueryResult),
-}
-
-/// What [`Session::poll_output`] asks of the caller.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum Output {
-    /// Send this request and report its fate with the given id.
-    Send {
-        /// Correlates the answer.
-        id: RequestId,
-        /// The request. Its auth header, if any, is marked sensitive.
-        request: Request<Vec<u8>>,
-    },
-    /// An operation ended.
-    Done {
-        /// The operation.
-        op: OpId,
-        /// Its result.
-        result: Result<Outcome, Error>,
-    },
-    /// Nothing more to do now: call again at this instant (or when a response arrives).
-    /// `None` means no operation is waiting on time.
-    Wait(Option<Instant>),
-}
-
-/// The session's view of its token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum TokenStatus {
-    /// No token.
-    None,
-    /// A login request is in flight.
-    LoggingIn,
-    /// Waiting to retry a failed login.
-    LoginBackoff,
-    /// A usable token, until the instant given (expiry minus the refresh margin).
-    Valid(Instant),
-}
+use work::{Context, Next, Work};
 
 enum Token {
     None,
@@ -211,45 +39,10 @@ enum Token {
     },
 }
 
-/// One API call an operation needs, replayable.
-#[derive(Clone)]
-enum Call {
-    Tables {
-        namespace: String,
-    },
-    Schema {
-        namespace: String,
-        table: String,
-    },
-    StartQuery {
-        namespace: String,
-        table: String,
-        query: Query,
-    },
-    Job {
-        job: JobId,
-    },
-    Urls {
-        batch: Vec<ObjectId>,
-    },
-}
-
-impl Call {
-    fn what(&self) -> &'static str {
-        match self {
-            Self::Tables { .. } => "list tables",
-            Self::Schema { .. } => "table schema",
-            Self::StartQuery { .. } => "start query",
-            Self::Job { .. } => "job status",
-            Self::Urls { .. } => "object URLs",
-        }
-    }
-}
-
 /// What the operation is waiting for.
 #[derive(Clone, Copy)]
 enum Step {
-    /// Send `call` as soon as a token exists.
+    /// Send the current call as soon as a token exists.
     Ready,
     /// A request is out.
     InFlight,
@@ -257,33 +50,19 @@ enum Step {
     Sleep(Instant),
 }
 
-/// Query progress, for [`Command::Query`].
-struct QueryProgress {
-    namespace: String,
-    table: String,
-    query: Query,
-    started: Instant,
-    polls: u32,
-    reposts: u32,
-    job: Option<Job>,
-}
-
-/// URL progress, shared by [`Command::ObjectUrls`] and the end of a query.
-struct UrlProgress {
-    pending: Vec<ObjectId>,
-    done: Vec<ObjectUrl>,
-}
-
 struct Operation {
     command_what: &'static str,
-    call: Call,
+    work: Work,
     step: Step,
     /// Attempts of the current call, the current one included.
     attempt: u32,
     /// Whether the current call already re-logged in after a 401.
     reauthed: bool,
-    query: Option<QueryProgress>,
-    urls: Option<UrlProgress>,
+    /// The operation ends with [`Error::Timeout`] at this instant (moved on when a
+    /// query starts polling, and again when it fetches URLs).
+    deadline: Instant,
+    /// What the last transport failure of the current call was.
+    last_failure: Option<TransportFailure>,
 }
 
 struct InFlight {
@@ -309,8 +88,9 @@ pub struct Session {
     next_op: u64,
     next_request: u64,
     jitter: Backoff,
-    last_now: Option<Instant>,
     wall: (Instant, Timestamp),
+    /// What the last login attempt failed with, when the transport failed it.
+    login_failure: Option<TransportFailure>,
     logins: u64,
     /// When the job-status calls of the last minute were sent (the poll rate cap).
     status_calls: VecDeque<Instant>,
@@ -328,9 +108,6 @@ impl fmt::Debug for Session {
     }
 }
 
-/// How many times a query whose complete job is about to expire is posted again.
-const MAX_REPOSTS: u32 = 3;
-
 impl Session {
     /// A session with no token yet. `now` and `wall` are the same moment on the monotonic
     /// and the wall clock; wall time is used only where the server's `Date` header is
@@ -347,8 +124,8 @@ impl Session {
             next_op: 0,
             next_request: 0,
             jitter,
-            last_now: Some(now),
             wall: (now, wall),
+            login_failure: None,
             logins: 0,
             status_calls: VecDeque::new(),
         }
@@ -394,52 +171,14 @@ impl Session {
     /// Starts an operation. Arguments are validated when its first request is built; a
     /// bad one ends the operation with [`Error::Argument`] without sending anything.
     pub fn start(&mut self, command: Command, now: Instant) -> OpId {
-        self.observe(now);
         let id = OpId(self.next_op);
         self.next_op += 1;
         let command_what = command.what();
-        let (call, query, urls) = match command {
-            Command::ListTables { namespace } => (Call::Tables { namespace }, None, None),
-            Command::Schema { namespace, table } => (Call::Schema { namespace, table }, None, None),
-            Command::GetJob { job } => (Call::Job { job }, None, None),
-            Command::Query {
-                namespace,
-                table,
-                query,
-            } => (
-                Call::StartQuery {
-                    namespace: namespace.clone(),
-                    table: table.clone(),
-                    query,
-                },
-                Some(QueryProgress {
-                    namespace,
-                    table,
-                    query,
-                    started: now,
-                    polls: 0,
-                    reposts: 0,
-                    job: None,
-                }),
-                None,
-            ),
-            Command::ObjectUrls { objects } => {
-                if objects.is_empty() {
-                    self.done.push_back((
-                        id,
-                        Ok(Outcome::Urls(UrlSet {
-                            urls: Vec::new(),
-                            issued_at: now,
-                        })),
-                    ));
-                    return id;
-                }
-                let mut progress = UrlProgress {
-                    pending: objects,
-                    done: Vec::new(),
-                };
-                let batch = next_batch(self.config.url_batch_size(), &mut progress);
-                (Call::Urls { batch }, None, Some(progress))
+        let work = match Work::new(command, &self.config, now) {
+            Ok(work) => work,
+            Err(empty) => {
+                self.done.push_back((id, Ok(Outcome::Urls(empty))));
+                return id;
             }
         };
         tracing::debug!(%id, what = command_what, "operation started");
@@ -447,12 +186,12 @@ impl Session {
             id,
             Operation {
                 command_what,
-                call,
+                work,
                 step: Step::Ready,
                 attempt: 0,
                 reauthed: false,
-                query,
-                urls,
+                deadline: now + self.config.call_timeout(),
+                last_failure: None,
             },
         );
         id
@@ -477,18 +216,17 @@ impl Session {
     }
 
     /// Reports the response to a request. Its body should be complete; transports stop
-    /// reading after [`Config::max_body_bytes`] plus one byte.
+    /// reading after [`Config::max_body_bytes`] plus one byte. A runtime that reads raw
+    /// bytes with [`crate::wire::ResponseParser`] hands an over-long body in as
+    /// [`crate::wire::ResponseParser::into_oversized`] returns it (head plus the first
+    /// bytes), and the operation ends with a typed "body too large" error.
     pub fn handle_response<B: AsRef<[u8]>>(
         &mut self,
         id: RequestId,
         response: Response<B>,
         now: Instant,
     ) -> Result<(), Misuse> {
-        self.observe(now);
-        let inflight = self
-            .requests
-            .remove(&id)
-            .ok_or(Misuse::UnknownRequest(id.0))?;
+        let inflight = self.answered(id, now)?;
         self.note_server_date(response.headers(), now);
         match inflight.op {
             None if self.is_login(id) => self.on_login_response(&response, now),
@@ -499,30 +237,55 @@ impl Session {
     }
 
     /// Reports that a request could not be completed (connection refused or reset,
-    /// timeout, truncated body). It is retried per the retry policy.
-    pub fn handle_failure(&mut self, id: RequestId, now: Instant) -> Result<(), Misuse> {
-        self.observe(now);
-        let inflight = self
-            .requests
-            .remove(&id)
-            .ok_or(Misuse::UnknownRequest(id.0))?;
+    /// timeout, truncated body), and why. It is retried per the retry policy; a final
+    /// [`Error::Transport`] quotes the last `failure`.
+    pub fn handle_failure(
+        &mut self,
+        id: RequestId,
+        failure: TransportFailure,
+        now: Instant,
+    ) -> Result<(), Misuse> {
+        let inflight = self.answered(id, now)?;
         match inflight.op {
-            None if self.is_login(id) => self.login_failed(None, now),
+            None if self.is_login(id) => {
+                self.login_failure = Some(failure);
+                self.login_failed(None, now);
+            }
             None => {}
-            Some(op) => self.retry_or_fail(op, None, now),
+            Some(op) => {
+                if let Some(o) = self.ops.get_mut(&op) {
+                    o.last_failure = Some(failure);
+                }
+                self.retry_or_fail(op, None, now);
+            }
         }
         Ok(())
     }
 
+    /// Takes the record of a request being answered, after letting timers fire (an
+    /// answer after its operation's deadline finds the operation ended).
+    fn answered(&mut self, id: RequestId, now: Instant) -> Result<InFlight, Misuse> {
+        self.fire_timers(now);
+        self.requests
+            .remove(&id)
+            .ok_or(Misuse::UnknownRequest(id.0))
+    }
+
+    /// The instant by which a request handed out must be answered: its operation's
+    /// deadline. A transport should give up on the request then (and may report it as
+    /// a failure, which is ignored). `None` for a login or an unknown id.
+    pub fn request_deadline(&self, id: RequestId) -> Option<Instant> {
+        let op = self.requests.get(&id)?.op?;
+        self.ops.get(&op).map(|o| o.deadline)
+    }
+
     /// Lets timers fire. Optional: [`Session::poll_output`] does the same.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.observe(now);
         self.fire_timers(now);
     }
 
     /// The next thing to do. Drain it until it returns [`Output::Wait`].
     pub fn poll_output(&mut self, now: Instant) -> Output {
-        self.observe(now);
         self.fire_timers(now);
         if let Some((op, result)) = self.done.pop_front() {
             return Output::Done { op, result };
@@ -564,12 +327,6 @@ impl Session {
         Output::Wait(self.next_deadline())
     }
 
-    fn observe(&mut self, now: Instant) {
-        // Time never goes backwards; a caller that breaks this is treated as if no time
-        // passed (the later instant wins), which is always safe.
-        self.last_now = Some(self.last_now.map_or(now, |last| last.max(now)));
-    }
-
     fn is_login(&self, id: RequestId) -> bool {
         matches!(self.token, Token::LoggingIn { request, .. } if request == id)
     }
@@ -601,24 +358,31 @@ impl Session {
                     op.step = Step::Ready;
                 }
             }
-            if let Some(q) = &op.query {
-                if !matches!(op.step, Step::InFlight)
-                    && now.saturating_duration_since(q.started) >= self.config.poll().max_duration
-                {
-                    timed_out.push(*id);
-                }
+            if now >= op.deadline {
+                timed_out.push(*id);
             }
         }
         for id in timed_out {
-            let waited = self.config.poll().max_duration;
-            if let Some(op) = self.ops.remove(&id) {
-                let job = op
-                    .query
-                    .and_then(|q| q.job.map(|j| j.id))
-                    .unwrap_or_else(|| JobId::new(""));
-                self.done
-                    .push_back((id, Err(Error::JobTimedOut { job, waited })));
+            let Some(op) = self.ops.remove(&id) else {
+                continue;
+            };
+            let error = match op.work.polled_job().cloned() {
+                Some(job) => Error::JobTimedOut {
+                    job,
+                    waited: self.config.poll().max_duration,
+                },
+                None => Error::Timeout {
+                    what: op.command_what,
+                    after: self.config.call_timeout(),
+                },
+            };
+            for inflight in self.requests.values_mut() {
+                if inflight.op == Some(id) {
+                    inflight.op = None;
+                }
             }
+            tracing::debug!(op = %id, error = %error, "operation timed out");
+            self.done.push_back((id, Err(error)));
         }
     }
 
@@ -637,11 +401,7 @@ impl Session {
             if let Step::Sleep(until) = op.step {
                 consider(until);
             }
-            if let Some(q) = &op.query {
-                if !matches!(op.step, Step::InFlight) {
-                    consider(q.started + self.config.poll().max_duration);
-                }
-            }
+            consider(op.deadline);
         }
         deadline
     }
@@ -660,7 +420,7 @@ impl Session {
         let Some(o) = self.ops.get_mut(&op) else {
             return false;
         };
-        if !matches!(o.call, Call::Job { .. }) {
+        if !o.work.is_status_call() {
             return false;
         }
         while self
@@ -722,19 +482,7 @@ impl Session {
         };
         let generation = *generation;
         let op = self.ops.get(&id)?;
-        let built = match &op.call {
-            Call::Tables { namespace } => api::tables::request(&self.config, token, namespace),
-            Call::Schema { namespace, table } => {
-                api::schema::request(&self.config, token, namespace, table)
-            }
-            Call::StartQuery {
-                namespace,
-                table,
-                query,
-            } => api::query::request(&self.config, token, namespace, table, query),
-            Call::Job { job } => api::job::request(&self.config, token, job),
-            Call::Urls { batch } => api::objects::request(&self.config, token, batch),
-        };
+        let built = op.work.request(&self.config, token);
         match built {
             Ok(request) => {
                 let rid = self.new_request_id();
@@ -748,7 +496,7 @@ impl Session {
                 let op = self.ops.get_mut(&id)?;
                 op.step = Step::InFlight;
                 op.attempt += 1;
-                tracing::debug!(op = %id, request = %rid, what = op.call.what(), attempt = op.attempt, "sending");
+                tracing::debug!(op = %id, request = %rid, what = op.work.what(), attempt = op.attempt, "sending");
                 Some(Output::Send { id: rid, request })
             }
             Err(error) => {
@@ -838,9 +586,10 @@ impl Session {
             }
             _ => {
                 self.token = Token::None;
-                let error = error.unwrap_or(Error::Transport {
+                let error = error.unwrap_or_else(|| Error::Transport {
                     what: "login",
                     attempts: attempt,
+                    last: self.login_failure.take().unwrap_or_else(no_detail),
                 });
                 tracing::debug!(error = %error, "login failed");
                 self.fail_waiting(&error);
@@ -857,22 +606,20 @@ impl Session {
         };
         if status == StatusCode::TOO_MANY_REQUESTS {
             return Some(
-                self.server_delay(error, now)
+                self.server_delay(error)
                     .unwrap_or(self.config.retry().default_retry_after),
             );
         }
         if status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT {
             let backoff = self.backoff(attempt);
-            return Some(
-                self.server_delay(error, now)
-                    .map_or(backoff, |d| d.max(backoff)),
-            );
+            return Some(self.server_delay(error).map_or(backoff, |d| d.max(backoff)));
         }
+        let _ = now;
         None
     }
 
     /// A `Retry-After` the server sent, capped by the policy.
-    fn server_delay(&self, error: &Error, _now: Instant) -> Option<Duration> {
+    fn server_delay(&self, error: &Error) -> Option<Duration> {
         let Error::Api(e) = error else { return None };
         e.retry_after
             .map(|d| d.min(self.config.retry().max_retry_after))
@@ -890,20 +637,7 @@ impl Session {
         now: Instant,
     ) {
         let Some(op) = self.ops.get(&id) else { return };
-        let result = match &op.call {
-            Call::Tables { .. } => api::tables::parse(&self.config, response).map(Outcome::Tables),
-            Call::Schema { .. } => api::schema::parse(&self.config, response).map(Outcome::Schema),
-            Call::StartQuery { .. } => api::query::parse(&self.config, response).map(Outcome::Job),
-            Call::Job { .. } => api::job::parse(&self.config, response).map(Outcome::Job),
-            Call::Urls { batch } => {
-                api::objects::parse(&self.config, batch, response).map(|urls| {
-                    Outcome::Urls(UrlSet {
-                        urls,
-                        issued_at: now,
-                    })
-                })
-            }
-        };
+        let result = op.work.parse(&self.config, response, now);
         match result {
             Ok(outcome) => self.advance(id, outcome, now),
             Err(Error::Api(e)) if e.status == StatusCode::UNAUTHORIZED => {
@@ -935,25 +669,31 @@ impl Session {
     fn retry_or_fail(&mut self, id: OpId, error: Option<Error>, now: Instant) {
         let Some(op) = self.ops.get(&id) else { return };
         let attempt = op.attempt;
-        let what = op.call.what();
-        let polling = matches!(op.call, Call::Job { .. }) && op.query.is_some();
+        let what = op.work.what();
         let delay = match &error {
             None => Some(self.backoff(attempt)),
             Some(e) => self.retry_delay(e, attempt, now),
         };
-        let max = self.config.retry().max_attempts;
         match delay {
-            Some(delay) if attempt < max || (polling && attempt < max.saturating_mul(2)) => {
+            Some(delay) if attempt < self.config.retry().max_attempts => {
                 tracing::debug!(op = %id, what, attempt, delay_ms = delay.as_millis() as u64, "retrying");
                 if let Some(op) = self.ops.get_mut(&id) {
                     op.step = Step::Sleep(now + delay);
                 }
             }
             _ => {
-                let error = error.unwrap_or(Error::Transport {
-                    what,
-                    attempts: attempt,
-                });
+                let error = match error {
+                    Some(e) => with_attempts(e, attempt),
+                    None => Error::Transport {
+                        what,
+                        attempts: attempt,
+                        last: self
+                            .ops
+                            .get_mut(&id)
+                            .and_then(|o| o.last_failure.take())
+                            .unwrap_or_else(no_detail),
+                    },
+                };
                 self.finish(id, Err(error));
             }
         }
@@ -961,160 +701,45 @@ impl Session {
 
     /// Moves an operation on after a successful call.
     fn advance(&mut self, id: OpId, outcome: Outcome, now: Instant) {
+        let wall = self.wall_at(now);
         let Some(op) = self.ops.get_mut(&id) else {
             return;
         };
         op.attempt = 0;
         op.reauthed = false;
-        let in_query = op.query.is_some();
-        match outcome {
-            Outcome::Job(job) if in_query => self.advance_query(id, job, now),
-            Outcome::Urls(set) => {
-                let Some(op) = self.ops.get_mut(&id) else {
-                    return;
-                };
-                let Some(mut progress) = op.urls.take() else {
-                    self.finish(id, Ok(Outcome::Urls(set)));
-                    return;
-                };
-                progress.done.extend(set.urls);
-                if progress.pending.is_empty() {
-                    let urls = progress.done;
-                    let result = match op.query.take() {
-                        Some(q) => match q.job {
-                            Some(Job {
-                                id: job,
-                                expires_at,
-                                state: JobState::Complete(c),
-                            }) => Ok(Outcome::Query(QueryResult {
-                                job,
-                                format: q.query.format(),
-                                expires_at,
-                                schema_version: c.schema_version,
-                                range: c.range,
-                                objects: urls,
-                                urls_issued_at: now,
-                            })),
-                            _ => unreachable_state(),
-                        },
-                        None => Ok(Outcome::Urls(UrlSet {
-                            urls,
-                            issued_at: now,
-                        })),
-                    };
-                    self.finish(id, result);
-                } else {
-                    let batch = next_batch(self.config.url_batch_size(), &mut progress);
-                    if let Some(op) = self.ops.get_mut(&id) {
-                        op.urls = Some(progress);
-                        op.call = Call::Urls { batch };
-                        op.step = Step::Ready;
-                    }
-                }
-            }
-            other => self.finish(id, Ok(other)),
-        }
-    }
-
-    fn advance_query(&mut self, id: OpId, job: Job, now: Instant) {
-        let expiry_margin = self.config.poll().expiry_margin;
-        let wall = self.wall_at(now);
-        let poll = self.config.poll().clone();
-        let Some(op) = self.ops.get_mut(&id) else {
-            return;
+        op.last_failure = None;
+        let cx = Context {
+            config: &self.config,
+            now,
+            wall,
         };
-        let Some(q) = op.query.as_mut() else { return };
-        match &job.state {
-            JobState::Failed(error) => {
-                let error = Error::JobFailed {
-                    job: job.id.clone(),
-                    error: Box::new(error.clone()),
-                };
-                self.finish(id, Err(error));
+        match op.work.advance(outcome, &cx) {
+            Next::Done(result) => self.finish(id, result),
+            Next::Send => op.step = Step::Ready,
+            Next::Sleep(at) => op.step = Step::Sleep(at),
+            Next::SendBy(deadline) => {
+                op.deadline = deadline;
+                op.step = Step::Ready;
             }
-            JobState::Complete(complete) => {
-                let expiring = job.expires_at.is_some_and(|at| {
-                    at.duration_since(wall)
-                        < jiff::SignedDuration::try_from(expiry_margin).unwrap_or_default()
-                });
-                if expiring && q.reposts < MAX_REPOSTS {
-                    tracing::debug!(job = %job.id, "complete job expires soon; posting the query again");
-                    q.reposts += 1;
-                    q.job = None;
-                    op.call = Call::StartQuery {
-                        namespace: q.namespace.clone(),
-                        table: q.table.clone(),
-                        query: q.query,
-                    };
-                    op.step = Step::Ready;
-                    return;
-                }
-                if complete.objects.is_empty() {
-                    let result = QueryResult {
-                        job: job.id.clone(),
-                        format: q.query.format(),
-                        expires_at: job.expires_at,
-                        schema_version: complete.schema_version,
-                        range: complete.range,
-                        objects: Vec::new(),
-                        urls_issued_at: now,
-                    };
-                    self.finish(id, Ok(Outcome::Query(result)));
-                    return;
-                }
-                let mut progress = UrlProgress {
-                    // A job that lists an object twice still yields one URL (and one
-                    // file) per object.
-                    pending: {
-                        let mut seen = std::collections::HashSet::new();
-                        complete
-                            .objects
-                            .iter()
-                            .filter(|o| seen.insert(o.as_str()))
-                            .cloned()
-                            .collect()
-                    },
-                    done: Vec::new(),
-                };
-                q.job = Some(job);
-                let batch = next_batch(self.config.url_batch_size(), &mut progress);
-                if let Some(op) = self.ops.get_mut(&id) {
-                    op.urls = Some(progress);
-                    op.call = Call::Urls { batch };
-                    op.step = Step::Ready;
-                }
-            }
-            JobState::Waiting | JobState::Running => {
-                let factor = 1u32.checked_shl(q.polls.min(31)).unwrap_or(u32::MAX);
-                let mut interval = poll
-                    .initial_interval
-                    .checked_mul(factor)
-                    .unwrap_or(poll.max_interval)
-                    .min(poll.max_interval);
-                if now.saturating_duration_since(q.started) < poll.fast_phase {
-                    interval = interval.min(poll.fast_interval.max(poll.initial_interval));
-                }
-                q.polls = q.polls.saturating_add(1);
-                op.call = Call::Job {
-                    job: job.id.clone(),
-                };
-                q.job = Some(job);
-                op.step = Step::Sleep(now + interval);
+            Next::SleepBy(at, deadline) => {
+                op.deadline = deadline;
+                op.step = Step::Sleep(at);
             }
         }
     }
 }
 
-fn next_batch(size: usize, progress: &mut UrlProgress) -> Vec<ObjectId> {
-    let n = size.min(progress.pending.len());
-    progress.pending.drain(..n).collect()
+fn no_detail() -> TransportFailure {
+    TransportFailure::new(crate::error::FailureKind::Other, "")
 }
 
-#[cold]
-fn unreachable_state() -> Result<Outcome, Error> {
-    // A query reaches the URL phase only with a complete job recorded; should that ever
-    // not hold, report it as an error rather than panic.
-    Err(Error::Argument(crate::ArgumentError::new(
-        "internal: query finished without a complete job",
-    )))
+/// A final API error after retries says how many attempts were made.
+fn with_attempts(error: Error, attempts: u32) -> Error {
+    match error {
+        Error::Api(mut e) if attempts > 1 => {
+            e.message.push_str(&format!(" (after {attempts} attempts)"));
+            Error::Api(e)
+        }
+        other => other,
+    }
 }

@@ -1,6 +1,15 @@
-//! Downloading objects from pre-signed URLs: the request, the reading of the storage
-//! server's answer, and safe file names. Transports stream the body through
-//! [`crate::gzip::GzipDecoder`] and write it; nothing here buffers an object.
+//! Downloading objects from pre-signed URLs.
+//!
+//! [`Download`] is the machine that owns a job's downloads (see its docs for the state
+//! diagram and the run loop); [`Fetch`] is one storage request it lends to the caller.
+//! The free functions here are its pieces: the request, the reading of the storage
+//! server's answer, safe file names. Nothing here buffers an object.
+
+mod fetch;
+mod machine;
+
+pub use fetch::Fetch;
+pub use machine::{Commit, Download, DownloadError, DownloadOutput, DownloadSpec};
 
 use http::{HeaderMap, Method, Request, StatusCode, header};
 
@@ -215,9 +224,23 @@ pub fn job_dir(job: &JobId) -> String {
     format!("job_{safe}")
 }
 
-/// The temporary name a download is written under until verified, next to its final name.
-pub fn partial_name(final_name: &str) -> String {
-    format!(".{final_name}.partial")
+/// The temporary name a download is written under until verified, next to its final
+/// name: hidden, and unique per download through `nonce` (so two runs on one directory
+/// never write into the same file).
+pub fn temp_name(final_name: &str, nonce: u64) -> String {
+    format!(".{final_name}.{nonce:016x}.partial")
+}
+
+/// How long a pre-signed URL lasts from its issue: its `X-Amz-Expires` (seconds) when it
+/// has one, else `default`.
+pub fn url_lifetime(url: &PresignedUrl, default: std::time::Duration) -> std::time::Duration {
+    let query = url.secret().split_once('?').map_or("", |(_, q)| q);
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| k.eq_ignore_ascii_case("X-Amz-Expires"))
+        .and_then(|(_, v)| v.parse::<u64>().ok())
+        .map_or(default, std::time::Duration::from_secs)
 }
 
 fn percent_decode(s: &str) -> String {
@@ -331,6 +354,17 @@ mod tests {
     }
 
     #[test]
+    fn url_lifetimes() {
+        let d = std::time::Duration::from_secs(900);
+        assert_eq!(
+            url_lifetime(&url("https://b/o?X-Amz-Date=1&X-Amz-Expires=60&s=2"), d),
+            std::time::Duration::from_secs(60)
+        );
+        assert_eq!(url_lifetime(&url("https://b/o?X-Amz-Expires=x"), d), d);
+        assert_eq!(url_lifetime(&url("https://b/o"), d), d);
+    }
+
+    #[test]
     fn content_ranges() {
         assert_eq!(parse_content_range("bytes 0-9/10"), Some((0, 9, Some(10))));
         assert_eq!(parse_content_range("bytes 0-9/*"), Some((0, 9, None)));
@@ -368,6 +402,6 @@ mod tests {
             }
         }
         assert_eq!(job_dir(&JobId::new("abc-1/../x")), "job_abc-1____x");
-        assert_eq!(partial_name("a.gz"), ".a.gz.partial");
+        assert_eq!(temp_name("a.gz", 0xab), ".a.gz.00000000000000ab.partial");
     }
 }

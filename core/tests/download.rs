@@ -1,0 +1,327 @@
+//! The download machine on a virtual clock, against a fake storage: the window, the
+//! order of results, URL refreshes before expiry (no 403) and after one (in a batch),
+//! and cancel-on-first-error.
+
+use std::io::Write as _;
+use std::time::{Duration, Instant};
+
+use dap_proto::{
+    Command, Config, DataRange, Download, DownloadError, DownloadOutput, DownloadSpec, Fetch,
+    Format, HeadAction, JobId, ObjectId, ObjectUrl, Outcome, PresignedUrl, QueryResult,
+    TransferError, UrlSet,
+};
+
+fn config() -> Config {
+    Config::builder("id", "secret")
+        .retry(dap_proto::RetryPolicy::new(
+            3,
+            Duration::from_millis(100),
+            Duration::from_secs(1),
+        ))
+        .build()
+        .unwrap()
+}
+
+/// The URL of object `i` from URL generation `generation`, valid 60 s.
+fn url(i: usize, generation: u32) -> PresignedUrl {
+    PresignedUrl::new(format!(
+        "https://store.example/out/part-{i}.json.gz?X-Amz-Expires=60&gen={generation}"
+    ))
+}
+
+fn result(objects: usize, issued: Instant) -> QueryResult {
+    QueryResult {
+        namespace: "canvas".into(),
+        table: "t".into(),
+        job: JobId::new("j"),
+        format: Format::Jsonl,
+        expires_at: None,
+        schema_version: 1,
+        range: DataRange::Snapshot {
+            at: "2026-11-29T00:00:00Z".parse().unwrap(),
+        },
+        objects: (0..objects)
+            .map(|i| ObjectUrl {
+                id: ObjectId::new(format!("j/{i}")),
+                url: url(i, 1),
+            })
+            .collect(),
+        urls_issued_at: issued,
+    }
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+/// A storage that refuses URLs of generations below `valid_from` and serves object
+/// `corrupt` as garbage.
+struct Store {
+    valid_from: u32,
+    corrupt: Option<usize>,
+    gets: Vec<(usize, u32, u16)>,
+}
+
+impl Store {
+    fn serve(&mut self, fetch: &mut Fetch, now: Instant) {
+        let request = fetch.take_request();
+        let query = request.uri().query().unwrap_or("");
+        let generation: u32 = query.rsplit("gen=").next().unwrap().parse().unwrap();
+        let path = request.uri().path();
+        let i: usize = path
+            .trim_start_matches("/out/part-")
+            .trim_end_matches(".json.gz")
+            .parse()
+            .unwrap();
+        let status = if generation < self.valid_from {
+            403
+        } else {
+            200
+        };
+        self.gets.push((i, generation, status));
+        let body = match self.corrupt {
+            Some(c) if c == i => b"definitely not gzip".to_vec(),
+            _ => gzip(format!("{{\"i\":{i}}}\n").as_bytes()),
+        };
+        let mut headers = http::HeaderMap::new();
+        headers.insert(http::header::CONTENT_LENGTH, body.len().into());
+        let status = http::StatusCode::from_u16(status).unwrap();
+        if let HeadAction::ReadBody { .. } = fetch.handle_head(status, &headers, now) {
+            if fetch.handle_body(&body, now, |_| {}).is_continue() {
+                fetch.handle_body_end(now, |_| {});
+            }
+        }
+    }
+}
+
+/// What a run saw.
+#[derive(Default)]
+struct Run {
+    url_calls: Vec<Vec<ObjectId>>,
+    commits: Vec<String>,
+    discards: Vec<String>,
+    most_lent: usize,
+    cancelled_seen: bool,
+}
+
+/// Drives `download` to its end: every fetch the window allows goes out, they all take
+/// `each` of virtual time, come back, and the machine is polled again.
+fn drive(
+    download: &mut Download,
+    store: &mut Store,
+    now: &mut Instant,
+    each: Duration,
+) -> (Result<Vec<String>, DownloadError>, Run) {
+    let mut run = Run::default();
+    let mut generation = 1;
+    for _ in 0..1000 {
+        let mut lent = Vec::new();
+        loop {
+            match download.poll_output(*now) {
+                DownloadOutput::Fetch(f) => lent.push(f),
+                DownloadOutput::Session(Command::ObjectUrls { objects }) => {
+                    generation += 1;
+                    let urls = objects
+                        .iter()
+                        .map(|id| {
+                            let i = id.as_str().trim_start_matches("j/").parse().unwrap();
+                            ObjectUrl {
+                                id: id.clone(),
+                                url: url(i, generation),
+                            }
+                        })
+                        .collect();
+                    run.url_calls.push(objects);
+                    let set = UrlSet {
+                        urls,
+                        issued_at: *now,
+                    };
+                    download.handle_session_result(Ok(Outcome::Urls(set)), *now);
+                }
+                DownloadOutput::Commit(c) => run.commits.push(c.target),
+                DownloadOutput::Discard(t) => run.discards.push(t),
+                DownloadOutput::Done(r) => {
+                    let job = download.job_dir().to_owned();
+                    let paths = |d: Vec<dap_proto::TransferSummary>| {
+                        d.into_iter()
+                            .map(|s| format!("{job}/{}", s.file_name))
+                            .collect()
+                    };
+                    return (r.map(paths), run);
+                }
+                DownloadOutput::Wait(Some(at)) if lent.is_empty() => *now = at,
+                DownloadOutput::Wait(_) => break,
+                other => panic!("{other:?}"),
+            }
+        }
+        run.most_lent = run.most_lent.max(lent.len());
+        *now += each;
+        for mut fetch in lent {
+            run.cancelled_seen |= fetch.is_cancelled();
+            store.serve(&mut fetch, *now);
+            download.handle_fetch(fetch, *now);
+        }
+    }
+    panic!("the download did not end");
+}
+
+fn origin() -> Instant {
+    #[allow(clippy::disallowed_methods)] // an arbitrary origin for the virtual clock
+    Instant::now()
+}
+
+#[test]
+fn urls_are_refreshed_before_they_expire_without_a_403() {
+    let t0 = origin();
+    // URL generation 1 is dead at storage; the client knows they are 40 s old (of 60).
+    let mut store = Store {
+        valid_from: 2,
+        corrupt: None,
+        gets: Vec::new(),
+    };
+    let mut now = t0 + Duration::from_secs(40);
+    let spec = DownloadSpec::files(2, false, 7);
+    let mut download = Download::new(&config(), &result(3, t0), spec).unwrap();
+    let (done, run) = drive(&mut download, &mut store, &mut now, Duration::from_secs(1));
+    assert_eq!(done.unwrap().len(), 3);
+    assert_eq!(run.url_calls.len(), 1, "one batch for the three URLs");
+    assert_eq!(run.url_calls[0].len(), 3);
+    assert!(
+        store.gets.iter().all(|(_, _, status)| *status == 200),
+        "{:?}",
+        store.gets
+    );
+    assert_eq!(store.gets.len(), 3);
+}
+
+#[test]
+fn a_long_download_refreshes_urls_as_it_goes_in_order_within_its_window() {
+    let t0 = origin();
+    // Each round of fetches takes 20 s: URLs issued at t0 go stale at t0 + 30 s.
+    let mut store = Store {
+        valid_from: 1,
+        corrupt: None,
+        gets: Vec::new(),
+    };
+    let mut now = t0;
+    let spec = DownloadSpec::files(2, false, 7);
+    let mut download = Download::new(&config(), &result(8, t0), spec).unwrap();
+    let (done, run) = drive(&mut download, &mut store, &mut now, Duration::from_secs(20));
+    let order: Vec<String> = (0..8).map(|i| format!("job_j/part-{i}.json.gz")).collect();
+    assert_eq!(done.unwrap(), order, "results in the order of the query");
+    assert_eq!(run.most_lent, 2, "the window is 2");
+    assert!(!run.url_calls.is_empty(), "URLs were refreshed before use");
+    assert!(
+        store.gets.iter().all(|(_, _, s)| *s == 200),
+        "{:?}",
+        store.gets
+    );
+    let mut committed = run.commits.clone();
+    committed.sort();
+    let mut expected = order.clone();
+    expected.sort();
+    assert_eq!(committed, expected);
+}
+
+#[test]
+fn a_refused_url_refreshes_the_urls_issued_with_it_in_one_batch() {
+    let t0 = origin();
+    let mut store = Store {
+        valid_from: 2,
+        corrupt: None,
+        gets: Vec::new(),
+    };
+    let mut now = t0;
+    let spec = DownloadSpec::files(1, false, 7);
+    let mut download = Download::new(&config(), &result(3, t0), spec).unwrap();
+    let (done, run) = drive(
+        &mut download,
+        &mut store,
+        &mut now,
+        Duration::from_millis(10),
+    );
+    assert_eq!(done.unwrap().len(), 3);
+    assert_eq!(run.url_calls.len(), 1);
+    assert_eq!(run.url_calls[0].len(), 3);
+    let refused = store.gets.iter().filter(|(_, _, s)| *s == 403).count();
+    assert_eq!(refused, 1, "{:?}", store.gets);
+}
+
+#[test]
+fn the_first_failure_cancels_the_others_and_discards_their_files() {
+    let t0 = origin();
+    let mut store = Store {
+        valid_from: 1,
+        corrupt: Some(1),
+        gets: Vec::new(),
+    };
+    let mut now = t0;
+    let spec = DownloadSpec::files(4, false, 7);
+    let mut download = Download::new(&config(), &result(6, t0), spec).unwrap();
+    let (done, run) = drive(
+        &mut download,
+        &mut store,
+        &mut now,
+        Duration::from_millis(10),
+    );
+    match done {
+        Err(DownloadError::Transfer(TransferError::Corrupt { object, .. })) => {
+            assert_eq!(object.as_str(), "j/1");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(run.cancelled_seen, "the lent fetches saw the cancellation");
+    assert!(
+        store.gets.len() <= 4,
+        "nothing started after the failure: {:?}",
+        store.gets
+    );
+    assert!(
+        run.discards.iter().any(|d| d.contains(".part-1.json.gz.")),
+        "{:?}",
+        run.discards
+    );
+    assert!(
+        run.discards
+            .iter()
+            .all(|d| d.ends_with(".0000000000000007.partial"))
+    );
+}
+
+#[test]
+fn twenty_thousand_objects_start_nothing_up_front() {
+    let t0 = origin();
+    let spec = DownloadSpec::files(4, false, 7);
+    let mut download = Download::new(&config(), &result(20_000, t0), spec).unwrap();
+    assert_eq!(download.objects(), 20_000);
+    let mut lent = 0;
+    while let DownloadOutput::Fetch(_) = download.poll_output(t0) {
+        lent += 1;
+    }
+    assert_eq!(lent, 4, "only the window's objects start");
+}
+
+#[test]
+fn a_url_refresh_that_omits_an_object_is_an_internal_error() {
+    let t0 = origin();
+    let spec = DownloadSpec::files(1, false, 7);
+    let mut download = Download::new(&config(), &result(2, t0), spec).unwrap();
+    let now = t0 + Duration::from_secs(50);
+    let DownloadOutput::Session(Command::ObjectUrls { objects }) = download.poll_output(now) else {
+        panic!("stale URLs are refreshed first");
+    };
+    assert_eq!(objects.len(), 2);
+    let set = UrlSet {
+        urls: Vec::new(),
+        issued_at: now,
+    };
+    download.handle_session_result(Ok(Outcome::Urls(set)), now);
+    match download.poll_output(now) {
+        DownloadOutput::Done(Err(DownloadError::Urls(dap_proto::Error::Internal(text)))) => {
+            assert!(text.contains("no URL for object j/0"), "{text}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
