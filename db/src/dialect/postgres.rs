@@ -10,7 +10,8 @@ use crate::model::{Column, ColumnType, EnumType, TableModel};
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Postgres;
 
-const TABLE_SYNC_COMMENTS: &[(&str, &str)] = &[
+/// The comments of `table_sync`'s columns, as the official client writes them.
+pub(crate) const TABLE_SYNC_COMMENTS: &[(&str, &str)] = &[
     (
         "source_namespace",
         "The namespace of the source table exposed by DAP API (e.g. `canvas`).",

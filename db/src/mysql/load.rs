@@ -14,7 +14,7 @@ use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 use tokio::sync::mpsc;
 
-use super::{MySqlSession, MySqlStore, NEW, OLD, rows, run_all, sql};
+use super::{MySqlSession, MySqlStore, NEW, OLD, count_of, rows, run_all, sql};
 use crate::dialect::mysql::{load_data, quote_ident, work_table};
 use crate::dialect::{Dialect, MySql};
 use crate::error::Error;
@@ -98,15 +98,13 @@ async fn snapshot(
     )
     .await?;
     stats.upserted = if job.landing.dedupe {
-        let n: Vec<(i64,)> = rows(
+        count_of(
             conn,
             &store,
             "counting the rows",
             &format!("SELECT COUNT(*) FROM {}", quote_ident(&shadow)),
-            mysql_async::Params::Empty,
         )
-        .await?;
-        n.first().map_or(0, |r| u64::try_from(r.0).unwrap_or(0))
+        .await?
     } else {
         stats.lines
     };
@@ -227,15 +225,13 @@ async fn merge(
             .await
             .map_err(|e| store.fail("deleting the deleted rows", &e))?;
         stats.deleted = conn.affected_rows();
-        let n: Vec<(i64,)> = rows(
+        stats.upserted = count_of(
             conn,
             &store,
             "counting the changed rows",
             &sql::count_upserts(),
-            mysql_async::Params::Empty,
         )
         .await?;
-        stats.upserted = n.first().map_or(0, |r| u64::try_from(r.0).unwrap_or(0));
         conn.query_drop(sql::merge_upsert(model, &columns))
             .await
             .map_err(|e| store.fail("upserting the changed rows", &e))?;

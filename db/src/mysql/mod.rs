@@ -157,6 +157,30 @@ pub(crate) async fn rows<T: FromRow>(
         .collect()
 }
 
+/// The single count a query returns.
+pub(crate) async fn count_of(
+    conn: &mut Conn,
+    store: &MySqlStore,
+    what: &str,
+    query: &str,
+) -> Result<u64, Error> {
+    let n: Vec<(i64,)> = rows(conn, store, what, query, Params::Empty).await?;
+    Ok(n.first().map_or(0, |r| u64::try_from(r.0).unwrap_or(0)))
+}
+
+/// The database's default character set.
+async fn database_charset(conn: &mut Conn, store: &MySqlStore) -> Result<Option<String>, Error> {
+    let found: Vec<(Option<String>,)> = rows(
+        conn,
+        store,
+        "reading the database's character set",
+        sql::DATABASE_CHARSET,
+        Params::Empty,
+    )
+    .await?;
+    Ok(found.into_iter().next().and_then(|c| c.0))
+}
+
 /// Runs statements one after another.
 pub(crate) async fn run_all(
     conn: &mut Conn,
@@ -217,15 +241,7 @@ impl Store for MySqlStore {
             &MySql.create_meta(),
         )
         .await?;
-        let charset: Vec<(Option<String>,)> = rows(
-            &mut conn,
-            self,
-            "reading the database's character set",
-            sql::DATABASE_CHARSET,
-            Params::Empty,
-        )
-        .await?;
-        if let Some((Some(c),)) = charset.first() {
+        if let Some(c) = database_charset(&mut conn, self).await? {
             if c != "utf8mb4" {
                 tracing::warn!(
                     "The database's default character set is {c}, not utf8mb4: replicated \
@@ -246,15 +262,8 @@ impl Store for MySqlStore {
             table,
         )
         .await?;
-        let charset: Vec<(Option<String>,)> = rows(
-            &mut conn,
-            self,
-            "reading the database's character set",
-            sql::DATABASE_CHARSET,
-            Params::Empty,
-        )
-        .await?;
-        let utf8mb4_default = matches!(charset.first(), Some((Some(c),)) if c == "utf8mb4");
+        let utf8mb4_default =
+            database_charset(&mut conn, self).await?.as_deref() == Some("utf8mb4");
         Ok(MySqlSession {
             store: self.clone(),
             conn,
@@ -294,16 +303,15 @@ impl Store for MySqlStore {
     async fn count(&self, namespace: &str, table: &str) -> Result<u64, Error> {
         let mut conn = self.connect().await?;
         let name = MySql.qualified(namespace, table);
-        let n: Vec<(i64,)> = rows(
+        let n = count_of(
             &mut conn,
             self,
             &format!("counting the rows of {name}"),
             &format!("SELECT COUNT(*) FROM {name}"),
-            Params::Empty,
         )
         .await?;
         let _ = conn.disconnect().await;
-        Ok(n.first().map_or(0, |r| u64::try_from(r.0).unwrap_or(0)))
+        Ok(n)
     }
 }
 
@@ -430,5 +438,41 @@ impl TableSession for MySqlSession {
             .await
             .map_err(|e| store.fail(&what, &e))?;
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(url: &str) -> MySqlStore {
+        MySqlStore::new(&ConnectionString::parse(url).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn tls_as_the_connection_string_asks() {
+        let s = store("mysql://u:pw@h/db?ssl=require");
+        assert!(s.ssl_opts(SslMode::Disable).is_none());
+        let require = s.ssl_opts(SslMode::Require).unwrap();
+        assert!(require.accept_invalid_certs());
+        let ca = s.ssl_opts(SslMode::VerifyCa).unwrap();
+        assert!(!ca.accept_invalid_certs() && ca.skip_domain_validation());
+        let full = s.ssl_opts(SslMode::VerifyFull).unwrap();
+        assert!(!full.accept_invalid_certs() && !full.skip_domain_validation());
+        let s = store("mysql://u@h/db?sslmode=verify-full&sslrootcert=/etc/ca.pem");
+        assert_eq!(
+            s.ssl_opts(SslMode::VerifyFull).unwrap().root_certs().len(),
+            1
+        );
+        assert!(!format!("{:?}", store("mysql://u:hunter2@h/db")).contains("hunter2"));
+    }
+
+    #[tokio::test]
+    async fn a_connection_string_without_a_database_is_refused() {
+        let e = store("mysql://u:pw@127.0.0.1:1")
+            .connect()
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("names no database"), "{e}");
     }
 }

@@ -30,7 +30,8 @@ pub struct TestDb {
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
-fn with_database(url: &str, db: &str) -> String {
+/// `url` with its database replaced by `db`.
+pub fn with_database(url: &str, db: &str) -> String {
     let (base, query) = match url.split_once('?') {
         Some((b, q)) => (b, Some(q)),
         None => (url, None),

@@ -9,6 +9,8 @@ use dap_db::mysql::MySqlStore;
 use dap_emulator::{EmulatedRange, Emulator, Record};
 use mysql_async::prelude::Queryable;
 
+use super::with_database;
+
 /// The server tests use: `DAP_TEST_MYSQL_URL`, else the local default (the database in
 /// it only serves to log in).
 pub fn server_url() -> String {
@@ -23,23 +25,6 @@ pub struct MyDb {
     pub name: String,
     pub url: String,
     admin: String,
-}
-
-fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let scheme_end = base.find("//").map_or(0, |i| i + 2);
-    let path_start = base[scheme_end..]
-        .find('/')
-        .map_or(base.len(), |i| scheme_end + i);
-    let mut out = format!("{}/{db}", &base[..path_start]);
-    if let Some(q) = query {
-        out.push('?');
-        out.push_str(q);
-    }
-    out
 }
 
 async fn admin_conn(url: &str) -> mysql_async::Conn {

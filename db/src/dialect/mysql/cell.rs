@@ -190,20 +190,8 @@ fn timestamp(value: &[u8], out: &mut Vec<u8>) -> Result<(), CellError> {
         return Ok(());
     }
     let t = text(value)?;
-    let t = t.trim();
-    let civil = match t.parse::<jiff::Timestamp>() {
-        Ok(ts) => ts.to_zoned_datetime(jiff::tz::TimeZone::UTC).datetime(),
-        Err(_) => t
-            .replace(' ', "T")
-            .parse::<jiff::civil::DateTime>()
-            .map_err(|_| invalid(value, "a date and time"))?,
-    };
-    out.extend_from_slice(
-        civil
-            .strftime("%Y-%m-%d %H:%M:%S%.f")
-            .to_string()
-            .as_bytes(),
-    );
+    let naive = crate::store::utc_timestamp(&t).map_err(|_| invalid(value, "a date and time"))?;
+    out.extend_from_slice(naive.as_bytes());
     Ok(())
 }
 

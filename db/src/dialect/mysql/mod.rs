@@ -73,43 +73,8 @@ fn first_line(text: &str, max: usize) -> Option<String> {
     (!line.is_empty()).then_some(line)
 }
 
-const TABLE_SYNC_COMMENTS: &[(&str, &str)] = &[
-    (
-        "source_namespace",
-        "The namespace of the source table exposed by DAP API (e.g. `canvas`).",
-    ),
-    (
-        "source_table",
-        "The name of the source table exposed by DAP API (e.g. `accounts`).",
-    ),
-    (
-        "timestamp",
-        "The timestamp of the source table that can be used by the client library in incremental queries during subsequent `syncdb` command executions.",
-    ),
-    (
-        "schema_version",
-        "The latest schema version of the source table at the time point when it was last initialized or synchronized with the DAP API.",
-    ),
-    (
-        "target_schema",
-        "The name of the target schema in the local database if applicable (e.g. in case of a PostgreSQL database the tables can be grouped into schemas).",
-    ),
-    (
-        "target_table",
-        "The name of the target table in the local database. In might differ from the name of the source table. For example in case of a MySQL database, the tables cannot be grouped in schemas. In this case, the implementor can use a prefix that reflects the namespace of the source table. For example, the qualified name `canvas.accounts` would become `canvas__accounts`.",
-    ),
-    (
-        "schema_description_format",
-        "The format of the schema descriptor (e.g. `json`).",
-    ),
-    (
-        "schema_description",
-        "The latest schema descriptor of the source table at the time point when it was initialized or last synchronized.",
-    ),
-];
-
 fn sync_comment(column: &str) -> String {
-    TABLE_SYNC_COMMENTS
+    super::postgres::TABLE_SYNC_COMMENTS
         .iter()
         .find(|(c, _)| *c == column)
         .map(|(_, text)| format!(" COMMENT {}", quote_literal(text)))
