@@ -86,27 +86,33 @@ pub enum TsvError {
     #[error("line {0} is not valid UTF-8")]
     NotUtf8(u64),
     /// A floating-point value the database cannot store (NaN, infinity).
-    #[error(
-        "table `{table}`, record {key_column}={key}, column `{column}`: the value {value} \
-         cannot be stored in a {dialect} floating-point column (it holds no NaN or \
-         infinity, and the official client refuses such a record too); nothing was \
-         changed. Ask Instructure support to correct the source data, quoting the table, \
-         record and column"
-    )]
-    NonFinite {
-        /// `namespace.table`.
-        table: String,
-        /// The primary key column.
-        key_column: String,
-        /// The record's key.
-        key: String,
-        /// The column.
-        column: String,
-        /// The value, as DAP sent it.
-        value: String,
-        /// The database (`mysql`).
-        dialect: &'static str,
-    },
+    #[error(transparent)]
+    NonFinite(Box<NonFinite>),
+}
+
+/// A floating-point value the database cannot store (NaN, infinity), named by table,
+/// record and column.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "table `{table}`, record {key_column}={key}, column `{column}`: the value {value} \
+     cannot be stored in a {dialect} floating-point column (it holds no NaN or \
+     infinity, and the official client refuses such a record too); nothing was \
+     changed. Ask Instructure support to correct the source data, quoting the table, \
+     record and column"
+)]
+pub struct NonFinite {
+    /// `namespace.table`.
+    pub table: String,
+    /// The primary key column.
+    pub key_column: String,
+    /// The record's key.
+    pub key: String,
+    /// The column.
+    pub column: String,
+    /// The value, as DAP sent it.
+    pub value: String,
+    /// The database (`mysql`).
+    pub dialect: &'static str,
 }
 
 /// What happens to one field of each line.
@@ -398,14 +404,14 @@ impl Rewriter<'_> {
                     .nth(layout.key_field())
                     .and_then(unescape)
                     .unwrap_or_default();
-                TsvError::NonFinite {
+                TsvError::NonFinite(Box::new(NonFinite {
                     table: format!("{}.{}", self.model.namespace, self.model.table),
                     key_column: self.model.primary_key.clone(),
                     key,
                     column,
                     value,
                     dialect: "mysql",
-                }
+                }))
             }
             CellError::Invalid(reason) => TsvError::BadValue {
                 line: self.line,
@@ -667,8 +673,8 @@ mod tests {
         let data = b"meta.ts\tmeta.action\tkey.id\tvalue.score\nT\tU\t7\t1.5\nT\tU\t8\tNaN\n";
         let e = rewrite_for_mysql(data).unwrap_err();
         assert!(
-            matches!(&e, TsvError::NonFinite { key, column, value, .. }
-            if key == "8" && column == "score" && value == "NaN"),
+            matches!(&e, TsvError::NonFinite(n)
+                if n.key == "8" && n.column == "score" && n.value == "NaN"),
             "{e:?}"
         );
         let text = e.to_string();

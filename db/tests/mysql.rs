@@ -108,7 +108,7 @@ async fn initdb_syncdb_and_dropdb_match_the_emulator() {
             .iter()
             .all(|p| p.target_schema.as_deref() == Some("canvas"))
     );
-    assert_eq!(store.count("canvas", "users").await.unwrap() > 0, true);
+    assert!(store.count("canvas", "users").await.unwrap() > 0);
 
     let dropped = replicate::drop_tables(&store, "canvas", &["users".to_owned()]).await;
     assert!(matches!(&dropped[0], TableOutcome::Done(r) if r.action == Action::Dropped));
@@ -163,6 +163,22 @@ fn changes() -> String {
     s
 }
 
+/// id, label, body, score, ok, at, kind, tags, meta_obj, uid.
+type WideRow = (
+    i64,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+/// id, label, body, n32, kind.
+type NarrowRow = (i64, String, Option<String>, Option<i32>, String);
+
 async fn query<T: mysql_async::prelude::FromRow + Send + 'static>(db: &MyDb, q: &str) -> Vec<T> {
     db.conn().await.query(q).await.unwrap()
 }
@@ -178,7 +194,7 @@ async fn every_type_and_awkward_text_round_trip() {
     common::run1(&store, &src, Command::Init, "things")
         .await
         .unwrap();
-    let rows: Vec<(i64, String, Option<String>, Option<String>, Option<String>, Option<String>, String, Option<String>, Option<String>, Option<String>)> = query(
+    let rows: Vec<WideRow> = query(
         &db,
         "SELECT id, label, body, CAST(score AS CHAR), CAST(ok AS CHAR), CAST(`at` AS CHAR), kind, tags, meta_obj, HEX(uid) FROM canvas__things ORDER BY id",
     )
@@ -223,7 +239,7 @@ async fn every_type_and_awkward_text_round_trip() {
         (r.stats.lines, r.stats.upserted, r.stats.deleted),
         (4, 2, 1)
     );
-    let rows: Vec<(i64, String, Option<String>, Option<i32>, String)> = query(
+    let rows: Vec<NarrowRow> = query(
         &db,
         "SELECT id, label, body, n32, kind FROM canvas__things ORDER BY id",
     )
