@@ -143,6 +143,30 @@ pub fn data_columns(columns: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// A schema default as a SQL literal (strings through `quote`), for the types where one
+/// is meaningful.
+pub(crate) fn default_literal(
+    ty: &ColumnType,
+    value: &crate::json::Json,
+    quote: fn(&str) -> String,
+) -> Option<String> {
+    use crate::json::Json;
+    match (ty, value) {
+        (ColumnType::Boolean, Json::Bool(b)) => Some(b.to_string()),
+        (
+            ColumnType::SmallInt
+            | ColumnType::Int
+            | ColumnType::BigInt
+            | ColumnType::Real
+            | ColumnType::Double
+            | ColumnType::Decimal { .. },
+            Json::Number(n),
+        ) => Some(n.to_string()),
+        (_, Json::String(s)) => Some(quote(s)),
+        _ => None,
+    }
+}
+
 /// The primary key constraint name of a table, as the official client names it.
 pub fn pk_name(table: &str) -> String {
     format!("pk_{table}")

@@ -58,7 +58,11 @@ pub const LAYOUT_VERSION: i64 = 1;
 impl Postgres {
     fn column_def(&self, model: &TableModel, c: &Column) -> String {
         let mut def = super::typed_column(self, model, c);
-        if let Some(d) = c.default.as_ref().and_then(|d| default_literal(&c.ty, d)) {
+        if let Some(d) = c
+            .default
+            .as_ref()
+            .and_then(|d| super::default_literal(&c.ty, d, quote_literal))
+        {
             def.push_str(" DEFAULT ");
             def.push_str(&d);
         }
@@ -70,25 +74,6 @@ impl Postgres {
 
     fn table_of(&self, model: &TableModel) -> String {
         self.qualified(&model.namespace, &model.table)
-    }
-}
-
-/// A schema default as a SQL literal, for the types where one is meaningful.
-fn default_literal(ty: &ColumnType, value: &crate::json::Json) -> Option<String> {
-    use crate::json::Json;
-    match (ty, value) {
-        (ColumnType::Boolean, Json::Bool(b)) => Some(b.to_string()),
-        (
-            ColumnType::SmallInt
-            | ColumnType::Int
-            | ColumnType::BigInt
-            | ColumnType::Real
-            | ColumnType::Double
-            | ColumnType::Decimal { .. },
-            Json::Number(n),
-        ) => Some(n.to_string()),
-        (_, Json::String(s)) => Some(quote_literal(s)),
-        _ => None,
     }
 }
 

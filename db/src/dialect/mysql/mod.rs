@@ -95,7 +95,11 @@ impl MySql {
         if !nullable {
             def.push_str(" NOT NULL");
         }
-        if let Some(d) = c.default.as_ref().and_then(|d| default_literal(&c.ty, d)) {
+        if let Some(d) = c
+            .default
+            .as_ref()
+            .and_then(|d| super::default_literal(&c.ty, d, quote_literal))
+        {
             def.push_str(" DEFAULT ");
             def.push_str(&d);
         }
@@ -141,25 +145,6 @@ impl MySql {
             self.table_of(model),
             self.column_def_as(model, column, nullable)
         )
-    }
-}
-
-/// A schema default as a SQL literal, for the types where one is meaningful.
-fn default_literal(ty: &ColumnType, value: &crate::json::Json) -> Option<String> {
-    use crate::json::Json;
-    match (ty, value) {
-        (ColumnType::Boolean, Json::Bool(b)) => Some(if *b { "1" } else { "0" }.to_owned()),
-        (
-            ColumnType::SmallInt
-            | ColumnType::Int
-            | ColumnType::BigInt
-            | ColumnType::Real
-            | ColumnType::Double
-            | ColumnType::Decimal { .. },
-            Json::Number(n),
-        ) => Some(n.to_string()),
-        (_, Json::String(s)) => Some(quote_literal(s)),
-        _ => None,
     }
 }
 
@@ -414,7 +399,7 @@ mod tests {
              `name` varchar(255) NOT NULL COMMENT 'Name.',\n`body` mediumtext COMMENT 'Body text.',\n\
              `state` enum('active','deleted') CHARACTER SET ascii COLLATE ascii_bin NOT NULL,\n"
         ), "{stmt}");
-        assert!(stmt.contains("`flag` tinyint DEFAULT 0,\n"), "{stmt}");
+        assert!(stmt.contains("`flag` tinyint DEFAULT false,\n"), "{stmt}");
         // The first line of the title and description.
         assert!(
             stmt.ends_with("PRIMARY KEY (`id`)\n) COMMENT = 'Accounts.'"),
