@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Database replication, side by side: this project's `dap initdb`/`syncdb` against the
 # official Python client's (instructure-dap-client 2.3.1, unmodified), on the DAP
-# emulator and the same PostgreSQL server, with `psql \copy` of the same rows as the
-# floor for initdb.
+# emulator and the same database server, with the server's own bulk load of the same
+# rows as the floor for initdb: `psql \copy` on PostgreSQL, the `mariadb` client's
+# `LOAD DATA LOCAL INFILE` on MySQL/MariaDB.
 #
-# Usage: bench/db-compare.sh [--rows N] [--changes N] [--namespace NS] [--table T] [--runs N]
-#                            [--results FILE]
+# Usage: bench/db-compare.sh [--server postgresql|mysql] [--rows N] [--changes N]
+#                            [--namespace NS] [--table T] [--runs N] [--results FILE]
 #
+#   --server S     postgresql (default) or mysql (MariaDB or MySQL)
 #   --rows N       rows of the table (default 600000; 0 keeps the emulator's own size)
 #   --changes N    changes in the syncdb window (default 150000), made by a change every
 #                  10 ms and moving the clock on by N/100 s
@@ -22,6 +24,9 @@
 # Env: DAP_BENCH_VENV     virtualenv of the official client (default target/official-venv,
 #                         shared with scripts/official-common.sh, which installs it)
 #      DAP_TEST_DATABASE_URL  PostgreSQL server (default postgresql://postgres@127.0.0.1:5432/postgres)
+#      DAP_TEST_MYSQL_URL     MySQL/MariaDB server (default mysql://root@127.0.0.1:3306/test);
+#                             the floor's file is written by SELECT ... INTO OUTFILE, so the
+#                             server must run on this machine
 #      CARGO_TARGET_DIR   honoured (binaries from its release/)
 #
 # Each case reports wall time, CPU (user + system) and peak RSS (GNU time); every run
@@ -37,8 +42,10 @@ ns=canvas
 advance=
 runs=1
 results_copy=
+server_kind=postgresql
 while [ $# -gt 0 ]; do
     case $1 in
+        --server) server_kind=$2; shift ;;
         --rows) rows=$2; shift ;;
         --changes) changes=$2; shift ;;
         --table) table=$2; shift ;;
@@ -54,8 +61,31 @@ done
 
 target=${CARGO_TARGET_DIR:-$root/target}
 venv=${DAP_BENCH_VENV:-$root/target/official-venv}
-server=${DAP_TEST_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/postgres}
-admin() { psql "$server" -v ON_ERROR_STOP=1 -qAt "$@"; }
+case $server_kind in
+    postgresql)
+        server=${DAP_TEST_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/postgres}
+        floor_name=psql-copy
+        admin() { psql "$server" -v ON_ERROR_STOP=1 -qAt "$@"; }
+        create_db() { admin -c "DROP DATABASE IF EXISTS \"$1\" WITH (FORCE)" -c "CREATE DATABASE \"$1\""; }
+        drop_db() { admin -c "DROP DATABASE IF EXISTS \"$1\" WITH (FORCE)"; }
+        count() { psql "$(db_url "$1")" -qAt -c "SELECT count(*) FROM $ns.$table"; }
+        ;;
+    mysql)
+        server=${DAP_TEST_MYSQL_URL:-mysql://root@127.0.0.1:3306/test}
+        floor_name=load-data
+        # host, port, user and password of the URL, for the mariadb client
+        read -r my_host my_port my_user my_pass < <(python3 -c "
+import sys, urllib.parse as u
+p = u.urlparse(sys.argv[1])
+print(p.hostname or '127.0.0.1', p.port or 3306, u.unquote(p.username or 'root'), u.unquote(p.password or '') or '-')" "$server")
+        [ "$my_pass" = - ] && my_pass=
+        my() { MYSQL_PWD="$my_pass" mariadb --protocol=tcp -h "$my_host" -P "$my_port" -u "$my_user" "$@"; }
+        create_db() { my -e "DROP DATABASE IF EXISTS \`$1\`; CREATE DATABASE \`$1\` CHARACTER SET utf8mb4"; }
+        drop_db() { my -e "DROP DATABASE IF EXISTS \`$1\`"; }
+        count() { my -N -e "SELECT count(*) FROM \`${ns}__$table\`" "$1"; }
+        ;;
+    *) echo "unknown server $server_kind (postgresql or mysql)" >&2; exit 2 ;;
+esac
 db_url() { echo "${server%/*}/$1"; }
 
 echo "== building (release)"
@@ -78,7 +108,7 @@ dbs=()
 cleanup() {
     kill "$emu_pid" 2>/dev/null || true
     wait "$emu_pid" 2>/dev/null || true
-    for d in "${dbs[@]}"; do admin -c "DROP DATABASE IF EXISTS \"$d\" WITH (FORCE)" >/dev/null 2>&1 || true; done
+    for d in "${dbs[@]}"; do drop_db "$d" >/dev/null 2>&1 || true; done
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -93,7 +123,7 @@ printf 'case\tclient\trun\twall_s\tcpu_s\tpeak_rss_mib\n' >"$results"
 # drops it; not in a subshell, so that the list of databases is the script's).
 db_name() { echo "dap_bench_$$_$1"; }
 fresh_db() {
-    admin -c "DROP DATABASE IF EXISTS \"$1\" WITH (FORCE)" -c "CREATE DATABASE \"$1\""
+    create_db "$1"
     dbs+=("$1")
 }
 
@@ -110,14 +140,40 @@ timed() {
     printf '   %-8s %-9s run %s: %6.2f s wall, %6.2f s CPU, %7.1f MiB peak RSS\n' "$case" "$client" "$run" "$wall" "$cpu" "$mib"
 }
 
-count() { psql "$(db_url "$1")" -qAt -c "SELECT count(*) FROM $ns.$table"; }
+
+# export_rows DB: our copy of the table as the floor's input (decompressed, in the
+# server's bulk-load text format), into $work/rows.tsv
+export_rows() {
+    if [ "$server_kind" = postgresql ]; then
+        psql "$(db_url "$1")" -qAt -c "\\copy $ns.$table to '$work/rows.tsv'"
+    else
+        chmod 777 "$work"
+        my -e "SELECT * FROM \`${ns}__$table\` INTO OUTFILE '$work/rows.tsv' CHARACTER SET utf8mb4" "$1"
+    fi
+    echo "   $(wc -c <"$work/rows.tsv") bytes of decompressed rows"
+}
+
+# floor RUN OURS FLOOR: the server's own bulk load of those rows into an empty copy of
+# the table, timed
+floor() {
+    if [ "$server_kind" = postgresql ]; then
+        pg_dump --schema-only "$(db_url "$2")" | psql "$(db_url "$3")" -q -v ON_ERROR_STOP=1 >/dev/null
+        timed initdb "$floor_name" "$1" psql "$(db_url "$3")" -v ON_ERROR_STOP=1 -qc "\\copy $ns.$table from '$work/rows.tsv'"
+    else
+        MYSQL_PWD="$my_pass" mariadb-dump --protocol=tcp -h "$my_host" -P "$my_port" -u "$my_user" \
+            --no-data "$2" "${ns}__$table" | my "$3"
+        timed initdb "$floor_name" "$1" env MYSQL_PWD="$my_pass" mariadb --protocol=tcp -h "$my_host" \
+            -P "$my_port" -u "$my_user" --local-infile=1 "$3" \
+            -e "LOAD DATA LOCAL INFILE '$work/rows.tsv' INTO TABLE \`${ns}__$table\` CHARACTER SET utf8mb4"
+    fi
+}
 
 echo "== warming the emulator's snapshot of $ns.$table ($rows rows)"
 ours_warm=$(db_name warm); fresh_db "$ours_warm"
 "$target/release/dap" --non-interactive --loglevel warning initdb --namespace "$ns" --table "$table" \
     --connection-string "$(db_url "$ours_warm")"
-echo "   $(count "$ours_warm") rows; TSV $(psql "$(db_url "$ours_warm")" -qAt -c "SELECT pg_size_pretty(sum(length(t::text))::bigint) FROM $ns.$table t") as text"
-psql "$(db_url "$ours_warm")" -qAt -c "\\copy $ns.$table to '$work/rows.tsv'"
+echo "   $(count "$ours_warm") rows"
+export_rows "$ours_warm"
 
 for run in $(seq 1 "$runs"); do
     echo "== initdb, run $run"
@@ -128,8 +184,7 @@ for run in $(seq 1 "$runs"); do
     timed initdb dap-rs "$run" "$target/release/dap" --non-interactive --loglevel warning initdb \
         --namespace "$ns" --table "$table" --connection-string "$(db_url "$ours")"
     # The floor: the same rows, already decompressed, into the same (empty) table.
-    pg_dump --schema-only "$(db_url "$ours")" | psql "$(db_url "$floor")" -q -v ON_ERROR_STOP=1 >/dev/null
-    timed initdb psql-copy "$run" psql "$(db_url "$floor")" -v ON_ERROR_STOP=1 -qc "\\copy $ns.$table from '$work/rows.tsv'"
+    floor "$run" "$ours" "$floor"
     [ "$(count "$off")" = "$(count "$ours")" ] && [ "$(count "$ours")" = "$(count "$floor")" ] || {
         echo "row counts differ: official $(count "$off"), ours $(count "$ours"), floor $(count "$floor")" >&2; exit 1; }
 
@@ -145,23 +200,24 @@ done
 
 echo
 echo "== medians"
-python3 - "$results" <<'EOF'
+python3 - "$results" "$floor_name" <<'EOF'
 import csv, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
+floor = sys.argv[2]
 def med(case, client, key):
     v = [float(r[key]) for r in rows if r["case"] == case and r["client"] == client]
     return statistics.median(v) if v else float("nan")
 print("| case | client | wall s | CPU s | peak RSS MiB |")
 print("| --- | --- | ---: | ---: | ---: |")
 for case in ("initdb", "syncdb"):
-    for client in ("official", "dap-rs", "psql-copy"):
+    for client in ("official", "dap-rs", floor):
         w = med(case, client, "wall_s")
         if w == w:
             print(f"| {case} | {client} | {w:.2f} | {med(case, client, 'cpu_s'):.2f} | {med(case, client, 'peak_rss_mib'):.1f} |")
-i_off, i_ours, i_floor = (med("initdb", c, "wall_s") for c in ("official", "dap-rs", "psql-copy"))
+i_off, i_ours, i_floor = (med("initdb", c, "wall_s") for c in ("official", "dap-rs", floor))
 s_off, s_ours = (med("syncdb", c, "wall_s") for c in ("official", "dap-rs"))
 print()
-print(f"initdb: {i_off / i_ours:.1f}x faster than the official client; {i_ours / i_floor:.2f}x the psql \\copy floor")
+print(f"initdb: {i_off / i_ours:.1f}x faster than the official client; {i_ours / i_floor:.2f}x the {floor} floor")
 print(f"syncdb: {s_off / s_ours:.1f}x faster than the official client")
 EOF
 if [ -n "$results_copy" ]; then cp "$results" "$results_copy"; fi

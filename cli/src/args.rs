@@ -327,8 +327,9 @@ pub(crate) struct DbTarget {
     /// Identifies the data source.
     #[arg(long, value_name = "NAMESPACE")]
     pub(crate) namespace: String,
-    /// The database: postgresql://user:password@host:port/database[?ssl=require] or
-    /// sqlite:///path/to/file.db (never printed).
+    /// The database: postgresql://user:password@host:port/database[?ssl=require],
+    /// mysql://user:password@host:port/database[?ssl=require] or sqlite:///path/to/file.db
+    /// (never printed).
     #[arg(
         long,
         env = "DAP_CONNECTION_STRING",

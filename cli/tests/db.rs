@@ -92,12 +92,13 @@ fn sqlite_initdb_syncdb_listdb_dropdb() {
 fn the_database_password_never_appears() {
     let emu = emulator();
     let conn = format!("postgresql://someone:{SECRET_MARKER}@127.0.0.1:1/nowhere?sslmode=disable");
+    let mysql = format!("mysql://someone:{SECRET_MARKER}@127.0.0.1:1/nowhere?ssl=require");
     for extra in [vec![], vec!["--json"], vec!["--loglevel", "debug"]] {
-        let r = run(dap(&emu)
-            .args(&extra)
-            .args(db_args("syncdb", &conn, "users")));
-        r.assert_code(5).assert_no_secret();
-        assert!(r.stderr.contains("someone:***@127.0.0.1:1"), "{}", r.stderr);
+        for c in [&conn, &mysql] {
+            let r = run(dap(&emu).args(&extra).args(db_args("syncdb", c, "users")));
+            r.assert_code(5).assert_no_secret();
+            assert!(r.stderr.contains("someone:***@127.0.0.1:1"), "{}", r.stderr);
+        }
     }
     let r = run(dap(&emu).env("DAP_CONNECTION_STRING", &conn).args([
         "listdb",
@@ -128,7 +129,7 @@ fn a_missing_or_bad_connection_string_is_explained() {
         "{}",
         r.stderr
     );
-    let r = run(dap(&emu).args(db_args("initdb", "mysql://root@127.0.0.1/test", "users")));
+    let r = run(dap(&emu).args(db_args("initdb", "mssql://root@127.0.0.1/test", "users")));
     r.assert_code(5);
-    assert!(r.stderr.contains("mysql"), "{}", r.stderr);
+    assert!(r.stderr.contains("mssql"), "{}", r.stderr);
 }

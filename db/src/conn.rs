@@ -1,12 +1,15 @@
 //! Connection strings, as the official client accepts them, plus `sqlite:`.
 //!
-//! * `postgresql://user:password@host:port/database?ssl=MODE`: user, password and
+//! * `postgresql://user:password@host:port/database?ssl=MODE` and
+//!   `mysql://user:password@host:port/database?ssl=MODE` (MySQL or MariaDB; default port
+//!   3306; `mariadb://` is accepted as well): user, password and
 //!   database are percent-decoded. `ssl` is the official client's parameter; `sslmode`
 //!   (libpq's name) is accepted too. Modes: `disable` (the default, as in the official
 //!   client), `allow`, `prefer`, `require` (encrypted, certificate not checked, as the
 //!   official client does), `verify-ca` (the certificate must chain to a trusted root)
 //!   and `verify-full` (and name the host). `sslrootcert=FILE` adds PEM roots to the
 //!   bundled web roots. `postgres://` is accepted as well.
+//!   The official client reads the same parameters for both servers.
 //! * `sqlite:///absolute/path.db`, `sqlite://relative/path.db` or `sqlite:path.db`.
 //!
 //! The password is a secret: [`ConnectionString`]'s `Debug` and `Display` and every
@@ -15,7 +18,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-/// How a PostgreSQL connection uses TLS.
+/// How a connection to a database server uses TLS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum SslMode {
@@ -66,11 +69,14 @@ impl fmt::Debug for Password {
 }
 
 /// Where a PostgreSQL server is and how to log in.
+pub type PgTarget = ServerTarget;
+
+/// Where a database server (PostgreSQL, MySQL, MariaDB) is and how to log in.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PgTarget {
+pub struct ServerTarget {
     /// Host name or address (default `localhost`).
     pub host: String,
-    /// Port (default 5432).
+    /// Port (default 5432 for PostgreSQL, 3306 for MySQL).
     pub port: u16,
     /// User name.
     pub user: Option<String>,
@@ -90,6 +96,8 @@ pub struct PgTarget {
 pub enum Target {
     /// A PostgreSQL server.
     Postgres(PgTarget),
+    /// A MySQL or MariaDB server.
+    MySql(ServerTarget),
     /// A SQLite file.
     Sqlite(PathBuf),
 }
@@ -130,7 +138,10 @@ pub enum ConnectionStringError {
     )]
     Invalid(String),
     /// A database this build cannot write to.
-    #[error("the {0} dialect is not supported; use postgresql://... or sqlite:///path/to/file.db")]
+    #[error(
+        "the {0} dialect is not supported; use postgresql://..., mysql://... or \
+         sqlite:///path/to/file.db"
+    )]
     Unsupported(String),
 }
 
@@ -143,11 +154,12 @@ impl ConnectionString {
         }
         let Some((scheme, rest)) = text.split_once(':') else {
             return Err(ConnectionStringError::Invalid(
-                "no scheme such as postgresql:// or sqlite://".to_owned(),
+                "no scheme such as postgresql://, mysql:// or sqlite://".to_owned(),
             ));
         };
         match scheme.to_ascii_lowercase().as_str() {
-            "postgresql" | "postgres" => parse_postgres(rest),
+            "postgresql" | "postgres" => parse_server(rest, Server::Postgres),
+            "mysql" | "mariadb" => parse_server(rest, Server::MySql),
             "sqlite" => parse_sqlite(rest),
             other => Err(ConnectionStringError::Unsupported(other.to_owned())),
         }
@@ -158,10 +170,11 @@ impl ConnectionString {
         &self.target
     }
 
-    /// The dialect name (`postgresql`, `sqlite`).
+    /// The dialect name (`postgresql`, `mysql`, `sqlite`).
     pub fn dialect(&self) -> &'static str {
         match self.target {
             Target::Postgres(_) => "postgresql",
+            Target::MySql(_) => "mysql",
             Target::Sqlite(_) => "sqlite",
         }
     }
@@ -169,7 +182,7 @@ impl ConnectionString {
     /// The password, if any (to redact it from messages that quote a server).
     pub fn password(&self) -> Option<&str> {
         match &self.target {
-            Target::Postgres(t) => t.password.as_ref().map(Password::secret),
+            Target::Postgres(t) | Target::MySql(t) => t.password.as_ref().map(Password::secret),
             Target::Sqlite(_) => None,
         }
     }
@@ -194,10 +207,33 @@ fn parse_sqlite(rest: &str) -> Result<ConnectionString, ConnectionStringError> {
     })
 }
 
-fn parse_postgres(rest: &str) -> Result<ConnectionString, ConnectionStringError> {
+/// The kinds of server a connection string can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Server {
+    Postgres,
+    MySql,
+}
+
+impl Server {
+    fn scheme(self) -> &'static str {
+        match self {
+            Self::Postgres => "postgresql",
+            Self::MySql => "mysql",
+        }
+    }
+
+    fn default_port(self) -> u16 {
+        match self {
+            Self::Postgres => 5432,
+            Self::MySql => 3306,
+        }
+    }
+}
+
+fn parse_server(rest: &str, server: Server) -> Result<ConnectionString, ConnectionStringError> {
     let rest = rest
         .strip_prefix("//")
-        .ok_or_else(|| invalid("expected postgresql://"))?;
+        .ok_or_else(|| invalid(&format!("expected {}://", server.scheme())))?;
     let (main, query) = match rest.split_once('?') {
         Some((m, q)) => (m, Some(q)),
         None => (rest, None),
@@ -233,22 +269,25 @@ fn parse_postgres(rest: &str) -> Result<ConnectionString, ConnectionStringError>
     let database =
         percent_decode(path).ok_or_else(|| invalid("bad percent-encoding in the database"))?;
     let (ssl, root_cert) = parse_query(query)?;
-    let target = PgTarget {
+    let target = ServerTarget {
         host: if host.is_empty() {
             "localhost".to_owned()
         } else {
             host
         },
-        port: port.unwrap_or(5432),
+        port: port.unwrap_or(server.default_port()),
         user,
         password,
         database: (!database.is_empty()).then_some(database),
         ssl,
         root_cert,
     };
-    let shown = show_postgres(&target, query);
+    let shown = show_server(server, &target, query);
     Ok(ConnectionString {
-        target: Target::Postgres(target),
+        target: match server {
+            Server::Postgres => Target::Postgres(target),
+            Server::MySql => Target::MySql(target),
+        },
         shown,
     })
 }
@@ -307,7 +346,7 @@ fn parse_query(query: Option<&str>) -> Result<(SslMode, Option<PathBuf>), Connec
     Ok((ssl.unwrap_or_default(), root))
 }
 
-fn show_postgres(t: &PgTarget, query: Option<&str>) -> String {
+fn show_server(server: Server, t: &ServerTarget, query: Option<&str>) -> String {
     let user = match (&t.user, &t.password) {
         (Some(u), Some(_)) => format!("{u}:***@"),
         (Some(u), None) => format!("{u}@"),
@@ -321,7 +360,7 @@ fn show_postgres(t: &PgTarget, query: Option<&str>) -> String {
     };
     let db = t.database.as_deref().unwrap_or("");
     let query = query.map(|q| format!("?{q}")).unwrap_or_default();
-    format!("postgresql://{user}{host}:{}/{db}{query}", t.port)
+    format!("{}://{user}{host}:{}/{db}{query}", server.scheme(), t.port)
 }
 
 /// Decodes `%XX` escapes; `None` for a malformed escape or invalid UTF-8.
@@ -349,8 +388,36 @@ mod tests {
     fn pg(s: &str) -> PgTarget {
         match ConnectionString::parse(s).unwrap().target {
             Target::Postgres(t) => t,
-            Target::Sqlite(_) => panic!("not postgres"),
+            _ => panic!("not postgres"),
         }
+    }
+
+    fn my(s: &str) -> ServerTarget {
+        match ConnectionString::parse(s).unwrap().target {
+            Target::MySql(t) => t,
+            _ => panic!("not mysql"),
+        }
+    }
+
+    #[test]
+    fn mysql_as_the_official_client_reads_it() {
+        let t = my("mysql://root:p%40ss@db.example.edu/canvas?ssl=verify-full");
+        assert_eq!(t.user.as_deref(), Some("root"));
+        assert_eq!(t.password.as_ref().map(Password::secret), Some("p@ss"));
+        assert_eq!((t.host.as_str(), t.port), ("db.example.edu", 3306));
+        assert_eq!(t.database.as_deref(), Some("canvas"));
+        assert_eq!(t.ssl, SslMode::VerifyFull);
+        let t = my("mariadb://u@127.0.0.1:3307/db?sslmode=require&sslrootcert=/etc/ca.pem");
+        assert_eq!((t.port, t.ssl), (3307, SslMode::Require));
+        assert_eq!(t.root_cert, Some(PathBuf::from("/etc/ca.pem")));
+        assert_eq!(my("mysql://root@h/db").ssl, SslMode::Disable);
+        let c = ConnectionString::parse("mysql://u:s3cret@h/db").unwrap();
+        assert_eq!(c.dialect(), "mysql");
+        assert_eq!(c.to_string(), "mysql://u:***@h:3306/db");
+        assert_eq!(c.password(), Some("s3cret"));
+        assert!(!format!("{c:?}").contains("s3cret"));
+        assert!(ConnectionString::parse("mysql://h/db?ssl=sometimes").is_err());
+        assert!(ConnectionString::parse("mysql:h/db").is_err());
     }
 
     #[test]
@@ -407,7 +474,7 @@ mod tests {
     fn sqlite_paths() {
         let path = |s: &str| match ConnectionString::parse(s).unwrap().target {
             Target::Sqlite(p) => p,
-            Target::Postgres(_) => panic!("not sqlite"),
+            _ => panic!("not sqlite"),
         };
         assert_eq!(path("sqlite:///tmp/a.db"), PathBuf::from("/tmp/a.db"));
         assert_eq!(path("sqlite://rel/a.db"), PathBuf::from("rel/a.db"));
@@ -422,8 +489,8 @@ mod tests {
             Err(ConnectionStringError::Missing)
         );
         assert!(matches!(
-            ConnectionString::parse("mysql://root@h/db"),
-            Err(ConnectionStringError::Unsupported(d)) if d == "mysql"
+            ConnectionString::parse("mssql://root@h/db"),
+            Err(ConnectionStringError::Unsupported(d)) if d == "mssql"
         ));
         assert!(ConnectionString::parse("nonsense").is_err());
         assert!(ConnectionString::parse("postgresql://u:%zz@h/db").is_err());

@@ -1,8 +1,9 @@
 //! # dap-db: replicate DAP tables into a database
 //!
-//! Keeps local copies of DAP (Canvas Data 2) tables in PostgreSQL, or in a SQLite file
-//! with no server, laid out exactly as the official Python client lays them out on
-//! PostgreSQL, so that either client can take over from the other on the same database.
+//! Keeps local copies of DAP (Canvas Data 2) tables in PostgreSQL, MySQL/MariaDB, or in a
+//! SQLite file with no server, laid out exactly as the official Python client lays them
+//! out on PostgreSQL and MySQL, so that either client can take over from the other on the
+//! same database.
 //!
 //! **In scope:** `initdb` (a snapshot streamed into a new table), `syncdb` (the changes
 //! since the stored position, applied in one transaction), `dropdb`, `listdb`; atomic
@@ -11,21 +12,22 @@
 //! query starts paced to DAP's limit.
 //!
 //! **Out of scope:** talking HTTP (a [`source::Source`] does; [`source::HyperSource`]
-//! wraps `dap_hyper::Client`), and SQL Server. MySQL/MariaDB is a dialect and a driver
-//! away: [`dialect::Dialect`] and [`store::Store`] are the seams.
+//! wraps `dap_hyper::Client`), and SQL Server. [`dialect::Dialect`] and
+//! [`store::Store`] are the seams a database fills.
 //!
 //! ## Layers
 //! Decisions are pure and unit-tested; the drivers only execute them.
 //! * [`model`]: a table's JSON Schema read into typed columns, enumerations, comments.
 //! * [`dialect`]: names, types and statements per database ([`dialect::Postgres`],
-//!   [`dialect::Sqlite`]).
+//!   [`dialect::MySql`], [`dialect::Sqlite`]), and MySQL's value checks
+//!   ([`dialect::mysql::cell`]).
 //! * [`plan`]: which query comes next, what a refusal leads to, whether a returned job
 //!   may be applied (never a snapshot older than the table), how its data lands.
 //! * [`migrate`]: the least change from the layout a table has to the one a schema
 //!   version asks for.
 //! * [`tsv`]: DAP's TSV checked and reshaped for `COPY` on the way in.
-//! * [`store`]: what a database must do; [`pg`] (tokio-postgres, rustls) and [`sqlite`]
-//!   (rusqlite) do it.
+//! * [`store`]: what a database must do; [`pg`] (tokio-postgres, rustls), [`mysql`]
+//!   (mysql_async, rustls) and [`sqlite`] (rusqlite) do it.
 //! * [`replicate`]: the pump that asks the plan and does what it says.
 //!
 //! ```no_run
@@ -53,6 +55,8 @@
 //! `table_sync` row; a window of changes (staged with `COPY`, then deletes and upserts)
 //! with the new position; a re-initialised table (built beside the old one, swapped in,
 //! its views recreated). A failed or killed run leaves table and position as they were.
+//! MySQL commits DDL implicitly: there a new table is built under a hidden name and
+//! published with its `table_sync` row by one `RENAME TABLE` (see [`mysql`]).
 //!
 //! ## Secrets
 //! A connection string's password never appears in `Debug`, `Display` or an error.
@@ -66,6 +70,7 @@ pub mod json;
 pub mod listdb;
 pub mod migrate;
 pub mod model;
+pub mod mysql;
 pub mod pace;
 pub mod pg;
 pub mod plan;

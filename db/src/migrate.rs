@@ -150,7 +150,7 @@ pub fn diff(existing: &ExistingTable, desired: &TableModel, dialect: &dyn Dialec
             adds.push(Change::AddColumn(col.clone()));
             continue;
         };
-        let wanted = dialect.column_type(&desired.namespace, &col.ty);
+        let wanted = dialect.type_in(desired, &col.ty);
         if !same_type(&old.type_name, &wanted) {
             alters.push(Change::AlterType(col.clone()));
         }
@@ -160,7 +160,9 @@ pub fn diff(existing: &ExistingTable, desired: &TableModel, dialect: &dyn Dialec
                 nullable: col.nullable,
             });
         }
-        if old.comment != col.comment && dialect.comment_column(desired, col).is_some() {
+        if old.comment != dialect.stored_comment(col.comment.as_deref())
+            && dialect.comment_column(desired, col).is_some()
+        {
             alters.push(Change::CommentColumn(col.clone()));
         }
     }
@@ -172,7 +174,9 @@ pub fn diff(existing: &ExistingTable, desired: &TableModel, dialect: &dyn Dialec
         m.rebuild = true;
         return m;
     }
-    if existing.comment != desired.comment && dialect.comment_table(desired).is_some() {
+    if existing.comment != dialect.stored_comment(desired.comment.as_deref())
+        && dialect.comment_table(desired).is_some()
+    {
         m.changes.push(Change::CommentTable);
     }
     m.changes.extend(drops);
@@ -247,12 +251,12 @@ mod tests {
                 .map(|c| ExistingColumn {
                     name: c.name.clone(),
                     // The catalog spells names without quotes where it can.
-                    type_name: dialect.column_type(&m.namespace, &c.ty).replace('"', ""),
+                    type_name: dialect.type_in(m, &c.ty).replace('"', ""),
                     nullable: c.nullable,
-                    comment: c.comment.clone(),
+                    comment: dialect.stored_comment(c.comment.as_deref()),
                 })
                 .collect(),
-            comment: m.comment.clone(),
+            comment: dialect.stored_comment(m.comment.as_deref()),
             primary_key: vec![m.primary_key.clone()],
         }
     }

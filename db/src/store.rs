@@ -194,6 +194,19 @@ pub fn parse_naive_utc(text: &str) -> Option<Timestamp> {
         .map(|z| z.timestamp())
 }
 
+/// `2024-01-01T10:00:00.5Z` (or with another offset) as `2024-01-01 10:00:00.5` UTC.
+pub(crate) fn utc_timestamp(text: &str) -> Result<String, String> {
+    let t = text.trim();
+    let civil = match t.parse::<Timestamp>() {
+        Ok(ts) => ts.to_zoned_datetime(jiff::tz::TimeZone::UTC).datetime(),
+        Err(_) => t
+            .replace(' ', "T")
+            .parse::<jiff::civil::DateTime>()
+            .map_err(|_| format!("{text:?} is not a date and time"))?,
+    };
+    Ok(civil.strftime("%Y-%m-%d %H:%M:%S%.f").to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

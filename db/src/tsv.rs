@@ -6,17 +6,29 @@
 //! holds the key and value columns only, so [`Rewriter`] drops `meta.ts` from every line
 //! and passes the rest through untouched, except array columns, whose JSON arrays become
 //! PostgreSQL array literals. It checks that every line has as many fields as the header
-//! on the way. [`cells`] splits a line into unescaped values for databases without
-//! `COPY`.
+//! on the way. For MySQL's `LOAD DATA` ([`Encoding::LoadData`]) each cell is checked and
+//! reshaped by [`crate::dialect::mysql::cell`] instead. [`cells`] splits a line into
+//! unescaped values for databases without either.
 
 use std::borrow::Cow;
 
+use crate::dialect::mysql::cell::{self, Cell, CellError};
 use crate::model::{ColumnType, TableModel};
 
 /// The staging column that holds `meta.action` of a change.
 pub const ACTION_COLUMN: &str = "_dap_action";
 /// The staging column that numbers changes in arrival order.
 pub const SEQ_COLUMN: &str = "_dap_seq";
+
+/// The text format lines are rewritten into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Encoding {
+    /// PostgreSQL `COPY` text (arrays as array literals).
+    #[default]
+    Copy,
+    /// MySQL `LOAD DATA` text (see [`crate::dialect::mysql::cell`]).
+    LoadData,
+}
 
 /// What an object holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +85,34 @@ pub enum TsvError {
     /// The data is not UTF-8.
     #[error("line {0} is not valid UTF-8")]
     NotUtf8(u64),
+    /// A floating-point value the database cannot store (NaN, infinity).
+    #[error(transparent)]
+    NonFinite(Box<NonFinite>),
+}
+
+/// A floating-point value the database cannot store (NaN, infinity), named by table,
+/// record and column.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "table `{table}`, record {key_column}={key}, column `{column}`: the value {value} \
+     cannot be stored in a {dialect} floating-point column (it holds no NaN or \
+     infinity, and the official client refuses such a record too); nothing was \
+     changed. Ask Instructure support to correct the source data, quoting the table, \
+     record and column"
+)]
+pub struct NonFinite {
+    /// `namespace.table`.
+    pub table: String,
+    /// The primary key column.
+    pub key_column: String,
+    /// The record's key.
+    pub key: String,
+    /// The column.
+    pub column: String,
+    /// The value, as DAP sent it.
+    pub value: String,
+    /// The database (`mysql`).
+    pub dialect: &'static str,
 }
 
 /// What happens to one field of each line.
@@ -82,6 +122,8 @@ enum Field {
     Keep,
     /// A JSON array that becomes a PostgreSQL array literal.
     Array,
+    /// A cell for MySQL's `LOAD DATA`.
+    LoadData(Cell),
 }
 
 /// How an object's fields map to table columns, read from its header.
@@ -98,11 +140,21 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// Reads a header line.
+    /// Reads a header line, for `COPY`.
     pub fn from_header(
         header: &[u8],
         model: &TableModel,
         kind: LoadKind,
+    ) -> Result<Self, TsvError> {
+        Self::from_header_for(header, model, kind, Encoding::Copy)
+    }
+
+    /// Reads a header line, for lines rewritten into `encoding`.
+    pub fn from_header_for(
+        header: &[u8],
+        model: &TableModel,
+        kind: LoadKind,
+        encoding: Encoding,
     ) -> Result<Self, TsvError> {
         let header = std::str::from_utf8(header).map_err(|_| TsvError::NotUtf8(1))?;
         let header = header.strip_suffix('\r').unwrap_or(header);
@@ -130,10 +182,10 @@ impl Layout {
                     }
                     columns.push(column.name.clone());
                     types.push(Some(column.ty.clone()));
-                    if matches!(column.ty, ColumnType::Array(_)) {
-                        Field::Array
-                    } else {
-                        Field::Keep
+                    match (encoding, &column.ty) {
+                        (Encoding::LoadData, ty) => Field::LoadData(Cell::of(ty)),
+                        (Encoding::Copy, ColumnType::Array(_)) => Field::Array,
+                        (Encoding::Copy, _) => Field::Keep,
                     }
                 }
             };
@@ -176,10 +228,29 @@ impl Layout {
         self.fields.len()
     }
 
-    /// Whether lines pass through with only their first field cut off.
+    /// Whether lines pass through with only their first field cut off (for `LOAD DATA`,
+    /// when their escapes read the same).
     fn drops_first_only(&self) -> bool {
         self.fields.first() == Some(&Field::Drop)
-            && self.fields.iter().skip(1).all(|f| *f == Field::Keep)
+            && self
+                .fields
+                .iter()
+                .skip(1)
+                .all(|f| matches!(f, Field::Keep | Field::LoadData(Cell::Text)))
+    }
+
+    /// Index of the primary key among a line's fields.
+    fn key_field(&self) -> usize {
+        let mut kept = 0;
+        for (i, f) in self.fields.iter().enumerate() {
+            if *f != Field::Drop {
+                if kept == self.key_index {
+                    return i;
+                }
+                kept += 1;
+            }
+        }
+        0
     }
 }
 
@@ -189,17 +260,24 @@ impl Layout {
 pub struct Rewriter<'m> {
     model: &'m TableModel,
     kind: LoadKind,
+    encoding: Encoding,
     layout: Option<Layout>,
     partial: Vec<u8>,
     line: u64,
 }
 
 impl<'m> Rewriter<'m> {
-    /// A rewriter for one object of `model`'s table.
+    /// A rewriter for one object of `model`'s table, for `COPY`.
     pub fn new(model: &'m TableModel, kind: LoadKind) -> Self {
+        Self::with_encoding(model, kind, Encoding::Copy)
+    }
+
+    /// A rewriter for one object of `model`'s table, into `encoding`.
+    pub fn with_encoding(model: &'m TableModel, kind: LoadKind, encoding: Encoding) -> Self {
         Self {
             model,
             kind,
+            encoding,
             layout: None,
             partial: Vec::new(),
             line: 0,
@@ -254,7 +332,12 @@ impl<'m> Rewriter<'m> {
         self.line += 1;
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let Some(layout) = &self.layout else {
-            self.layout = Some(Layout::from_header(line, self.model, self.kind)?);
+            self.layout = Some(Layout::from_header_for(
+                line,
+                self.model,
+                self.kind,
+                self.encoding,
+            )?);
             return Ok(());
         };
         if line.is_empty() {
@@ -270,10 +353,13 @@ impl<'m> Rewriter<'m> {
         }
         if layout.drops_first_only() {
             if let Some(tab) = memchr::memchr(b'\t', line) {
-                out.extend_from_slice(&line[tab + 1..]);
-                out.push(b'\n');
+                let rest = &line[tab + 1..];
+                if self.encoding == Encoding::Copy || cell::escapes_agree(rest) {
+                    out.extend_from_slice(rest);
+                    out.push(b'\n');
+                    return Ok(());
+                }
             }
-            return Ok(());
         }
         let mut first = true;
         for (i, value) in line.split(|b| *b == b'\t').enumerate() {
@@ -294,11 +380,45 @@ impl<'m> Rewriter<'m> {
                         reason,
                     })?;
                 }
+                Field::LoadData(kind) => {
+                    if let Err(e) = cell::encode(kind, value, out) {
+                        return Err(self.cell_error(layout, line, i, e));
+                    }
+                }
                 _ => out.extend_from_slice(value),
             }
         }
         out.push(b'\n');
         Ok(())
+    }
+}
+
+impl Rewriter<'_> {
+    /// The error for field `field` of `line`.
+    fn cell_error(&self, layout: &Layout, line: &[u8], field: usize, e: CellError) -> TsvError {
+        let column = layout_column(layout, field);
+        match e {
+            CellError::NonFinite(value) => {
+                let key = line
+                    .split(|b| *b == b'\t')
+                    .nth(layout.key_field())
+                    .and_then(unescape)
+                    .unwrap_or_default();
+                TsvError::NonFinite(Box::new(NonFinite {
+                    table: format!("{}.{}", self.model.namespace, self.model.table),
+                    key_column: self.model.primary_key.clone(),
+                    key,
+                    column,
+                    value,
+                    dialect: "mysql",
+                }))
+            }
+            CellError::Invalid(reason) => TsvError::BadValue {
+                line: self.line,
+                column,
+                reason,
+            },
+        }
     }
 }
 
@@ -518,6 +638,57 @@ mod tests {
             rewrite(LoadKind::Snapshot, &[bad]),
             Err(TsvError::BadValue { line: 2, column, .. }) if column == "tags"
         ));
+    }
+
+    fn rewrite_for_mysql(data: &[u8]) -> Result<String, TsvError> {
+        let m = model();
+        let mut r = Rewriter::with_encoding(&m, LoadKind::Changes, Encoding::LoadData);
+        let mut out = Vec::new();
+        r.push(data, &mut out)?;
+        r.finish(&mut out)?;
+        Ok(String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn load_data_lines() {
+        let data =
+            b"meta.ts\tmeta.action\tkey.id\tvalue.name\tvalue.created_at\tvalue.flag\tvalue.tags\n\
+            T\tU\t1\ta\\tb\t2024-01-02T03:04:05Z\ttrue\t[\"x\"]\n\
+            T\tD\t2\t\\N\t\\N\t\\N\t\\N\n";
+        assert_eq!(
+            rewrite_for_mysql(data).unwrap(),
+            "U\t1\ta\\tb\t2024-01-02 03:04:05\t1\t[\"x\"]\nD\t2\t\\N\t\\N\t\\N\t\\N\n"
+        );
+        // Text only: the line passes whole, unless an escape reads otherwise in MySQL.
+        let data =
+            b"meta.ts\tmeta.action\tkey.id\tvalue.name\nT\tU\t1\tx\\\\y\nT\tU\t2\tform\\ffeed\n";
+        assert_eq!(
+            rewrite_for_mysql(data).unwrap(),
+            "U\t1\tx\\\\y\nU\t2\tform\x0cfeed\n"
+        );
+    }
+
+    #[test]
+    fn non_finite_values_name_table_key_and_column() {
+        let data = b"meta.ts\tmeta.action\tkey.id\tvalue.score\nT\tU\t7\t1.5\nT\tU\t8\tNaN\n";
+        let e = rewrite_for_mysql(data).unwrap_err();
+        assert!(
+            matches!(&e, TsvError::NonFinite(n)
+                if n.key == "8" && n.column == "score" && n.value == "NaN"),
+            "{e:?}"
+        );
+        let text = e.to_string();
+        assert!(
+            text.contains("table `canvas.accounts`, record id=8, column `score`"),
+            "{text}"
+        );
+        // PostgreSQL stores NaN: COPY passes it.
+        let (out, _) = rewrite(LoadKind::Changes, &[data]).unwrap();
+        assert!(out.ends_with(b"U\t8\tNaN\n"));
+        let bad = b"meta.ts\tmeta.action\tkey.id\tvalue.flag\nT\tU\t1\tmaybe\n";
+        assert!(
+            matches!(rewrite_for_mysql(bad), Err(TsvError::BadValue { line: 2, column, .. }) if column == "flag")
+        );
     }
 
     #[test]

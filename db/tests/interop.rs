@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{TestDb, emulator, source};
+use common::{TestDb, emulator, official_dap, source};
 use dap_db::plan::Command as DbCommand;
 use dap_db::replicate::{self, Options, TableOutcome};
 use dap_db::store::Store;
@@ -22,55 +22,6 @@ use dap_emulator::Emulator;
 /// Tables without `additionalProperties: true` columns (the official client fails on
 /// those).
 const TABLES: &[&str] = &["accounts", "courses", "users", "submissions"];
-
-fn workspace_target() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"),
-        PathBuf::from,
-    )
-}
-
-/// The official client's `dap`, installed if missing.
-fn official_dap() -> PathBuf {
-    let venv = std::env::var_os("DAP_CHECK_VENV")
-        .map_or_else(|| workspace_target().join("official-venv"), PathBuf::from);
-    let dap = venv.join("bin/dap");
-    let ready = venv.join("lib").exists()
-        && Command::new(venv.join("bin/python"))
-            .args([
-                "-c",
-                "import asyncpg, aiomysql, pymysql, importlib.metadata as m; \
-                 assert m.version('instructure-dap-client') == '2.3.1'",
-            ])
-            .status()
-            .is_ok_and(|s| s.success());
-    if dap.exists() && ready {
-        return dap;
-    }
-    std::fs::create_dir_all(workspace_target()).expect("target directory");
-    let ok = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&venv)
-        .status()
-        .is_ok_and(|s| s.success())
-        && Command::new(venv.join("bin/pip"))
-            .args([
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "instructure-dap-client[postgresql,mysql]==2.3.1",
-            ])
-            .status()
-            .is_ok_and(|s| s.success());
-    assert!(
-        ok && dap.exists(),
-        "this test needs the official client: `python3 -m venv {0} && {0}/bin/pip install \
-         'instructure-dap-client[postgresql,mysql]==2.3.1'` failed (python3 and PyPI must be \
-         reachable), or set DAP_CHECK_VENV to a virtualenv that has it",
-        venv.display()
-    );
-    dap
-}
 
 fn run_official(dap: &PathBuf, emu: &Emulator, db: &TestDb, command: &str) {
     let out = Command::new(dap)

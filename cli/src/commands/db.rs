@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use dap_db::conn::{ConnectionString, Target};
 use dap_db::listdb;
+use dap_db::mysql::MySqlStore;
 use dap_db::pg::PgStore;
 use dap_db::plan::Command as DbCommand;
 use dap_db::replicate::{self, Action, Options, TableOutcome, TableReport};
@@ -32,6 +33,11 @@ macro_rules! with_store {
             Target::Postgres(_) => {
                 let $store = PgStore::new(&$conn)
                     .ok_or_else(|| CliError::Other("internal: not postgres".to_owned()))?;
+                $body
+            }
+            Target::MySql(_) => {
+                let $store = MySqlStore::new(&$conn)
+                    .ok_or_else(|| CliError::Other("internal: not mysql".to_owned()))?;
                 $body
             }
             Target::Sqlite(_) => {

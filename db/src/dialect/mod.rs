@@ -3,14 +3,16 @@
 //! A [`Dialect`] turns the decisions of [`crate::plan`] and [`crate::migrate`] into SQL
 //! text for one database family; a driver executes that text. Nothing here touches a
 //! connection, so the layout each dialect produces is unit-tested statement by
-//! statement. A dialect for another database (MySQL/MariaDB lays tables out as
-//! `<namespace>__<table>` with inline `ENUM(...)` columns) implements the same trait.
+//! statement. MySQL/MariaDB lays tables out as `<namespace>__<table>` with inline
+//! `ENUM(...)` columns, so its column types depend on the table ([`Dialect::type_in`]).
 
+pub mod mysql;
 pub mod postgres;
 pub mod sqlite;
 
 use crate::model::{Column, ColumnType, EnumType, TableModel};
 
+pub use mysql::MySql;
 pub use postgres::Postgres;
 pub use sqlite::Sqlite;
 
@@ -20,7 +22,7 @@ pub const META_NAMESPACE: &str = "instructure_dap";
 /// One dialect's SQL.
 pub trait Dialect: Send + Sync + std::fmt::Debug {
     /// The dialect's name as connection strings and the official client name it
-    /// (`postgresql`, `sqlite`).
+    /// (`postgresql`, `mysql`, `sqlite`).
     fn name(&self) -> &'static str;
 
     /// A quoted identifier.
@@ -37,6 +39,18 @@ pub trait Dialect: Send + Sync + std::fmt::Debug {
     /// A column type, spelled as the catalog reports it, so that a layout read back
     /// from the database compares equal to the one this dialect creates.
     fn column_type(&self, namespace: &str, ty: &ColumnType) -> String;
+
+    /// A column type of `model`'s table: [`Dialect::column_type`], except where the
+    /// type depends on the table (MySQL spells an enumeration's values inline).
+    fn type_in(&self, model: &TableModel, ty: &ColumnType) -> String {
+        self.column_type(&model.namespace, ty)
+    }
+
+    /// A comment as the database keeps it (MySQL keeps the first line, at most 1024
+    /// characters), so that a comment read back compares equal.
+    fn stored_comment(&self, comment: Option<&str>) -> Option<String> {
+        comment.map(str::to_owned)
+    }
 
     /// Statements that create the meta tables (`table_sync`, `database_version`) when
     /// they are missing and record the layout version; safe to run every time.
@@ -110,18 +124,14 @@ pub fn stage_columns(
         model
             .columns
             .iter()
-            .map(|c| typed_column(dialect, &model.namespace, c)),
+            .map(|c| typed_column(dialect, model, c)),
     );
     defs
 }
 
 /// `"name" type` of a column.
-pub(crate) fn typed_column(dialect: &dyn Dialect, namespace: &str, c: &Column) -> String {
-    format!(
-        "{} {}",
-        quote_ident(&c.name),
-        dialect.column_type(namespace, &c.ty)
-    )
+pub(crate) fn typed_column(dialect: &dyn Dialect, model: &TableModel, c: &Column) -> String {
+    format!("{} {}", quote_ident(&c.name), dialect.type_in(model, &c.ty))
 }
 
 /// The quoted table columns among a load's data columns (the action left out).
@@ -131,6 +141,30 @@ pub fn data_columns(columns: &[String]) -> Vec<String> {
         .filter(|c| *c != crate::tsv::ACTION_COLUMN)
         .map(|c| quote_ident(c))
         .collect()
+}
+
+/// A schema default as a SQL literal (strings through `quote`), for the types where one
+/// is meaningful.
+pub(crate) fn default_literal(
+    ty: &ColumnType,
+    value: &crate::json::Json,
+    quote: fn(&str) -> String,
+) -> Option<String> {
+    use crate::json::Json;
+    match (ty, value) {
+        (ColumnType::Boolean, Json::Bool(b)) => Some(b.to_string()),
+        (
+            ColumnType::SmallInt
+            | ColumnType::Int
+            | ColumnType::BigInt
+            | ColumnType::Real
+            | ColumnType::Double
+            | ColumnType::Decimal { .. },
+            Json::Number(n),
+        ) => Some(n.to_string()),
+        (_, Json::String(s)) => Some(quote(s)),
+        _ => None,
+    }
 }
 
 /// The primary key constraint name of a table, as the official client names it.

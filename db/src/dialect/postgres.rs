@@ -10,7 +10,8 @@ use crate::model::{Column, ColumnType, EnumType, TableModel};
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Postgres;
 
-const TABLE_SYNC_COMMENTS: &[(&str, &str)] = &[
+/// The comments of `table_sync`'s columns, as the official client writes them.
+pub(crate) const TABLE_SYNC_COMMENTS: &[(&str, &str)] = &[
     (
         "source_namespace",
         "The namespace of the source table exposed by DAP API (e.g. `canvas`).",
@@ -55,9 +56,13 @@ pub const DATABASE_VERSION_COMMENT: &str =
 pub const LAYOUT_VERSION: i64 = 1;
 
 impl Postgres {
-    fn column_def(&self, namespace: &str, c: &Column) -> String {
-        let mut def = super::typed_column(self, namespace, c);
-        if let Some(d) = c.default.as_ref().and_then(|d| default_literal(&c.ty, d)) {
+    fn column_def(&self, model: &TableModel, c: &Column) -> String {
+        let mut def = super::typed_column(self, model, c);
+        if let Some(d) = c
+            .default
+            .as_ref()
+            .and_then(|d| super::default_literal(&c.ty, d, quote_literal))
+        {
             def.push_str(" DEFAULT ");
             def.push_str(&d);
         }
@@ -69,25 +74,6 @@ impl Postgres {
 
     fn table_of(&self, model: &TableModel) -> String {
         self.qualified(&model.namespace, &model.table)
-    }
-}
-
-/// A schema default as a SQL literal, for the types where one is meaningful.
-fn default_literal(ty: &ColumnType, value: &crate::json::Json) -> Option<String> {
-    use crate::json::Json;
-    match (ty, value) {
-        (ColumnType::Boolean, Json::Bool(b)) => Some(b.to_string()),
-        (
-            ColumnType::SmallInt
-            | ColumnType::Int
-            | ColumnType::BigInt
-            | ColumnType::Real
-            | ColumnType::Double
-            | ColumnType::Decimal { .. },
-            Json::Number(n),
-        ) => Some(n.to_string()),
-        (_, Json::String(s)) => Some(quote_literal(s)),
-        _ => None,
     }
 }
 
@@ -202,7 +188,7 @@ impl Dialect for Postgres {
         let mut defs: Vec<String> = model
             .columns
             .iter()
-            .map(|c| self.column_def(&model.namespace, c))
+            .map(|c| self.column_def(model, c))
             .collect();
         defs.push(format!(
             "CONSTRAINT {} PRIMARY KEY ({})",
@@ -238,7 +224,7 @@ impl Dialect for Postgres {
         let table = self.table_of(model);
         let mut out = vec![format!(
             "ALTER TABLE {table} ADD COLUMN {}",
-            self.column_def(&model.namespace, column)
+            self.column_def(model, column)
         )];
         out.extend(self.comment_column(model, column));
         out

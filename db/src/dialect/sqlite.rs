@@ -17,8 +17,8 @@ use crate::model::{Column, ColumnType, EnumType, TableModel};
 pub struct Sqlite;
 
 impl Sqlite {
-    fn column_def(&self, namespace: &str, c: &Column, with_pk: Option<&str>) -> String {
-        let mut def = super::typed_column(self, namespace, c);
+    fn column_def(&self, model: &TableModel, c: &Column, with_pk: Option<&str>) -> String {
+        let mut def = super::typed_column(self, model, c);
         if !c.nullable {
             def.push_str(" NOT NULL");
         }
@@ -100,7 +100,7 @@ impl Dialect for Sqlite {
         let defs: Vec<String> = model
             .columns
             .iter()
-            .map(|c| self.column_def(&model.namespace, c, Some(&model.primary_key)))
+            .map(|c| self.column_def(model, c, Some(&model.primary_key)))
             .collect();
         vec![format!(
             "CREATE TABLE {} (\n{}\n)",
@@ -117,7 +117,7 @@ impl Dialect for Sqlite {
         vec![format!(
             "ALTER TABLE {} ADD COLUMN {}",
             self.qualified(&model.namespace, &model.table),
-            self.column_def(&model.namespace, &column, None)
+            self.column_def(model, &column, None)
         )]
     }
 

@@ -373,22 +373,9 @@ pub(crate) fn value(ty: Option<&ColumnType>, cell: Option<String>) -> Result<Val
             "false" | "f" | "0" => Value::Integer(0),
             _ => return Err(format!("{text:?} is not a boolean")),
         },
-        Some(ColumnType::Timestamp) => Value::Text(utc_timestamp(&text)?),
+        Some(ColumnType::Timestamp) => Value::Text(crate::store::utc_timestamp(&text)?),
         _ => Value::Text(text),
     })
-}
-
-/// `2024-01-01T10:00:00.5Z` (or with another offset) as `2024-01-01 10:00:00.5` UTC.
-pub(crate) fn utc_timestamp(text: &str) -> Result<String, String> {
-    let t = text.trim();
-    let civil = match t.parse::<jiff::Timestamp>() {
-        Ok(ts) => ts.to_zoned_datetime(jiff::tz::TimeZone::UTC).datetime(),
-        Err(_) => t
-            .replace(' ', "T")
-            .parse::<jiff::civil::DateTime>()
-            .map_err(|_| format!("{text:?} is not a date and time"))?,
-    };
-    Ok(civil.strftime("%Y-%m-%d %H:%M:%S%.f").to_string())
 }
 
 #[cfg(test)]
@@ -426,21 +413,21 @@ mod tests {
     #[test]
     fn timestamps_become_utc_text() {
         assert_eq!(
-            utc_timestamp("2024-01-01T10:00:00Z").unwrap(),
+            crate::store::utc_timestamp("2024-01-01T10:00:00Z").unwrap(),
             "2024-01-01 10:00:00"
         );
         assert_eq!(
-            utc_timestamp("2024-01-01T10:00:00.250Z").unwrap(),
+            crate::store::utc_timestamp("2024-01-01T10:00:00.250Z").unwrap(),
             "2024-01-01 10:00:00.25"
         );
         assert_eq!(
-            utc_timestamp("2024-01-01T12:00:00+02:00").unwrap(),
+            crate::store::utc_timestamp("2024-01-01T12:00:00+02:00").unwrap(),
             "2024-01-01 10:00:00"
         );
         assert_eq!(
-            utc_timestamp("2024-01-01 10:00:00").unwrap(),
+            crate::store::utc_timestamp("2024-01-01 10:00:00").unwrap(),
             "2024-01-01 10:00:00"
         );
-        assert!(utc_timestamp("yesterday").is_err());
+        assert!(crate::store::utc_timestamp("yesterday").is_err());
     }
 }

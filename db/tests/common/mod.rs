@@ -2,6 +2,9 @@
 //! server, the in-process emulator, and comparisons against the emulator's records.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod mysql;
+
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -27,7 +30,8 @@ pub struct TestDb {
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
-fn with_database(url: &str, db: &str) -> String {
+/// `url` with its database replaced by `db`.
+pub fn with_database(url: &str, db: &str) -> String {
     let (base, query) = match url.split_once('?') {
         Some((b, q)) => (b, Some(q)),
         None => (url, None),
@@ -480,4 +484,54 @@ pub async fn run1<S: dap_db::store::Store>(
         Some(TableOutcome::Failed(_, e)) => Err(e.to_string()),
         other => Err(format!("unexpected outcome {other:?}")),
     }
+}
+
+pub fn workspace_target() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"),
+        PathBuf::from,
+    )
+}
+
+/// The official client's `dap`, installed if missing (into `target/official-venv`,
+/// shared with `scripts/official-common.sh`; `DAP_CHECK_VENV` overrides the place).
+pub fn official_dap() -> PathBuf {
+    let venv = std::env::var_os("DAP_CHECK_VENV")
+        .map_or_else(|| workspace_target().join("official-venv"), PathBuf::from);
+    let dap = venv.join("bin/dap");
+    let ready = venv.join("lib").exists()
+        && std::process::Command::new(venv.join("bin/python"))
+            .args([
+                "-c",
+                "import asyncpg, aiomysql, pymysql, importlib.metadata as m; \
+                 assert m.version('instructure-dap-client') == '2.3.1'",
+            ])
+            .status()
+            .is_ok_and(|s| s.success());
+    if dap.exists() && ready {
+        return dap;
+    }
+    std::fs::create_dir_all(workspace_target()).expect("target directory");
+    let ok = std::process::Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()
+        .is_ok_and(|s| s.success())
+        && std::process::Command::new(venv.join("bin/pip"))
+            .args([
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "instructure-dap-client[postgresql,mysql]==2.3.1",
+            ])
+            .status()
+            .is_ok_and(|s| s.success());
+    assert!(
+        ok && dap.exists(),
+        "this test needs the official client: `python3 -m venv {0} && {0}/bin/pip install \
+         'instructure-dap-client[postgresql,mysql]==2.3.1'` failed (python3 and PyPI must be \
+         reachable), or set DAP_CHECK_VENV to a virtualenv that has it",
+        venv.display()
+    );
+    dap
 }
