@@ -19,6 +19,17 @@ pub(crate) struct FileReport {
     pub(crate) compressed_bytes: u64,
     /// Decompressed size of a gzip object.
     pub(crate) decompressed_bytes: Option<u64>,
+    /// How many times the download resumed (with `Range`) after a dropped or stalled
+    /// connection; absent when none.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub(crate) resumes: u32,
+    /// How many fresh URLs were fetched after storage refused one; absent when none.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub(crate) url_refreshes: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl FileReport {
@@ -29,6 +40,8 @@ impl FileReport {
             bytes: f.bytes,
             compressed_bytes: f.compressed_bytes,
             decompressed_bytes: f.decompressed_bytes,
+            resumes: f.resumes,
+            url_refreshes: f.url_refreshes,
         }
     }
 }
@@ -42,6 +55,9 @@ pub(crate) struct ErrorReport {
     pub(crate) message: String,
     /// What to do about it.
     pub(crate) hint: Option<String>,
+    /// Whether running the command again later may succeed (rate limits, server
+    /// errors, network failures, stalls, timeouts).
+    pub(crate) transient: bool,
 }
 
 impl ErrorReport {
@@ -51,6 +67,7 @@ impl ErrorReport {
             category: e.category(),
             message: redact(&e.to_string()),
             hint: e.hint(ctx),
+            transient: e.is_transient(),
         }
     }
 }
