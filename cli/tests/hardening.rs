@@ -437,3 +437,36 @@ fn a_job_of_20000_objects_is_downloaded_and_verified() {
     // a snapshot).
     assert!(assert_exact(&emu, table) > OBJECTS / 2);
 }
+
+#[test]
+fn a_pasted_secret_is_trimmed_and_a_refused_one_hints_at_whitespace() {
+    let emu = emulator();
+    // `DAP_CLIENT_SECRET="$(cat secret.txt)"` style: a trailing line break and spaces.
+    let padded = format!("  {SECRET_MARKER}\n");
+    let r =
+        run(dap(&emu)
+            .env("DAP_CLIENT_SECRET", &padded)
+            .args(["list", "--namespace", "canvas"]));
+    r.assert_code(0).assert_no_secret();
+    // A line break inside the value is kept, and refused.
+    let (head, tail) = SECRET_MARKER.split_at(8);
+    let broken = format!("{head}\n{tail}");
+    let r = run(dap(&emu).env("DAP_CLIENT_SECRET", &broken).args([
+        "--json",
+        "list",
+        "--namespace",
+        "canvas",
+    ]));
+    r.assert_code(5).assert_no_secret();
+    assert!(!r.stderr.contains(tail) && !r.stdout.contains(tail));
+    let error = &r.json()["error"];
+    assert_eq!(error["category"], "authentication", "{error}");
+    assert_eq!(error["transient"], false, "{error}");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("surrounding whitespace is trimmed"),
+        "{error}"
+    );
+}
