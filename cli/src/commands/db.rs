@@ -185,6 +185,7 @@ fn summarise(
             "failed": failed,
         }),
         ok,
+        reports: None,
     }
 }
 
@@ -276,6 +277,7 @@ pub(crate) async fn listdb(ctx: &Context<'_>, args: &ListdbArgs) -> Result<Outco
             "tables": tables,
         }),
         ok: true,
+        reports: None,
     })
 }
 
