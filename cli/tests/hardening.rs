@@ -40,31 +40,44 @@ fn timed(cmd: &mut std::process::Command) -> (Run, Duration) {
     (r, started.elapsed())
 }
 
+/// `dap --json OPTIONS list` against an emulator whose listings send a byte every
+/// `interval_ms`: the emulator, the run's error report, and how long the run took.
+fn stalled_listing(
+    interval_ms: u64,
+    options: &[&str],
+    env: &[(&str, &str)],
+) -> (dap_emulator::Emulator, serde_json::Value, Duration) {
+    let emu = emulator();
+    emu.add_fault(trickle(Endpoint::Tables, 1000, interval_ms, 0));
+    let mut cmd = dap(&emu);
+    cmd.envs(env.iter().copied())
+        .arg("--json")
+        .args(options)
+        .args(["list", "--namespace", "canvas"]);
+    let (r, took) = timed(&mut cmd);
+    r.assert_code(5).assert_no_secret();
+    let error = r.json()["error"].clone();
+    (emu, error, took)
+}
+
+/// A transient error of `category` whose message and hint say `message` and `hint`.
+fn assert_transient(error: &serde_json::Value, category: &str, message: &str, hint: &str) {
+    assert_eq!(error["category"], category, "{error}");
+    assert_eq!(error["transient"], true, "{error}");
+    let text = |key: &str| error[key].as_str().unwrap_or_default().to_owned();
+    assert!(text("message").contains(message), "{error}");
+    assert!(text("hint").contains(hint), "{error}");
+}
+
 #[test]
 fn a_stalled_api_response_fails_each_attempt_by_the_low_speed_rule_then_ends_transient() {
-    let emu = emulator();
-    // Every listing trickles a byte each 20 ms: data keeps coming, too slowly.
-    emu.add_fault(trickle(Endpoint::Tables, 1000, 20, 0));
-    let (r, took) = timed(dap(&emu).args([
+    // A byte each 20 ms: data keeps coming, too slowly.
+    let (emu, error, took) = stalled_listing(20, &["--low-speed-time", WINDOW], &[]);
+    assert_transient(
+        &error,
+        "transport",
+        "stalled: fewer than 1024 bytes in 300ms",
         "--low-speed-time",
-        WINDOW,
-        "--json",
-        "list",
-        "--namespace",
-        "canvas",
-    ]));
-    r.assert_code(5).assert_no_secret();
-    let error = &r.json()["error"];
-    assert_eq!(error["category"], "transport", "{error}");
-    assert_eq!(error["transient"], true, "{error}");
-    let message = error["message"].as_str().unwrap();
-    assert!(
-        message.contains("stalled: fewer than 1024 bytes in 300ms"),
-        "{message}"
-    );
-    assert!(
-        error["hint"].as_str().unwrap().contains("--low-speed-time"),
-        "{error}"
     );
     // Every attempt the retry policy allows (5), each abandoned after one window.
     assert_eq!(emu.stats().requests.tables, 5);
@@ -74,33 +87,14 @@ fn a_stalled_api_response_fails_each_attempt_by_the_low_speed_rule_then_ends_tra
 
 #[test]
 fn a_stalled_api_call_ends_at_the_call_timeout() {
-    let emu = emulator();
     // A window longer than the deadline: only the deadline can end this call.
-    emu.add_fault(trickle(Endpoint::Tables, 1000, 50, 0));
-    let (r, took) = timed(dap(&emu).args([
-        "--low-speed-time",
-        "20",
+    let options = ["--low-speed-time", "20", "--call-timeout", "1"];
+    let (emu, error, took) = stalled_listing(50, &options, &[]);
+    assert_transient(
+        &error,
+        "timeout",
+        "no result within 1s (the per-call deadline)",
         "--call-timeout",
-        "1",
-        "--json",
-        "list",
-        "--namespace",
-        "canvas",
-    ]));
-    r.assert_code(5).assert_no_secret();
-    let error = &r.json()["error"];
-    assert_eq!(error["category"], "timeout", "{error}");
-    assert_eq!(error["transient"], true, "{error}");
-    assert!(
-        error["message"]
-            .as_str()
-            .unwrap()
-            .contains("no result within 1s (the per-call deadline)"),
-        "{error}"
-    );
-    assert!(
-        error["hint"].as_str().unwrap().contains("--call-timeout"),
-        "{error}"
     );
     assert_eq!(emu.stats().requests.tables, 1);
     assert!(took >= Duration::from_secs(1), "{took:?}");
@@ -109,14 +103,10 @@ fn a_stalled_api_call_ends_at_the_call_timeout() {
 
 #[test]
 fn the_network_options_also_come_from_the_environment_and_refuse_nonsense() {
-    let emu = emulator();
-    emu.add_fault(trickle(Endpoint::Tables, 1000, 50, 0));
-    let r = run(dap(&emu)
-        .env("DAP_LOW_SPEED_TIME", "20")
-        .env("DAP_CALL_TIMEOUT", "0.5")
-        .args(["--json", "list", "--namespace", "canvas"]));
-    r.assert_code(5);
-    assert_eq!(r.json()["error"]["category"], "timeout", "{}", r.stdout);
+    let env = [("DAP_LOW_SPEED_TIME", "20"), ("DAP_CALL_TIMEOUT", "0.5")];
+    let (emu, error, took) = stalled_listing(50, &[], &env);
+    assert_transient(&error, "timeout", "within 500ms", "--call-timeout");
+    assert!(took < Duration::from_secs(15), "{took:?}");
     for (flag, value, why) in [
         ("--low-speed-time", "0", "more than 0"),
         ("--call-timeout", "forever", "not a number"),
