@@ -5,6 +5,7 @@
 //! console themes) are accepted and ignored so existing scripts keep working.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -54,6 +55,48 @@ pub(crate) struct GlobalArgs {
     /// roots stay trusted.
     #[arg(long, env = "DAP_CA_FILE", value_name = "PEMFILE", global = true)]
     pub(crate) ca_file: Option<PathBuf>,
+    /// Also trust the operating system's certificate store (where IT departments install
+    /// corporate CAs); the built-in roots stay trusted. DAP_USE_SYSTEM_CA takes
+    /// true/false, yes/no, on/off or 1/0.
+    #[arg(
+        long,
+        env = "DAP_USE_SYSTEM_CA",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new(),
+        global = true
+    )]
+    pub(crate) use_system_ca: bool,
+    /// The low-speed rule: a request or download that receives fewer than BYTES in any
+    /// --low-speed-time window is abandoned (an API call is retried, a download resumes
+    /// where it stopped). 0 keeps only the window as the longest wait for any data.
+    #[arg(
+        long,
+        env = "DAP_LOW_SPEED_LIMIT",
+        value_name = "BYTES",
+        default_value_t = dap_proto::LowSpeed::default().min_bytes,
+        global = true
+    )]
+    pub(crate) low_speed_limit: u64,
+    /// The window of the low-speed rule, in seconds (decimals allowed).
+    #[arg(
+        long,
+        env = "DAP_LOW_SPEED_TIME",
+        value_name = "SECONDS",
+        default_value_t = Seconds(dap_proto::LowSpeed::default().window),
+        global = true
+    )]
+    pub(crate) low_speed_time: Seconds,
+    /// The longest one API call may take, in seconds (decimals allowed): a login, a
+    /// listing, a schema, or the requests of a query (not the time its job spends
+    /// running on the server), retries included; then it fails as a timeout.
+    #[arg(
+        long,
+        env = "DAP_CALL_TIMEOUT",
+        value_name = "SECONDS",
+        default_value_t = Seconds(dap_proto::config::DEFAULT_CALL_TIMEOUT),
+        global = true
+    )]
+    pub(crate) call_timeout: Seconds,
     /// How long to wait, in seconds, for another dap run writing the same table of the
     /// output directory before giving up (0: give up at once).
     #[arg(
@@ -118,8 +161,44 @@ impl GlobalArgs {
     }
 
     /// How long to wait for a table another run is writing.
-    pub(crate) fn lock_timeout(&self) -> std::time::Duration {
-        std::time::Duration::from_secs(self.lock_timeout)
+    pub(crate) fn lock_timeout(&self) -> Duration {
+        Duration::from_secs(self.lock_timeout)
+    }
+}
+
+/// A positive duration given in seconds, decimals allowed (`30`, `0.5`), at most a week.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Seconds(pub(crate) Duration);
+
+impl std::str::FromStr for Seconds {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let max = dap_proto::config::MAX_CONFIG_DURATION;
+        let secs: f64 = s
+            .trim()
+            .parse()
+            .map_err(|_| format!("{s:?} is not a number of seconds (for example 30 or 0.5)"))?;
+        match Duration::try_from_secs_f64(secs) {
+            Ok(d) if d.is_zero() => Err("must be more than 0 seconds".to_owned()),
+            Ok(d) if d > max => Err(format!(
+                "must be at most {} seconds (7 days)",
+                max.as_secs()
+            )),
+            Ok(d) => Ok(Self(d)),
+            Err(_) => Err(format!("{s:?} is not a positive number of seconds")),
+        }
+    }
+}
+
+impl std::fmt::Display for Seconds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Whole seconds as integers (the defaults in `--help`), otherwise decimals.
+        if self.0.subsec_nanos() == 0 {
+            write!(f, "{}", self.0.as_secs())
+        } else {
+            write!(f, "{}", self.0.as_secs_f64())
+        }
     }
 }
 
@@ -375,5 +454,36 @@ mod tests {
     #[test]
     fn clap_definition_is_valid() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn seconds_take_decimals_and_refuse_nonsense() {
+        assert_eq!("30".parse(), Ok(Seconds(Duration::from_secs(30))));
+        assert_eq!(" 0.25 ".parse(), Ok(Seconds(Duration::from_millis(250))));
+        assert_eq!(Seconds(Duration::from_secs(600)).to_string(), "600");
+        assert_eq!(Seconds(Duration::from_millis(1500)).to_string(), "1.5");
+        for (bad, why) in [
+            ("0", "more than 0"),
+            ("-1", "positive"),
+            ("NaN", "positive"),
+            ("inf", "positive"),
+            ("1e9", "at most 604800"),
+            ("ten", "not a number"),
+            ("", "not a number"),
+        ] {
+            let err = bad.parse::<Seconds>().unwrap_err();
+            assert!(err.contains(why), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn network_defaults_are_the_cores() {
+        let cli = Cli::try_parse_from(["dap", "list", "--namespace", "canvas"]).unwrap();
+        let g = &cli.global;
+        let rule = dap_proto::LowSpeed::default();
+        assert_eq!(g.low_speed_limit, rule.min_bytes);
+        assert_eq!(g.low_speed_time.0, rule.window);
+        assert_eq!(g.call_timeout.0, dap_proto::config::DEFAULT_CALL_TIMEOUT);
+        assert!(!g.use_system_ca);
     }
 }

@@ -15,10 +15,52 @@ use crate::report::{ErrorReport, TableReport, TableStatus};
 
 /// What a command produced: its JSON result and whether everything succeeded.
 pub(crate) struct Outcome {
-    /// The `--json` document.
+    /// The `--json` document (without `tables` when `reports` holds them).
     pub(crate) json: serde_json::Value,
     /// Whether the run succeeded as a whole.
     pub(crate) ok: bool,
+    /// A batch's table reports, the document's `tables`: kept typed, and serialized only
+    /// if the document is printed, since a table may list thousands of files.
+    pub(crate) reports: Option<Vec<TableReport>>,
+}
+
+impl Outcome {
+    /// Writes the `--json` document, pretty-printed, to `out` as it is serialized (a
+    /// table may list thousands of files: no copy of the whole text is made).
+    pub(crate) fn write_json(&self, out: impl std::io::Write) -> serde_json::Result<()> {
+        match (&self.reports, self.json.as_object()) {
+            (Some(reports), Some(head)) => {
+                serde_json::to_writer_pretty(out, &WithTables { head, reports })
+            }
+            _ => serde_json::to_writer_pretty(out, &self.json),
+        }
+    }
+}
+
+/// A document's head with its `tables` put in key order, as if it were one of them.
+struct WithTables<'a> {
+    head: &'a serde_json::Map<String, serde_json::Value>,
+    reports: &'a [TableReport],
+}
+
+impl serde::Serialize for WithTables<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        const KEY: &str = "tables";
+        let mut map = s.serialize_map(Some(self.head.len() + 1))?;
+        let mut pending = true;
+        for (key, value) in self.head.iter().filter(|(k, _)| *k != KEY) {
+            if pending && key.as_str() > KEY {
+                map.serialize_entry(KEY, self.reports)?;
+                pending = false;
+            }
+            map.serialize_entry(key, value)?;
+        }
+        if pending {
+            map.serialize_entry(KEY, self.reports)?;
+        }
+        map.end()
+    }
 }
 
 /// `all`, one name, or a comma list (trimmed, empty items and duplicates dropped).
@@ -161,10 +203,13 @@ impl<'a> Batch<'a> {
         let failed = self.failed();
         if let Some(map) = json.as_object_mut() {
             map.insert("ok".to_owned(), ok.into());
-            map.insert("tables".to_owned(), json!(self.reports));
             map.insert("failed".to_owned(), json!(failed));
         }
-        Outcome { json, ok }
+        Outcome {
+            json,
+            ok,
+            reports: Some(self.reports),
+        }
     }
 
     /// Logs the summary; returns whether every table succeeded.

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use dap_hyper::{Client, Options};
-use dap_proto::{Config, PollPolicy, RetryPolicy};
+use dap_proto::{Config, LowSpeed, PollPolicy, RetryPolicy};
 
 use crate::args::GlobalArgs;
 use crate::errors::{CliError, HintContext};
@@ -70,14 +70,36 @@ impl Context<'_> {
             .user_agent(USER_AGENT)
             .poll(poll_policy(g.poll_interval_ms))
             .retry(retry_policy(g.retry_backoff_ms))
+            .low_speed(LowSpeed {
+                min_bytes: g.low_speed_limit,
+                window: g.low_speed_time.0,
+            })
+            .call_timeout(g.call_timeout.0)
             .build()
             .map_err(|e| CliError::Config(config_message(&e, base_url)))?;
-        let mut options = Options::default();
-        if let Some(path) = &g.ca_file {
-            options = options.extra_ca_file(path);
-        }
-        Client::with_options(config, options)
-            .map_err(|e| CliError::Config(redact(&format!("--ca-file / DAP_CA_FILE: {e}"))))
+        Client::with_options(config, network_options(g)).map_err(|e| {
+            let source = match (&g.ca_file, g.use_system_ca) {
+                (Some(_), true) => "--ca-file / DAP_CA_FILE, --use-system-ca / DAP_USE_SYSTEM_CA",
+                (None, true) => "--use-system-ca / DAP_USE_SYSTEM_CA",
+                _ => "--ca-file / DAP_CA_FILE",
+            };
+            CliError::Config(redact(&format!("{source}: {e}")))
+        })
+    }
+}
+
+/// The transport's options: the trust roots asked for, and an idle read timeout at
+/// least as long as the low-speed window, so that loosening the rule for a slow link is
+/// not undone by the transport's default.
+fn network_options(g: &GlobalArgs) -> Options {
+    let defaults = Options::default();
+    let read_timeout = defaults.read_timeout.max(g.low_speed_time.0);
+    let options = defaults
+        .read_timeout(read_timeout)
+        .system_roots(g.use_system_ca);
+    match &g.ca_file {
+        Some(path) => options.extra_ca_file(path),
+        None => options,
     }
 }
 

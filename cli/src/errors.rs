@@ -90,6 +90,15 @@ impl CliError {
         }
     }
 
+    /// Whether the same command may succeed if run again later (a rate limit, a server
+    /// error, a network failure, a stall or a timeout).
+    pub(crate) fn is_transient(&self) -> bool {
+        match self {
+            Self::Api { source, .. } => source.is_transient(),
+            _ => false,
+        }
+    }
+
     /// The DAP error kind, if the API said no.
     pub(crate) fn dap_kind(&self) -> Option<&DapErrorKind> {
         match self {
@@ -129,6 +138,7 @@ impl CliError {
                     },
                     ProtoError::Protocol(_) => "protocol",
                     ProtoError::Transport { .. } => "transport",
+                    ProtoError::Timeout { .. } => "timeout",
                     ProtoError::JobTimedOut { .. } => "job_timed_out",
                     ProtoError::Argument(_) => "usage",
                     _ => "api",
@@ -178,12 +188,27 @@ impl CliError {
                     "check that --base-url ({}) points at the DAP API gateway",
                     ctx.base_url
                 )),
+                dap_hyper::Error::Dap(ProtoError::Transport { last, .. })
+                    if last.kind() == dap_proto::FailureKind::Stalled =>
+                {
+                    Some(
+                        "the server sent data too slowly (the low-speed rule: \
+                         --low-speed-limit BYTES in --low-speed-time SECONDS); run the command \
+                         again later, or loosen the rule on a very slow link"
+                            .to_owned(),
+                    )
+                }
                 dap_hyper::Error::Dap(ProtoError::Transport { .. }) => {
                     Some(format!(
                         "check the network, proxy settings (HTTPS_PROXY) and --base-url ({})",
                         ctx.base_url
                     ))
                 }
+                dap_hyper::Error::Dap(ProtoError::Timeout { .. }) => Some(
+                    "the server answered too slowly to finish within the per-call deadline \
+                     (--call-timeout SECONDS); run the command again later"
+                        .to_owned(),
+                ),
                 dap_hyper::Error::Transfer(_) => Some(
                     "run the command again; no incomplete file was kept under a final name".to_owned(),
                 ),

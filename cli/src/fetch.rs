@@ -146,7 +146,8 @@ fn log_download(dir: &Path, files: &[DownloadedFile], started: Instant) {
         .filter(|f| f.resumes > 0 || f.url_refreshes > 0)
     {
         warn!(
-            "{}: recovered from {} dropped connection(s) and {} expired URL(s)",
+            "{}: resumed {} time(s) after a dropped or stalled connection, and fetched {} \
+             fresh URL(s)",
             f.path.display(),
             f.resumes,
             f.url_refreshes

@@ -167,7 +167,7 @@ fn finish(ctx: &Context<'_>, name: &str, ending: Ending) -> u8 {
         }
         Ending::Done(Ok(outcome)) => {
             if json_output {
-                print_json(&outcome.json);
+                print_outcome(&outcome);
             }
             if outcome.ok { EXIT_OK } else { EXIT_ERROR }
         }
@@ -211,6 +211,19 @@ async fn interrupted() {
 fn print_json(value: &serde_json::Value) {
     let text = serde_json::to_string_pretty(value).unwrap_or_else(|_| "{}".to_owned());
     print_stdout(&format!("{}\n", redact::redact(&text)));
+}
+
+/// Prints a command's `--json` document, redacted line by line as it is serialized;
+/// a closed pipe is ignored.
+fn print_outcome(outcome: &Outcome) {
+    use std::io::Write as _;
+    let stdout = std::io::stdout().lock();
+    let mut out = redact::RedactLines::new(std::io::BufWriter::new(stdout));
+    let _ = outcome
+        .write_json(&mut out)
+        .map_err(std::io::Error::from)
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush());
 }
 
 /// Prints to stdout, ignoring a closed pipe (`dap list | head`).

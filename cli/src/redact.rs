@@ -181,6 +181,52 @@ fn redact_jwts(text: &str) -> String {
     out
 }
 
+/// A writer that passes text on line by line, each line [`redact`]ed: for long
+/// documents in which no secret can span lines, such as pretty-printed JSON (which
+/// escapes line breaks inside strings).
+pub(crate) struct RedactLines<W: std::io::Write> {
+    inner: W,
+    line: Vec<u8>,
+}
+
+impl<W: std::io::Write> RedactLines<W> {
+    /// Redacts what is written to `inner`.
+    pub(crate) fn new(inner: W) -> Self {
+        Self {
+            inner,
+            line: Vec::new(),
+        }
+    }
+
+    fn write_line(&mut self) -> std::io::Result<()> {
+        let text = redact(&String::from_utf8_lossy(&self.line));
+        self.line.clear();
+        self.inner.write_all(text.as_bytes())
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for RedactLines<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut rest = buf;
+        while let Some(end) = rest.iter().position(|b| *b == b'\n') {
+            let (line, tail) = rest.split_at(end + 1);
+            self.line.extend_from_slice(line);
+            self.write_line()?;
+            rest = tail;
+        }
+        self.line.extend_from_slice(rest);
+        Ok(buf.len())
+    }
+
+    /// Writes the unfinished line too.
+    fn flush(&mut self) -> std::io::Result<()> {
+        if !self.line.is_empty() {
+            self.write_line()?;
+        }
+        self.inner.flush()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,6 +241,22 @@ mod tests {
         let jwt = "token eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjE3MDAwMDAwMDB9.c2lnbmF0dXJl end";
         assert_eq!(redact(jwt), "token [redacted] end");
         assert_eq!(redact("eyJ short"), "eyJ short");
+    }
+
+    #[test]
+    fn redacting_lines_sees_each_line_whole_however_it_is_written() {
+        use std::io::Write as _;
+        let text = "{\n  \"url\": \"http://s/o.gz?X-Amz-Signature=abcdef\",\n  \"n\": 1\n}";
+        let mut out = RedactLines::new(Vec::new());
+        // Pieces that cut the signature, and the last line without a line break.
+        for piece in text.as_bytes().chunks(7) {
+            out.write_all(piece).unwrap();
+        }
+        out.flush().unwrap();
+        assert_eq!(
+            String::from_utf8(out.inner).unwrap(),
+            "{\n  \"url\": \"http://s/o.gz?X-Amz-Signature=[redacted]\",\n  \"n\": 1\n}"
+        );
     }
 
     #[test]

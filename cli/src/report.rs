@@ -2,35 +2,56 @@
 
 use std::path::Path;
 
+use dap_hyper::DownloadedFile;
 use dap_proto::{DataRange, Query, QueryRange, QueryResult};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 
 use crate::errors::{CliError, HintContext};
 use crate::redact::redact;
 
-/// One downloaded file.
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct FileReport {
+/// One downloaded file, as `--json` shows it: a view of the transport's record, so a
+/// job of many objects is not copied to be reported.
+#[derive(Debug, Serialize)]
+struct FileView<'a> {
     /// Path of the file.
-    pub(crate) path: String,
+    path: std::borrow::Cow<'a, str>,
     /// Bytes written.
-    pub(crate) bytes: u64,
+    bytes: u64,
     /// Bytes of the object as stored (compressed).
-    pub(crate) compressed_bytes: u64,
+    compressed_bytes: u64,
     /// Decompressed size of a gzip object.
-    pub(crate) decompressed_bytes: Option<u64>,
+    decompressed_bytes: Option<u64>,
+    /// How many times the download resumed (with `Range`) after a dropped or stalled
+    /// connection; absent when none.
+    #[serde(skip_serializing_if = "is_zero")]
+    resumes: u32,
+    /// How many fresh URLs were fetched after storage refused one; absent when none.
+    #[serde(skip_serializing_if = "is_zero")]
+    url_refreshes: u32,
 }
 
-impl FileReport {
-    /// From the transport's description of a file.
-    pub(crate) fn from_download(f: &dap_hyper::DownloadedFile) -> Self {
+impl<'a> FileView<'a> {
+    fn of(f: &'a DownloadedFile) -> Self {
         Self {
-            path: display_path(&f.path),
+            path: f.path.to_string_lossy(),
             bytes: f.bytes,
             compressed_bytes: f.compressed_bytes,
             decompressed_bytes: f.decompressed_bytes,
+            resumes: f.resumes,
+            url_refreshes: f.url_refreshes,
         }
     }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+fn serialize_files<S: Serializer>(
+    files: &Option<Vec<DownloadedFile>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_seq(files.iter().flatten().map(FileView::of))
 }
 
 /// An error, for scripts.
@@ -42,6 +63,9 @@ pub(crate) struct ErrorReport {
     pub(crate) message: String,
     /// What to do about it.
     pub(crate) hint: Option<String>,
+    /// Whether running the command again later may succeed (rate limits, server
+    /// errors, network failures, stalls, timeouts).
+    pub(crate) transient: bool,
 }
 
 impl ErrorReport {
@@ -51,6 +75,7 @@ impl ErrorReport {
             category: e.category(),
             message: redact(&e.to_string()),
             hint: e.hint(ctx),
+            transient: e.is_transient(),
         }
     }
 }
@@ -166,8 +191,11 @@ pub(crate) struct TableReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) directory: Option<String>,
     /// The files written.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) files: Option<Vec<FileReport>>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "serialize_files"
+    )]
+    pub(crate) files: Option<Vec<DownloadedFile>>,
     /// Total bytes written.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) bytes: Option<u64>,
@@ -213,7 +241,7 @@ impl TableReport {
         mut self,
         result: &QueryResult,
         dir: &Path,
-        files: &[dap_hyper::DownloadedFile],
+        files: Vec<DownloadedFile>,
     ) -> Self {
         self.job_id = Some(result.job.to_string());
         self.query = Some(QueryKind::of_range(&result.range));
@@ -228,7 +256,7 @@ impl TableReport {
         self.schema_version = Some(result.schema_version);
         self.directory = Some(display_path(dir));
         self.bytes = Some(files.iter().map(|f| f.bytes).sum());
-        self.files = Some(files.iter().map(FileReport::from_download).collect());
+        self.files = Some(files);
         self
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use http::Uri;
 
 use crate::secret::ClientSecret;
+pub use crate::speed::{LowSpeed, SpeedMeter};
 
 /// The gateway every DAP customer uses unless told otherwise.
 pub const DEFAULT_BASE_URL: &str = "https://api-gateway.instructure.com";
@@ -275,78 +276,6 @@ impl PollPolicy {
     pub fn with_expiry_margin(mut self, margin: Duration) -> Self {
         self.expiry_margin = margin;
         self
-    }
-}
-
-/// The low-speed rule: an attempt that receives fewer than `min_bytes` in any `window`
-/// is abandoned (a download then resumes with `Range`, an API call is retried), so a
-/// server that trickles a byte a second cannot hold a call for hours.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LowSpeed {
-    /// Bytes that must arrive in every window.
-    pub min_bytes: u64,
-    /// The window (also the longest wait for any data at all).
-    pub window: Duration,
-}
-
-impl LowSpeed {
-    /// A meter applying this rule to one response body.
-    pub fn meter(self) -> SpeedMeter {
-        SpeedMeter {
-            rule: self,
-            window: None,
-        }
-    }
-}
-
-/// Applies a [`LowSpeed`] rule to one response body: feed it every piece received.
-#[derive(Debug, Clone)]
-pub struct SpeedMeter {
-    rule: LowSpeed,
-    /// Start of the current window and the bytes received in it.
-    window: Option<(std::time::Instant, u64)>,
-}
-
-impl SpeedMeter {
-    /// Counts `bytes` received at `now`; fails when a whole window passed with fewer
-    /// bytes than the rule asks.
-    pub fn observe(
-        &mut self,
-        bytes: u64,
-        now: std::time::Instant,
-    ) -> Result<(), crate::error::TransportFailure> {
-        let (start, seen) = self.window.get_or_insert((now, 0));
-        *seen = seen.saturating_add(bytes);
-        if now.saturating_duration_since(*start) < self.rule.window {
-            return Ok(());
-        }
-        let slow = *seen < self.rule.min_bytes;
-        self.window = Some((now, 0));
-        if slow {
-            return Err(crate::error::TransportFailure::new(
-                crate::error::FailureKind::Stalled,
-                format!(
-                    "fewer than {} bytes in {:?}",
-                    self.rule.min_bytes, self.rule.window
-                ),
-            ));
-        }
-        Ok(())
-    }
-
-    /// The longest wait for the next piece of the body: the window.
-    pub fn read_timeout(&self) -> Duration {
-        self.rule.window
-    }
-}
-
-impl Default for LowSpeed {
-    /// 1 KiB in 30 s: far below any real network, far above a stalled one.
-    fn default() -> Self {
-        Self {
-            min_bytes: 1024,
-            window: Duration::from_secs(30),
-        }
     }
 }
 

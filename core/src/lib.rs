@@ -165,6 +165,7 @@ pub mod model;
 pub mod records;
 pub mod secret;
 pub mod session;
+mod speed;
 pub mod transfer;
 pub mod wire;
 

@@ -79,6 +79,8 @@ pub struct Stats {
     pub tokens_issued: u64,
     /// Requests on the storage listener.
     pub storage_requests: u64,
+    /// Storage requests that carried a `Range` header (resumed downloads).
+    pub storage_range_requests: u64,
     /// Storage requests that carried `Authorization` or `x-instauth`.
     pub storage_with_credentials: u64,
     /// Storage requests that carried `Authorization`.

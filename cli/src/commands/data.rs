@@ -57,7 +57,7 @@ pub(crate) async fn run(
                 ctx.job_dirs,
             )
             .await?;
-            Ok(TableReport::ok(table).with_result(&result, &got.dir, &got.files))
+            Ok(TableReport::ok(table).with_result(&result, &got.dir, got.files))
         })
         .await;
     Ok(batch.outcome(json!({

@@ -191,6 +191,7 @@ fn summarise(
             "failed": failed,
         }),
         ok,
+        reports: None,
     }
 }
 
@@ -282,6 +283,7 @@ pub(crate) async fn listdb(ctx: &Context<'_>, args: &ListdbArgs) -> Result<Outco
             "tables": tables,
         }),
         ok: true,
+        reports: None,
     })
 }
 

@@ -31,5 +31,6 @@ pub(crate) async fn run(ctx: &Context<'_>, args: &ListArgs) -> Result<Outcome, C
     Ok(Outcome {
         json: json!({ "command": "list", "ok": true, "namespace": args.namespace, "tables": tables }),
         ok: true,
+        reports: None,
     })
 }

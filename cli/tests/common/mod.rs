@@ -36,6 +36,10 @@ pub(crate) fn bare_dap() -> Command {
         "DAP_CLIENT_SECRET",
         "DAP_CLI_POLL_INTERVAL_MS",
         "DAP_CLI_RETRY_BACKOFF_MS",
+        "DAP_LOW_SPEED_LIMIT",
+        "DAP_LOW_SPEED_TIME",
+        "DAP_CALL_TIMEOUT",
+        "DAP_USE_SYSTEM_CA",
         "RUST_LOG",
     ] {
         cmd.env_remove(var);

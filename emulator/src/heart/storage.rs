@@ -22,12 +22,14 @@ fn no_such_key() -> Resp {
     )
 }
 
-/// Counts the request and the credentials it (wrongly) carries.
+/// Counts the request, whether it asks for a range, and the credentials it (wrongly)
+/// carries.
 fn count(heart: &Heart, req: &Request<Option<Bytes>>) -> bool {
     let has_auth = req.headers().contains_key(header::AUTHORIZATION);
     let has_instauth = req.headers().contains_key("x-instauth");
     let mut st = heart.lock();
     st.stats.storage_requests += 1;
+    st.stats.storage_range_requests += u64::from(req.headers().contains_key(header::RANGE));
     st.stats.storage_with_authorization += u64::from(has_auth);
     st.stats.storage_with_instauth += u64::from(has_instauth);
     st.stats.storage_with_credentials += u64::from(has_auth || has_instauth);

@@ -211,7 +211,8 @@ impl<'a> Demo<'a> {
         };
         let ms = f.query_ms + f.got.download_ms;
         self.tell(step, &self.summary(&f), ms);
-        let report = TableReport::ok(&self.table).with_result(&f.result, &f.got.dir, &f.got.files);
+        let report =
+            TableReport::ok(&self.table).with_result(&f.result, &f.got.dir, f.got.files.clone());
         self.steps
             .push(json!({ "step": step, "ms": ms, "result": report }));
         Ok(f)
@@ -304,6 +305,7 @@ impl<'a> Demo<'a> {
                 "elapsed_ms": total_ms,
             }),
             ok: true,
+            reports: None,
         }
     }
 }

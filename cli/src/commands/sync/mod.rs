@@ -137,7 +137,7 @@ impl TableSync<'_> {
                     .unwrap_or("the output directory")
             );
         }
-        let mut report = TableReport::ok(table).with_result(&result, &got.dir, &got.files);
+        let mut report = TableReport::ok(table).with_result(&result, &got.dir, got.files);
         report.reason = Some(step.reason.to_string());
         report.schema_changed = change.map(|c| SchemaChange {
             from: c.from,
