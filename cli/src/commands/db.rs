@@ -330,13 +330,18 @@ pub(crate) async fn demo_step(
         dap_db::model::TableModel::from_schema(namespace, table, schema.raw(), schema.version)
             .map_err(|e| fail(e.into()))?;
     let got = dap_db::sqlite::canonical_rows(&path, &model).map_err(fail)?;
+    // Compare with the table as it stood at the position syncdb reached, not at the
+    // emulator's "now": its rows change every minute, and a minute may turn between
+    // the sync and this check.
+    let at_ms = reports
+        .last()
+        .and_then(|r| r.position)
+        .map_or_else(|| emu.now_ms(), |p| p.as_millisecond());
     let expected: Vec<Vec<Option<String>>> = emu
         .expected_records(
             namespace,
             table,
-            dap_emulator::EmulatedRange::Snapshot {
-                at_ms: emu.now_ms(),
-            },
+            dap_emulator::EmulatedRange::Snapshot { at_ms },
         )
         .unwrap_or_default()
         .iter()
