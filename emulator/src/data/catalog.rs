@@ -113,6 +113,41 @@ impl TableDef {
     }
 }
 
+/// The value columns of a table, in order: `name: Type` is required, `name?: Type`
+/// nullable (expands to [`req`] and [`opt`] calls, so it works in `const` items).
+macro_rules! cols {
+    (@ [$($done:expr,)*]) => { &[$($done),*] };
+    (@ [$($done:expr,)*] $col:ident ?: $ty:expr $(, $($rest:tt)*)?) => {
+        cols!(@ [$($done,)* $crate::data::catalog::opt(stringify!($col), $ty),] $($($rest)*)?)
+    };
+    (@ [$($done:expr,)*] $col:ident : $ty:expr $(, $($rest:tt)*)?) => {
+        cols!(@ [$($done,)* $crate::data::catalog::req(stringify!($col), $ty),] $($($rest)*)?)
+    };
+    ($($cols:tt)*) => { cols!(@ [] $($cols)*) };
+}
+pub(crate) use cols;
+
+/// A [`TableDef`] constant: `NAME = namespace.table, ROWS rows, schema VERSION
+/// [, N changes] { columns }`, the columns as [`cols!`] takes them.
+macro_rules! table_def {
+    (
+        $(#[$doc:meta])* $vis:vis $name:ident = $ns:ident.$table:ident,
+        $rows:literal rows, schema $version:literal $(, $changes:literal changes)?
+        { $($cols:tt)* }
+    ) => {
+        $(#[$doc])*
+        $vis const $name: $crate::data::catalog::TableDef = $crate::data::catalog::TableDef::new(
+            stringify!($ns),
+            stringify!($table),
+            $rows,
+            $version,
+            $crate::data::catalog::cols!($($cols)*),
+        )
+        $(.changes($changes))?;
+    };
+}
+pub(crate) use table_def;
+
 use FieldType::{Bool, Enum, Float, Int, Int32, Object, Str, Text, Timestamp};
 
 const WORKFLOW: &[&str] = &["active", "deleted"];
@@ -120,253 +155,122 @@ const WORKFLOW: &[&str] = &["active", "deleted"];
 /// Namespaces served by the emulator.
 pub const NAMESPACES: &[&str] = &["canvas", "canvas_logs", "catalog", "new_quizzes"];
 
-const ACCOUNTS: TableDef = TableDef::new(
-    "canvas",
-    "accounts",
-    12,
-    2,
-    &[
-        req("name", Str(255)),
-        req("uuid", Str(36)),
-        opt("parent_account_id", Int),
-        opt("root_account_id", Int),
-        req("workflow_state", Enum(&["active", "deleted", "suspended"])),
-        opt("sis_source_id", Str(255)),
-        req(
-            "default_time_zone",
-            Enum(&["America/Denver", "Europe/Budapest", "Etc/UTC"]),
-        ),
-        req("created_at", Timestamp),
-        req("updated_at", Timestamp),
-    ],
-);
+table_def! {
+    ACCOUNTS = canvas.accounts, 12 rows, schema 2 {
+        name: Str(255), uuid: Str(36), parent_account_id?: Int, root_account_id?: Int,
+        workflow_state: Enum(&["active", "deleted", "suspended"]),
+        sis_source_id?: Str(255),
+        default_time_zone: Enum(&["America/Denver", "Europe/Budapest", "Etc/UTC"]),
+        created_at: Timestamp, updated_at: Timestamp,
+    }
+}
 
-const COURSES: TableDef = TableDef::new(
-    "canvas",
-    "courses",
-    40,
-    3,
-    &[
-        req("name", Str(255)),
-        opt("course_code", Str(255)),
-        req("account_id", Int),
-        req(
-            "workflow_state",
-            Enum(&["created", "claimed", "available", "completed", "deleted"]),
-        ),
-        opt("is_public", Bool),
-        opt("start_at", Timestamp),
-        opt(
-            "settings",
-            Object(&[
-                opt("allow_student_forum_attachments", Bool),
-                opt("hide_final_grades", Bool),
-                opt("syllabus_visibility", Enum(&["public", "course"])),
-            ]),
-        ),
-        req("created_at", Timestamp),
-    ],
-);
+table_def! {
+    COURSES = canvas.courses, 40 rows, schema 3 {
+        name: Str(255), course_code?: Str(255), account_id: Int,
+        workflow_state: Enum(&["created", "claimed", "available", "completed", "deleted"]),
+        is_public?: Bool, start_at?: Timestamp,
+        settings?: Object(cols! {
+            allow_student_forum_attachments?: Bool, hide_final_grades?: Bool,
+            syllabus_visibility?: Enum(&["public", "course"]),
+        }),
+        created_at: Timestamp,
+    }
+}
 
-const USERS: TableDef = TableDef::new(
-    "canvas",
-    "users",
-    100,
-    2,
-    &[
-        req("name", Str(255)),
-        opt("sortable_name", Str(255)),
-        opt("short_name", Str(255)),
-        opt("locale", Enum(&["en", "hu", "de", "ja"])),
-        req(
-            "workflow_state",
-            Enum(&["registered", "pre_registered", "deleted"]),
-        ),
-        req("created_at", Timestamp),
-    ],
-);
+table_def! {
+    USERS = canvas.users, 100 rows, schema 2 {
+        name: Str(255), sortable_name?: Str(255), short_name?: Str(255),
+        locale?: Enum(&["en", "hu", "de", "ja"]),
+        workflow_state: Enum(&["registered", "pre_registered", "deleted"]),
+        created_at: Timestamp,
+    }
+}
 
-const ENROLLMENTS: TableDef = TableDef::new(
-    "canvas",
-    "enrollments",
-    150,
-    1,
-    &[
-        req("user_id", Int),
-        req("course_id", Int),
-        req(
-            "type",
-            Enum(&[
-                "StudentEnrollment",
-                "TeacherEnrollment",
-                "TaEnrollment",
-                "ObserverEnrollment",
-            ]),
-        ),
-        req(
-            "workflow_state",
-            Enum(&["active", "invited", "completed", "deleted"]),
-        ),
-        opt("sis_batch_id", Str(255)),
-        req("created_at", Timestamp),
-    ],
-);
+table_def! {
+    ENROLLMENTS = canvas.enrollments, 150 rows, schema 1 {
+        user_id: Int, course_id: Int,
+        type: Enum(&[
+            "StudentEnrollment", "TeacherEnrollment", "TaEnrollment", "ObserverEnrollment",
+        ]),
+        workflow_state: Enum(&["active", "invited", "completed", "deleted"]),
+        sis_batch_id?: Str(255), created_at: Timestamp,
+    }
+}
 
-const SUBMISSIONS: TableDef = TableDef::new(
-    "canvas",
-    "submissions",
-    200,
-    4,
-    &[
-        req("assignment_id", Int),
-        req("user_id", Int),
-        opt("body", Text),
-        opt("grade", Str(255)),
-        opt("score", Float),
-        opt("submitted_at", Timestamp),
-        req(
-            "workflow_state",
-            Enum(&["submitted", "graded", "unsubmitted", "pending_review"]),
-        ),
-        opt("late", Bool),
-    ],
-);
+table_def! {
+    SUBMISSIONS = canvas.submissions, 200 rows, schema 4 {
+        assignment_id: Int, user_id: Int, body?: Text, grade?: Str(255), score?: Float,
+        submitted_at?: Timestamp,
+        workflow_state: Enum(&["submitted", "graded", "unsubmitted", "pending_review"]),
+        late?: Bool,
+    }
+}
 
-const ASSIGNMENTS: TableDef = TableDef::new(
-    "canvas",
-    "assignments",
-    60,
-    2,
-    &[
-        req("title", Str(255)),
-        opt("description", Text),
-        opt("points_possible", Float),
-        opt("due_at", Timestamp),
-        req("context_id", Int),
-        opt("submission_types", Str(255)),
-        req(
-            "workflow_state",
-            Enum(&["published", "unpublished", "deleted"]),
-        ),
-    ],
-);
+table_def! {
+    ASSIGNMENTS = canvas.assignments, 60 rows, schema 2 {
+        title: Str(255), description?: Text, points_possible?: Float, due_at?: Timestamp,
+        context_id: Int, submission_types?: Str(255),
+        workflow_state: Enum(&["published", "unpublished", "deleted"]),
+    }
+}
 
-const QUIZZES: TableDef = TableDef::new(
-    "canvas",
-    "quizzes",
-    30,
-    1,
-    &[
-        req("title", Str(255)),
-        opt("description", Text),
-        req(
-            "quiz_type",
-            Enum(&["assignment", "practice_quiz", "graded_survey", "survey"]),
-        ),
-        opt("points_possible", Float),
-        opt("time_limit", Int32),
-        req("context_id", Int),
-    ],
-);
+table_def! {
+    QUIZZES = canvas.quizzes, 30 rows, schema 1 {
+        title: Str(255), description?: Text,
+        quiz_type: Enum(&["assignment", "practice_quiz", "graded_survey", "survey"]),
+        points_possible?: Float, time_limit?: Int32, context_id: Int,
+    }
+}
 
-const DISCUSSION_TOPICS: TableDef = TableDef::new(
-    "canvas",
-    "discussion_topics",
-    40,
-    1,
-    &[
-        opt("title", Str(255)),
-        opt("message", Text),
-        req("context_id", Int),
-        req("discussion_type", Enum(&["side_comment", "threaded"])),
-        opt("pinned", Bool),
-    ],
-);
+table_def! {
+    DISCUSSION_TOPICS = canvas.discussion_topics, 40 rows, schema 1 {
+        title?: Str(255), message?: Text, context_id: Int,
+        discussion_type: Enum(&["side_comment", "threaded"]), pinned?: Bool,
+    }
+}
 
-const PSEUDONYMS: TableDef = TableDef::new(
-    "canvas",
-    "pseudonyms",
-    100,
-    1,
-    &[
-        req("user_id", Int),
-        req("unique_id", Str(255)),
-        opt("sis_user_id", Str(255)),
-        opt("last_login_at", Timestamp),
-        req("workflow_state", Enum(WORKFLOW)),
-    ],
-);
+table_def! {
+    PSEUDONYMS = canvas.pseudonyms, 100 rows, schema 1 {
+        user_id: Int, unique_id: Str(255), sis_user_id?: Str(255),
+        last_login_at?: Timestamp, workflow_state: Enum(WORKFLOW),
+    }
+}
 
-const COURSE_SECTIONS: TableDef = TableDef::new(
-    "canvas",
-    "course_sections",
-    50,
-    1,
-    &[
-        req("name", Str(255)),
-        req("course_id", Int),
-        opt("start_at", Timestamp),
-        opt("end_at", Timestamp),
-        req("workflow_state", Enum(WORKFLOW)),
-    ],
-);
+table_def! {
+    COURSE_SECTIONS = canvas.course_sections, 50 rows, schema 1 {
+        name: Str(255), course_id: Int, start_at?: Timestamp, end_at?: Timestamp,
+        workflow_state: Enum(WORKFLOW),
+    }
+}
 
-const WEB_LOGS: TableDef = TableDef::new(
-    "canvas_logs",
-    "web_logs",
-    200,
-    1,
-    &[
-        req("request_id", Str(36)),
-        req("timestamp", Timestamp),
-        opt("user_id", Int),
-        opt("course_id", Int),
-        req("url", Text),
-        req("http_method", Enum(&["GET", "POST", "PUT", "DELETE"])),
-        opt("http_status", Int32),
-        opt("user_agent", Str(255)),
-        opt("participated", Bool),
-    ],
-);
+table_def! {
+    WEB_LOGS = canvas_logs.web_logs, 200 rows, schema 1 {
+        request_id: Str(36), timestamp: Timestamp, user_id?: Int, course_id?: Int, url: Text,
+        http_method: Enum(&["GET", "POST", "PUT", "DELETE"]), http_status?: Int32,
+        user_agent?: Str(255), participated?: Bool,
+    }
+}
 
-const CATALOGS: TableDef = TableDef::new(
-    "catalog",
-    "catalogs",
-    5,
-    1,
-    &[
-        req("name", Str(255)),
-        opt("url", Str(255)),
-        req("currency", Enum(&["USD", "EUR", "HUF"])),
-    ],
-);
+table_def! {
+    CATALOGS = catalog.catalogs, 5 rows, schema 1 {
+        name: Str(255), url?: Str(255), currency: Enum(&["USD", "EUR", "HUF"]),
+    }
+}
 
-const PRODUCTS: TableDef = TableDef::new(
-    "catalog",
-    "products",
-    40,
-    1,
-    &[
-        req("title", Str(255)),
-        opt("description", Text),
-        opt("price", Float),
-        req("catalog_id", Int),
-        req("visibility", Enum(&["listed", "unlisted"])),
-    ],
-);
+table_def! {
+    PRODUCTS = catalog.products, 40 rows, schema 1 {
+        title: Str(255), description?: Text, price?: Float, catalog_id: Int,
+        visibility: Enum(&["listed", "unlisted"]),
+    }
+}
 
-const CATALOG_ENROLLMENTS: TableDef = TableDef::new(
-    "catalog",
-    "enrollments",
-    80,
-    1,
-    &[
-        req("product_id", Int),
-        opt("user_email", Str(255)),
-        req("status", Enum(&["pending", "active", "completed"])),
-        req("created_at", Timestamp),
-    ],
-);
+table_def! {
+    CATALOG_ENROLLMENTS = catalog.enrollments, 80 rows, schema 1 {
+        product_id: Int, user_email?: Str(255),
+        status: Enum(&["pending", "active", "completed"]), created_at: Timestamp,
+    }
+}
 
 /// All tables of all namespaces.
 pub const TABLES: &[TableDef] = &[

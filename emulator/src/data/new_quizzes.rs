@@ -15,107 +15,54 @@
 //! `quiz_sessions` and `items` suit two-way checks with the official client on
 //! PostgreSQL and MySQL; `item_analyses` on PostgreSQL only.
 
-use super::catalog::{Field, FieldType, TableDef, opt, req};
+use super::catalog::{Field, FieldType, cols, table_def};
 use FieldType::{
     Array, BigInt, Bool, Enum, Float, FloatSpecial, Int, Int32, Json, Object, Str, Text, Timestamp,
 };
 
-/// The large table.
-pub(crate) const QUIZ_SESSIONS: TableDef = TableDef::new(
-    "new_quizzes",
-    "quiz_sessions",
-    720_000,
-    1,
-    &[
-        req("quiz_id", Int),
-        req("participant_id", BigInt),
-        req("attempt", Int32),
-        req(
-            "status",
-            Enum(&["created", "started", "submitted", "graded", "expired"]),
-        ),
-        opt("score", Float),
-        opt("points_possible", Float),
-        opt("is_late", Bool),
-        opt("started_at", Timestamp),
-        opt("submitted_at", Timestamp),
-        opt("grader_comment", Str(255)),
-        req("session_token", Str(36)),
-        opt("time_spent_seconds", Int32),
-        req("created_at", Timestamp),
-        req("updated_at", Timestamp),
-    ],
-)
-.changes(2048);
+table_def! {
+    /// The large table.
+    pub(crate) QUIZ_SESSIONS = new_quizzes.quiz_sessions, 720_000 rows, schema 1, 2048 changes {
+        quiz_id: Int, participant_id: BigInt, attempt: Int32,
+        status: Enum(&["created", "started", "submitted", "graded", "expired"]),
+        score?: Float, points_possible?: Float, is_late?: Bool,
+        started_at?: Timestamp, submitted_at?: Timestamp, grader_comment?: Str(255),
+        session_token: Str(36), time_spent_seconds?: Int32,
+        created_at: Timestamp, updated_at: Timestamp,
+    }
+}
 
-const CHOICE_FIELDS: &[Field] = &[
-    req("id", Int32),
-    req("label", Str(255)),
-    opt("correct", Bool),
-];
+const CHOICE_FIELDS: &[Field] = cols! { id: Int32, label: Str(255), correct?: Bool };
 
 const CHOICE: FieldType = Object(CHOICE_FIELDS);
 
-/// Awkward values and JSON columns.
-pub(crate) const ITEMS: TableDef = TableDef::new(
-    "new_quizzes",
-    "items",
-    400,
-    1,
-    &[
-        req("title", Str(255)),
-        opt("body", Text),
-        req(
-            "item_type",
-            Enum(&["choice", "essay", "numeric", "matching", "file_upload"]),
-        ),
-        opt("position", Int32),
-        opt("points", Float),
-        opt(
-            "properties",
-            Object(&[
-                opt("shuffle_answers", Bool),
-                opt("max_attempts", Int32),
-                opt("language", Enum(&["en", "de", "hu", "ja"])),
-                opt("hint", Str(255)),
-            ]),
-        ),
-        opt("tags", Array(&Str(64))),
-        opt("answer_ids", Array(&BigInt)),
-        req("is_active", Bool),
-        opt("external_id", BigInt),
-        req("created_at", Timestamp),
-        opt("updated_at", Timestamp),
-    ],
-);
+table_def! {
+    /// Awkward values and JSON columns.
+    pub(crate) ITEMS = new_quizzes.items, 400 rows, schema 1 {
+        title: Str(255), body?: Text,
+        item_type: Enum(&["choice", "essay", "numeric", "matching", "file_upload"]),
+        position?: Int32, points?: Float,
+        properties?: Object(cols! {
+            shuffle_answers?: Bool, max_attempts?: Int32,
+            language?: Enum(&["en", "de", "hu", "ja"]), hint?: Str(255),
+        }),
+        tags?: Array(&Str(64)), answer_ids?: Array(&BigInt), is_active: Bool,
+        external_id?: BigInt, created_at: Timestamp, updated_at?: Timestamp,
+    }
+}
 
-/// float64 columns with NaN and infinities.
-pub(crate) const ITEM_ANALYSES: TableDef = TableDef::new(
-    "new_quizzes",
-    "item_analyses",
-    60,
-    1,
-    &[
-        req("item_id", Int),
-        opt("mean_score", FloatSpecial),
-        opt("std_dev", FloatSpecial),
-        opt("discrimination", Float),
-        opt("respondents", Int32),
-        req("computed_at", Timestamp),
-    ],
-);
+table_def! {
+    /// float64 columns with NaN and infinities.
+    pub(crate) ITEM_ANALYSES = new_quizzes.item_analyses, 60 rows, schema 1 {
+        item_id: Int, mean_score?: FloatSpecial, std_dev?: FloatSpecial,
+        discrimination?: Float, respondents?: Int32, computed_at: Timestamp,
+    }
+}
 
-/// A free-form JSON object column and an array of objects.
-pub(crate) const QUIZ_SETTINGS: TableDef = TableDef::new(
-    "new_quizzes",
-    "quiz_settings",
-    40,
-    1,
-    &[
-        req("quiz_id", Int),
-        req("title", Str(255)),
-        opt("settings", Json),
-        opt("choices", Array(&CHOICE)),
-        req("updated_at", Timestamp),
-    ],
-);
+table_def! {
+    /// A free-form JSON object column and an array of objects.
+    pub(crate) QUIZ_SETTINGS = new_quizzes.quiz_settings, 40 rows, schema 1 {
+        quiz_id: Int, title: Str(255), settings?: Json, choices?: Array(&CHOICE),
+        updated_at: Timestamp,
+    }
+}
