@@ -10,25 +10,131 @@ use std::time::{Duration, Instant};
 
 use dap_emulator::{EmulatorConfig, Endpoint, FaultAction, FaultBody, FaultRule, Faults, Stats};
 use dap_proto::{
-    DapErrorKind, DataRange, Format, JobState, ProtocolErrorKind, Query, TokenHeader, TransferError,
+    DapErrorKind, DataRange, Format, JobState, ProtocolErrorKind, Query, QueryResult, TokenHeader,
+    TransferError,
 };
 use dap_tests::{
-    Call, Cell, DownloadSpec, Downloaded, FailureKind, Harness, LogCapture, Parsed, Transport,
-    conformance, expected_json, expected_records, expected_rows, files_under, fresh_dir,
-    gunzip_file, ms, parse_content, parse_csv, parse_tsv_line, small_emulator, start_emulator,
-    wait_until,
+    Call, Cell, DownloadSpec, Downloaded, Driver, Failure, FailureKind, Harness, LogCapture,
+    Parsed, Transport, conformance, expected_json, expected_records, expected_rows, files_under,
+    fresh_dir, gunzip_file, ms, objects_emulator, parse_content, parse_csv, parse_tsv_line,
+    small_emulator, start_emulator, wait_until,
 };
 
 // ------------------------------------------------------------------ helpers
 
-fn ids(result: &dap_proto::QueryResult) -> Vec<dap_proto::ObjectId> {
+/// Asserts counters of the emulator's [`Stats`]: `counts!(s; logins = 1, requests.query = 3)`.
+/// A failure names the counter and shows all the stats.
+macro_rules! counts {
+    ($stats:expr; $($($field:ident).+ = $want:expr),+ $(,)?) => {{
+        let s: &Stats = &$stats;
+        $(assert_eq!(s.$($field).+, $want, "stats.{}: {s:#?}", stringify!($($field).+));)+
+    }};
+}
+
+/// Scenarios that run a parametrised scenario with one fixed argument:
+/// `name = scenario(argument);` defines `fn name(t: Transport)`.
+macro_rules! variants {
+    ($($name:ident = $scenario:ident($arg:expr);)+) => {
+        $(fn $name(t: Transport) { $scenario(t, $arg) })+
+    };
+}
+
+/// One `#[test]` per transport (`ureq`, `hyper`, `raw`) for each scenario named.
+macro_rules! every_transport {
+    ($($scenario:ident),+ $(,)?) => {
+        $(conformance!($scenario: ureq, hyper, raw);)+
+    };
+}
+
+/// [`small_emulator`] that injects `rules`.
+fn faulty(rules: Vec<FaultRule>) -> EmulatorConfig {
+    EmulatorConfig {
+        faults: Faults {
+            rules,
+            ..Faults::default()
+        },
+        ..small_emulator()
+    }
+}
+
+/// A snapshot of `canvas.table`, which must succeed.
+fn snapshot(d: &dyn Driver, table: &str, format: Format) -> QueryResult {
+    d.snapshot("canvas", table, format).expect("snapshot")
+}
+
+/// Downloads `result` into a fresh directory with `spec`, which must fail and leave
+/// nothing behind (final or temporary); the failure.
+fn failed_download(d: &dyn Driver, result: &QueryResult, spec: DownloadSpec) -> Failure {
+    let dir = fresh_dir();
+    let err = d.download(result, dir.path(), spec).unwrap_err();
+    assert_nothing_left(dir.path());
+    err
+}
+
+/// How to download: decompressed or not, `concurrency` objects at a time.
+fn spec(decompress: bool, concurrency: usize) -> DownloadSpec {
+    DownloadSpec {
+        decompress,
+        concurrency,
+    }
+}
+
+/// A harness on [`small_emulator`] and a JSON Lines snapshot of `canvas.users`.
+fn users_snapshot(t: Transport) -> (Harness, QueryResult) {
+    let h = Harness::new(t, small_emulator());
+    let result = snapshot(&*h.driver, "users", Format::Jsonl);
+    (h, result)
+}
+
+/// Downloads the JSON Lines `result` into a fresh directory with the default spec,
+/// which must succeed (`what` says how), and checks the layout; the directory and files.
+fn download_jsonl(
+    d: &dyn Driver,
+    result: &QueryResult,
+    what: &str,
+) -> (tempfile::TempDir, Vec<Downloaded>) {
+    let dir = fresh_dir();
+    let files = d
+        .download(result, dir.path(), DownloadSpec::default())
+        .expect(what);
+    check_layout(dir.path(), result, &files, ".json.gz");
+    (dir, files)
+}
+
+/// Asserts the emulator's count of storage requests (`why` that many) and that none
+/// carried credentials.
+fn storage_requests(emu: &dap_emulator::Emulator, n: u64, why: &str) {
+    let s = emu.stats();
+    assert_eq!(s.requests.storage, n, "{why}");
+    no_storage_credentials(&s);
+}
+
+/// Asserts that `err` is a typed transfer error saying the content is corrupt.
+fn assert_corrupt(err: &Failure, case: &str) {
+    assert!(
+        matches!(
+            err.kind,
+            FailureKind::Transfer(TransferError::Corrupt { .. })
+        ),
+        "{case}: {err}"
+    );
+}
+
+/// Asserts that `err` is a typed transfer error after `n` attempts without progress.
+fn assert_gave_up(err: &Failure, n: u32) {
+    assert!(
+        matches!(&err.kind, FailureKind::Transfer(TransferError::Transport { attempts, .. }) if *attempts == n),
+        "{err}"
+    );
+}
+
+fn ids(result: &QueryResult) -> Vec<dap_proto::ObjectId> {
     result.objects.iter().map(|o| o.id.clone()).collect()
 }
 
 fn no_storage_credentials(stats: &Stats) {
-    assert_eq!(stats.storage_with_credentials, 0, "{stats:#?}");
-    assert_eq!(stats.storage_with_authorization, 0, "{stats:#?}");
-    assert_eq!(stats.storage_with_instauth, 0, "{stats:#?}");
+    counts!(stats; storage_with_credentials = 0, storage_with_authorization = 0,
+        storage_with_instauth = 0);
 }
 
 /// A download that must fail cleanly left no file behind (final or temporary).
@@ -39,12 +145,7 @@ fn assert_nothing_left(dir: &std::path::Path) {
 
 /// Checks the layout of downloaded files: `dir/job_<id>/<name>`, in object order,
 /// sizes as reported, and no other file (no temporary left).
-fn check_layout(
-    dir: &std::path::Path,
-    result: &dap_proto::QueryResult,
-    files: &[Downloaded],
-    suffix: &str,
-) {
+fn check_layout(dir: &std::path::Path, result: &QueryResult, files: &[Downloaded], suffix: &str) {
     assert_eq!(files.len(), result.objects.len());
     let job_dir = dir.join(dap_proto::download::job_dir(&result.job));
     for (file, object) in files.iter().zip(&result.objects) {
@@ -95,7 +196,7 @@ fn job_content(format: Format, objects: &[Vec<u8>], header: Option<&[Cell]>) -> 
 fn expected_content(
     emu: &dap_emulator::Emulator,
     table: &str,
-    result: &dap_proto::QueryResult,
+    result: &QueryResult,
 ) -> (Parsed, Option<Vec<Cell>>) {
     let incremental = matches!(result.range, DataRange::Incremental { .. });
     match result.format {
@@ -144,14 +245,8 @@ fn keyed(records: Vec<serde_json::Value>) -> BTreeMap<i64, serde_json::Value> {
 
 /// Every endpoint and every high-level call once, with exact request counts.
 fn every_endpoint(t: Transport) {
-    let h = Harness::new(
-        t,
-        EmulatorConfig {
-            objects_per_job: 2,
-            ..small_emulator()
-        },
-    );
-    let (emu, d) = (&h.emu, &h.driver);
+    let h = Harness::new(t, objects_emulator(2));
+    let (emu, d) = (&h.emu, &*h.driver);
 
     for (ns, table) in [
         ("canvas", "accounts"),
@@ -225,11 +320,7 @@ fn every_endpoint(t: Transport) {
 
     let mut storage = 0;
     if t.downloads() {
-        let dir = fresh_dir();
-        let files = d
-            .download(&result, dir.path(), DownloadSpec::default())
-            .expect("download");
-        check_layout(dir.path(), &result, &files, ".json.gz");
+        let _download = download_jsonl(d, &result, "download");
         let records = d.records(&result).expect("records");
         let json = d.json_records(&result).expect("json records");
         let expected = expected_json(emu, "canvas", "accounts", &result.range);
@@ -245,21 +336,13 @@ fn every_endpoint(t: Transport) {
 
     assert_eq!(d.logins(), 1);
     let s = emu.stats();
-    assert_eq!(s.logins, 1);
-    assert_eq!(s.requests.login, 1);
-    assert_eq!(s.requests.tables, 3);
-    assert_eq!(s.requests.schema, 2);
-    assert_eq!(s.requests.query, 3);
     assert_eq!(
         s.requests.job, 1,
         "jobs complete at once: only get_job asks"
     );
-    assert_eq!(s.requests.object_urls, 4);
-    assert_eq!(s.requests.storage, storage);
-    assert_eq!(s.requests.other, 0);
-    assert_eq!(s.jobs_created, 3);
-    assert_eq!(s.unauthorized, 0);
-    assert_eq!(s.missing_user_agent, 0);
+    counts!(s; logins = 1, requests.login = 1, requests.tables = 3, requests.schema = 2,
+        requests.query = 3, requests.object_urls = 4, requests.storage = storage,
+        requests.other = 0, jobs_created = 3, unauthorized = 0, missing_user_agent = 0);
     no_storage_credentials(&s);
 }
 
@@ -269,14 +352,8 @@ fn every_endpoint(t: Transport) {
 /// (compressed and decompressed) and streamed; all content equals the emulator's
 /// expected records.
 fn format_content(t: Transport, format: Format) {
-    let h = Harness::new(
-        t,
-        EmulatorConfig {
-            objects_per_job: 3,
-            ..small_emulator()
-        },
-    );
-    let (emu, d) = (&h.emu, &h.driver);
+    let h = Harness::new(t, objects_emulator(3));
+    let (emu, d) = (&h.emu, &*h.driver);
     let suffix = match format {
         Format::Jsonl => ".json.gz",
         Format::Csv => ".csv.gz",
@@ -284,21 +361,14 @@ fn format_content(t: Transport, format: Format) {
     };
     let tables = ["courses", "discussion_topics"];
     for table in tables {
-        let result = d.snapshot("canvas", table, format).expect("snapshot");
+        let result = snapshot(d, table, format);
         assert_eq!(result.format, format);
         assert_eq!(result.objects.len(), 3);
 
         // Compressed, two at a time.
         let dir = fresh_dir();
         let files = d
-            .download(
-                &result,
-                dir.path(),
-                DownloadSpec {
-                    decompress: false,
-                    concurrency: 2,
-                },
-            )
+            .download(&result, dir.path(), spec(false, 2))
             .expect("download");
         check_layout(dir.path(), &result, &files, suffix);
         let plain: Vec<Vec<u8>> = files.iter().map(|f| gunzip_file(&f.path)).collect();
@@ -314,14 +384,7 @@ fn format_content(t: Transport, format: Format) {
         // Decompressed, one at a time: the same bytes, without `.gz`.
         let dir2 = fresh_dir();
         let files2 = d
-            .download(
-                &result,
-                dir2.path(),
-                DownloadSpec {
-                    decompress: true,
-                    concurrency: 1,
-                },
-            )
+            .download(&result, dir2.path(), spec(true, 1))
             .expect("decompressed download");
         check_layout(
             dir2.path(),
@@ -379,25 +442,15 @@ fn format_content(t: Transport, format: Format) {
 
     let per_table = if format == Format::Jsonl { 12 } else { 9 };
     let s = emu.stats();
-    assert_eq!(s.logins, 1);
-    assert_eq!(s.requests.login, 1);
-    assert_eq!(s.requests.query, 2);
-    assert_eq!(s.requests.job, 0);
-    assert_eq!(s.requests.object_urls, 2);
-    assert_eq!(s.requests.storage, per_table * tables.len() as u64);
+    counts!(s; logins = 1, requests.login = 1, requests.query = 2, requests.job = 0,
+        requests.object_urls = 2, requests.storage = per_table * tables.len() as u64);
     no_storage_credentials(&s);
 }
 
-fn jsonl_snapshot_content(t: Transport) {
-    format_content(t, Format::Jsonl);
-}
-
-fn csv_snapshot_content(t: Transport) {
-    format_content(t, Format::Csv);
-}
-
-fn tsv_snapshot_content(t: Transport) {
-    format_content(t, Format::Tsv);
+variants! {
+    jsonl_snapshot_content = format_content(Format::Jsonl);
+    csv_snapshot_content = format_content(Format::Csv);
+    tsv_snapshot_content = format_content(Format::Tsv);
 }
 
 // ------------------------------------------------------------------ incremental chaining
@@ -414,11 +467,9 @@ fn incremental_chaining(t: Transport) {
             ..small_emulator()
         },
     );
-    let (emu, d) = (&h.emu, &h.driver);
+    let (emu, d) = (&h.emu, &*h.driver);
     let table = "users";
-    let snap = d
-        .snapshot("canvas", table, Format::Jsonl)
-        .expect("snapshot");
+    let snap = snapshot(d, table, Format::Jsonl);
     let DataRange::Snapshot { at } = snap.range else {
         panic!("{:?}", snap.range);
     };
@@ -464,12 +515,8 @@ fn incremental_chaining(t: Transport) {
     }
 
     let s = emu.stats();
-    assert_eq!(s.logins, 1);
-    assert_eq!(s.unauthorized, 0);
-    assert_eq!(s.requests.query, 3);
-    assert_eq!(s.jobs_created, 3);
-    assert_eq!(s.requests.object_urls, 3);
-    assert_eq!(s.requests.storage, if t.downloads() { 3 } else { 0 });
+    counts!(s; logins = 1, unauthorized = 0, requests.query = 3, jobs_created = 3,
+        requests.object_urls = 3, requests.storage = if t.downloads() { 3 } else { 0 });
     no_storage_credentials(&s);
 }
 
@@ -478,7 +525,7 @@ fn incremental_chaining(t: Transport) {
 /// 50 concurrent operations (lists, schemas and snapshots) share one login.
 fn fifty_concurrent_operations_one_login(t: Transport) {
     let h = Harness::new(t, small_emulator());
-    let (emu, d) = (&h.emu, &h.driver);
+    let (emu, d) = (&h.emu, &*h.driver);
     let calls: Vec<Call> = (0..50)
         .map(|i| match i % 5 {
             0 => Call::tables("canvas"),
@@ -503,14 +550,9 @@ fn fifty_concurrent_operations_one_login(t: Transport) {
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(d.logins(), 1);
     let s = emu.stats();
-    assert_eq!(s.logins, 1);
-    assert_eq!(s.requests.login, 1);
-    assert_eq!(s.requests.tables, 20);
-    assert_eq!(s.requests.schema, 20);
-    assert_eq!(s.requests.query, 10);
-    assert_eq!(s.requests.object_urls, 10);
     assert_eq!(s.jobs_created, 1, "identical snapshots share one job");
-    assert_eq!(s.unauthorized, 0);
+    counts!(s; logins = 1, requests.login = 1, requests.tables = 20, requests.schema = 20,
+        requests.query = 10, requests.object_urls = 10, unauthorized = 0);
 }
 
 // ------------------------------------------------------------------ tokens
@@ -524,7 +566,7 @@ fn token_refreshed_during_slow_job(t: Transport) {
         ..small_emulator()
     };
     let h = Harness::new(t, emu_config);
-    let (emu, d) = (&h.emu, &h.driver);
+    let (emu, d) = (&h.emu, &*h.driver);
     // Tokens expire on whole emulator seconds: start just after one, so the first
     // token lives (almost) its full second on the server.
     let frac = u64::try_from(emu.now_ms().rem_euclid(1000)).unwrap();
@@ -538,15 +580,12 @@ fn token_refreshed_during_slow_job(t: Transport) {
     assert_eq!(result.objects.len(), 1);
     assert_eq!(d.logins(), 2, "one proactive refresh");
     let s = emu.stats();
-    assert_eq!(s.logins, 2);
-    assert_eq!(s.requests.login, 2);
     assert_eq!(
         s.unauthorized, 0,
         "refreshed before the server refused the token"
     );
-    assert_eq!(s.requests.query, 1);
     assert!(s.requests.job >= 2, "{:?}", s.requests);
-    assert_eq!(s.requests.object_urls, 1);
+    counts!(s; logins = 2, requests.login = 2, requests.query = 1, requests.object_urls = 1);
 }
 
 /// Token lifetime 2 s, job running 3 s (emulator time): the clock jumps past the
@@ -559,7 +598,7 @@ fn token_expired_during_slow_job(t: Transport) {
         ..small_emulator()
     };
     let h = Harness::new(t, emu_config);
-    let (emu, d) = (&h.emu, &h.driver);
+    let (emu, d) = (&h.emu, &*h.driver);
     let result = std::thread::scope(|s| {
         let run = s.spawn(|| d.snapshot("canvas", "accounts", Format::Jsonl));
         wait_until(Duration::from_secs(5), "the job being polled", || {
@@ -577,18 +616,15 @@ fn token_expired_during_slow_job(t: Transport) {
     assert_eq!(result.objects.len(), 1);
     assert_eq!(d.logins(), 2);
     let s = emu.stats();
-    assert_eq!(s.logins, 2);
-    assert_eq!(s.requests.login, 2);
-    assert_eq!(s.unauthorized, 1);
-    assert_eq!(s.requests.query, 1);
-    assert_eq!(s.requests.object_urls, 1);
+    counts!(s; logins = 2, requests.login = 2, unauthorized = 1, requests.query = 1,
+        requests.object_urls = 1);
 }
 
 /// Tokens revoked between two calls: the next call gets a 401, logs in once more and
 /// succeeds.
 fn token_revoked_mid_run(t: Transport) {
     let h = Harness::new(t, small_emulator());
-    let (emu, d) = (&h.emu, &h.driver);
+    let (emu, d) = (&h.emu, &*h.driver);
     d.list_tables("canvas").expect("tables");
     assert_eq!(emu.revoke_tokens(), 1);
     let result = d
@@ -598,12 +634,9 @@ fn token_revoked_mid_run(t: Transport) {
     d.list_tables("canvas").expect("tables with the new token");
     assert_eq!(d.logins(), 2);
     let s = emu.stats();
-    assert_eq!(s.logins, 2);
-    assert_eq!(s.requests.login, 2);
-    assert_eq!(s.unauthorized, 1);
-    assert_eq!(s.requests.tables, 2);
     assert_eq!(s.requests.query, 2, "the refused query is sent again");
-    assert_eq!(s.requests.object_urls, 1);
+    counts!(s; logins = 2, requests.login = 2, unauthorized = 1, requests.tables = 2,
+        requests.object_urls = 1);
 }
 
 // ------------------------------------------------------------------ 429
@@ -613,19 +646,13 @@ fn token_revoked_mid_run(t: Transport) {
 fn rate_storm_recovered(t: Transport) {
     let h = Harness::new(
         t,
-        EmulatorConfig {
-            faults: Faults {
-                rules: vec![
-                    FaultRule::rate_storm(Endpoint::Login, 2, 1),
-                    FaultRule::rate_storm(Endpoint::Tables, 3, 1),
-                    FaultRule::rate_storm(Endpoint::Query, 3, 0),
-                ],
-                ..Faults::default()
-            },
-            ..small_emulator()
-        },
+        faulty(vec![
+            FaultRule::rate_storm(Endpoint::Login, 2, 1),
+            FaultRule::rate_storm(Endpoint::Tables, 3, 1),
+            FaultRule::rate_storm(Endpoint::Query, 3, 0),
+        ]),
     );
-    let (emu, d) = (&h.emu, &h.driver);
+    let (emu, d) = (&h.emu, &*h.driver);
     let started = Instant::now();
     let tables = d.list_tables("canvas").expect("tables after the storm");
     assert!(!tables.is_empty());
@@ -636,20 +663,15 @@ fn rate_storm_recovered(t: Transport) {
     // Five Retry-After: 1 answers, each capped at 20 ms: far below five seconds.
     let took = started.elapsed();
     assert!(took < ms(800), "Retry-After not capped: {took:?}");
-    let s = emu.stats();
-    assert_eq!(s.requests.login, 3);
-    assert_eq!(s.logins, 1);
-    assert_eq!(s.requests.tables, 4);
-    assert_eq!(s.requests.query, 4);
-    assert_eq!(s.requests.object_urls, 1);
-    assert_eq!(s.faults_injected, 8);
+    counts!(emu.stats(); requests.login = 3, logins = 1, requests.tables = 4, requests.query = 4,
+        requests.object_urls = 1, faults_injected = 8);
 }
 
 /// A storm longer than the retry policy: the call fails with the API's typed 429 after
 /// exactly `max_attempts` requests.
 fn rate_storm_exhausts_retries(t: Transport) {
     let h = Harness::new(t, small_emulator());
-    let (emu, d) = (&h.emu, &h.driver);
+    let (emu, d) = (&h.emu, &*h.driver);
     d.list_tables("canvas").expect("tables");
     emu.add_fault(FaultRule::rate_storm(Endpoint::Schema, 100, 1));
     let err = d.table_schema("canvas", "accounts").unwrap_err();
@@ -662,8 +684,7 @@ fn rate_storm_exhausts_retries(t: Transport) {
     assert!(!err.text.is_empty());
     let s = emu.stats();
     assert_eq!(s.requests.schema, 4, "max_attempts of the retry policy");
-    assert_eq!(s.faults_injected, 4);
-    assert_eq!(s.logins, 1);
+    counts!(s; faults_injected = 4, logins = 1);
 }
 
 // ------------------------------------------------------------------ 5xx
@@ -674,28 +695,16 @@ fn rate_storm_exhausts_retries(t: Transport) {
 fn server_errors_on(t: Transport, endpoint: Endpoint) {
     let h = Harness::new(
         t,
-        EmulatorConfig {
-            faults: Faults {
-                rules: vec![FaultRule::status(endpoint, 2, 503, FaultBody::Json)],
-                ..Faults::default()
-            },
-            ..small_emulator()
-        },
+        faulty(vec![FaultRule::status(endpoint, 2, 503, FaultBody::Json)]),
     );
-    let (emu, d) = (&h.emu, &h.driver);
+    let (emu, d) = (&h.emu, &*h.driver);
     assert!(!d.list_tables("canvas").expect("tables").is_empty());
     d.table_schema("canvas", "accounts").expect("schema");
-    let result = d
-        .snapshot("canvas", "accounts", Format::Jsonl)
-        .expect("snapshot");
+    let result = snapshot(d, "accounts", Format::Jsonl);
     let job = d.get_job(&result.job).expect("job");
     assert!(matches!(job.state, JobState::Complete(_)), "{job:?}");
     if t.downloads() {
-        let dir = fresh_dir();
-        let files = d
-            .download(&result, dir.path(), DownloadSpec::default())
-            .expect("download");
-        check_layout(dir.path(), &result, &files, ".json.gz");
+        let (_dir, files) = download_jsonl(d, &result, "download");
         let (expected, _) = expected_content(emu, "accounts", &result);
         assert_eq!(
             job_content(Format::Jsonl, &[gunzip_file(&files[0].path)], None),
@@ -704,45 +713,26 @@ fn server_errors_on(t: Transport, endpoint: Endpoint) {
     }
     let s = emu.stats();
     let extra = |e: Endpoint| if e == endpoint { 2 } else { 0 };
-    assert_eq!(s.faults_injected, 2);
-    assert_eq!(s.logins, 1);
-    assert_eq!(s.requests.login, 1 + extra(Endpoint::Login));
-    assert_eq!(s.requests.tables, 1 + extra(Endpoint::Tables));
-    assert_eq!(s.requests.schema, 1 + extra(Endpoint::Schema));
-    assert_eq!(s.requests.query, 1 + extra(Endpoint::Query));
-    assert_eq!(s.requests.job, 1 + extra(Endpoint::Job));
-    assert_eq!(s.requests.object_urls, 1 + extra(Endpoint::ObjectUrls));
     let storage = if t.downloads() { 1 } else { 0 };
-    assert_eq!(s.requests.storage, storage + extra(Endpoint::Storage));
+    counts!(s; faults_injected = 2, logins = 1,
+        requests.login = 1 + extra(Endpoint::Login),
+        requests.tables = 1 + extra(Endpoint::Tables),
+        requests.schema = 1 + extra(Endpoint::Schema),
+        requests.query = 1 + extra(Endpoint::Query),
+        requests.job = 1 + extra(Endpoint::Job),
+        requests.object_urls = 1 + extra(Endpoint::ObjectUrls),
+        requests.storage = storage + extra(Endpoint::Storage));
     no_storage_credentials(&s);
 }
 
-fn server_errors_on_login(t: Transport) {
-    server_errors_on(t, Endpoint::Login);
-}
-
-fn server_errors_on_tables(t: Transport) {
-    server_errors_on(t, Endpoint::Tables);
-}
-
-fn server_errors_on_schema(t: Transport) {
-    server_errors_on(t, Endpoint::Schema);
-}
-
-fn server_errors_on_query(t: Transport) {
-    server_errors_on(t, Endpoint::Query);
-}
-
-fn server_errors_on_job(t: Transport) {
-    server_errors_on(t, Endpoint::Job);
-}
-
-fn server_errors_on_object_urls(t: Transport) {
-    server_errors_on(t, Endpoint::ObjectUrls);
-}
-
-fn server_errors_on_storage(t: Transport) {
-    server_errors_on(t, Endpoint::Storage);
+variants! {
+    server_errors_on_login = server_errors_on(Endpoint::Login);
+    server_errors_on_tables = server_errors_on(Endpoint::Tables);
+    server_errors_on_schema = server_errors_on(Endpoint::Schema);
+    server_errors_on_query = server_errors_on(Endpoint::Query);
+    server_errors_on_job = server_errors_on(Endpoint::Job);
+    server_errors_on_object_urls = server_errors_on(Endpoint::ObjectUrls);
+    server_errors_on_storage = server_errors_on(Endpoint::Storage);
 }
 
 // ------------------------------------------------------------------ malformed bodies
@@ -751,7 +741,7 @@ fn server_errors_on_storage(t: Transport) {
 /// (or longer than the policy) are typed protocol errors.
 fn malformed_and_html_bodies(t: Transport) {
     let h = Harness::new(t, small_emulator());
-    let (emu, d) = (&h.emu, &h.driver);
+    let (emu, d) = (&h.emu, &*h.driver);
 
     // A login answered with an HTML page: a protocol error that withholds the body.
     emu.add_fault(FaultRule::status(Endpoint::Login, 1, 200, FaultBody::Html));
@@ -777,11 +767,7 @@ fn malformed_and_html_bodies(t: Transport) {
     d.list_tables("canvas").expect("tables after two HTML 502s");
     d.table_schema("canvas", "accounts")
         .expect("schema after two malformed 500s");
-    let s = emu.stats();
-    assert_eq!(s.requests.login, 2);
-    assert_eq!(s.logins, 1);
-    assert_eq!(s.requests.tables, 3);
-    assert_eq!(s.requests.schema, 3);
+    counts!(emu.stats(); requests.login = 2, logins = 1, requests.tables = 3, requests.schema = 3);
 
     // 200 with a malformed or HTML body: a typed protocol error, no retry.
     emu.add_fault(FaultRule::status(
@@ -801,14 +787,10 @@ fn malformed_and_html_bodies(t: Transport) {
     let err = d.table_schema("canvas", "accounts").unwrap_err();
     let p = err.protocol().unwrap_or_else(|| panic!("{err}"));
     assert!(matches!(p.kind, ProtocolErrorKind::NotJson { .. }), "{p:?}");
-    let s = emu.stats();
-    assert_eq!(s.requests.tables, 4);
-    assert_eq!(s.requests.schema, 4);
+    counts!(emu.stats(); requests.tables = 4, requests.schema = 4);
 
     // An HTML 502 that never ends: a typed protocol error after max_attempts.
-    let result = d
-        .snapshot("canvas", "accounts", Format::Jsonl)
-        .expect("snapshot");
+    let result = snapshot(d, "accounts", Format::Jsonl);
     emu.add_fault(FaultRule::status(Endpoint::Job, 100, 502, FaultBody::Html));
     let err = d.get_job(&result.job).unwrap_err();
     let p = err.protocol().unwrap_or_else(|| panic!("{err}"));
@@ -848,18 +830,11 @@ fn malformed_and_html_bodies(t: Transport) {
 /// Storage drops the connection twice mid-body: the download resumes with `Range`
 /// and the file is complete and correct; the same for a record stream.
 fn dropped_download_resumed(t: Transport) {
-    let h = Harness::new(t, small_emulator());
-    let (emu, d) = (&h.emu, &h.driver);
-    let result = d
-        .snapshot("canvas", "users", Format::Jsonl)
-        .expect("snapshot");
+    let (h, result) = users_snapshot(t);
+    let (emu, d) = (&h.emu, &*h.driver);
     let drops = || FaultRule::new(Endpoint::Storage, 2, FaultAction::DropAfter { bytes: 1000 });
     emu.add_fault(drops());
-    let dir = fresh_dir();
-    let files = d
-        .download(&result, dir.path(), DownloadSpec::default())
-        .expect("download survives two drops");
-    check_layout(dir.path(), &result, &files, ".json.gz");
+    let (_dir, files) = download_jsonl(d, &result, "download survives two drops");
     let f = &files[0];
     assert!(
         f.compressed_bytes > 3000,
@@ -877,14 +852,7 @@ fn dropped_download_resumed(t: Transport) {
     emu.add_fault(drops());
     let dir2 = fresh_dir();
     let files2 = d
-        .download(
-            &result,
-            dir2.path(),
-            DownloadSpec {
-                decompress: true,
-                concurrency: 1,
-            },
-        )
+        .download(&result, dir2.path(), spec(true, 1))
         .expect("decompressed download survives two drops");
     assert_eq!(files2[0].resumes, 2);
     assert_eq!(
@@ -897,89 +865,44 @@ fn dropped_download_resumed(t: Transport) {
     assert_eq!(streamed, expected);
 
     let s = emu.stats();
-    assert_eq!(s.requests.storage, 9);
-    assert_eq!(s.faults_injected, 6);
-    assert_eq!(s.requests.object_urls, 1);
-    assert_eq!(s.logins, 1);
+    counts!(s; requests.storage = 9, faults_injected = 6, requests.object_urls = 1, logins = 1);
     no_storage_credentials(&s);
 }
 
 /// Storage serves a broken gzip stream (`action`): downloads (compressed or not) and
 /// record streams fail with a typed transfer error, and no file is left behind.
 fn broken_gzip_fails_cleanly(t: Transport, action: FaultAction) {
-    let h = Harness::new(t, small_emulator());
-    let (emu, d) = (&h.emu, &h.driver);
-    let result = d
-        .snapshot("canvas", "users", Format::Jsonl)
-        .expect("snapshot");
+    let (h, result) = users_snapshot(t);
+    let (emu, d) = (&h.emu, &*h.driver);
     emu.add_fault(FaultRule::new(Endpoint::Storage, 100, action.clone()));
     for decompress in [false, true] {
-        let dir = fresh_dir();
-        let err = d
-            .download(
-                &result,
-                dir.path(),
-                DownloadSpec {
-                    decompress,
-                    concurrency: 1,
-                },
-            )
-            .unwrap_err();
-        assert!(
-            matches!(
-                err.kind,
-                FailureKind::Transfer(TransferError::Corrupt { .. })
-            ),
-            "{action:?} decompress={decompress}: {err}"
-        );
-        assert_nothing_left(dir.path());
+        let err = failed_download(d, &result, spec(decompress, 1));
+        assert_corrupt(&err, &format!("{action:?} decompress={decompress}"));
     }
     let err = d.records(&result).unwrap_err();
-    assert!(
-        matches!(
-            err.kind,
-            FailureKind::Transfer(TransferError::Corrupt { .. })
-        ),
-        "{action:?} records: {err}"
-    );
+    assert_corrupt(&err, &format!("{action:?} records"));
     let s = emu.stats();
     assert_eq!(
         s.requests.storage, 3,
         "a corrupt object is not fetched again"
     );
-    assert_eq!(s.faults_injected, 3);
-    assert_eq!(s.logins, 1);
+    counts!(s; faults_injected = 3, logins = 1);
     no_storage_credentials(&s);
 }
 
-fn truncated_gzip_fails_cleanly(t: Transport) {
-    broken_gzip_fails_cleanly(t, FaultAction::TruncateGzip);
-}
-
-fn corrupt_gzip_fails_cleanly(t: Transport) {
-    broken_gzip_fails_cleanly(t, FaultAction::CorruptGzip);
+variants! {
+    truncated_gzip_fails_cleanly = broken_gzip_fails_cleanly(FaultAction::TruncateGzip);
+    corrupt_gzip_fails_cleanly = broken_gzip_fails_cleanly(FaultAction::CorruptGzip);
 }
 
 /// The URLs expire before the download: storage answers 403, each object gets one
 /// fresh URL and downloads; the same for a record stream.
 fn expired_url_refreshed(t: Transport) {
-    let h = Harness::new(
-        t,
-        EmulatorConfig {
-            objects_per_job: 2,
-            ..small_emulator()
-        },
-    );
-    let (emu, d) = (&h.emu, &h.driver);
-    let result = d
-        .snapshot("canvas", "users", Format::Jsonl)
-        .expect("snapshot");
+    let h = Harness::new(t, objects_emulator(2));
+    let (emu, d) = (&h.emu, &*h.driver);
+    let result = snapshot(d, "users", Format::Jsonl);
     emu.advance_clock(Duration::from_secs(20 * 60));
-    let dir = fresh_dir();
-    let files = d
-        .download(&result, dir.path(), DownloadSpec::default())
-        .expect("download with refreshed URLs");
-    check_layout(dir.path(), &result, &files, ".json.gz");
+    let (_dir, files) = download_jsonl(d, &result, "download with refreshed URLs");
     assert!(files.iter().all(|f| f.url_refreshes == 1), "{files:?}");
     let plain: Vec<Vec<u8>> = files.iter().map(|f| gunzip_file(&f.path)).collect();
     let expected = expected_json(emu, "canvas", "users", &result.range);
@@ -1002,8 +925,7 @@ fn expired_url_refreshed(t: Transport) {
     assert_eq!(d.json_records(&result).expect("records"), expected);
     let s = emu.stats();
     assert_eq!(s.requests.object_urls, 3 + 1, "one batch for both objects");
-    assert_eq!(s.requests.storage, 4 + 3);
-    assert_eq!(s.logins, 1);
+    counts!(s; requests.storage = 4 + 3, logins = 1);
     no_storage_credentials(&s);
 }
 
@@ -1019,10 +941,8 @@ fn no_credentials_reach_storage(t: Transport) {
             },
             |b| b.token_header(header),
         );
-        let (emu, d) = (&h.emu, &h.driver);
-        let result = d
-            .snapshot("canvas", "users", Format::Csv)
-            .expect("snapshot");
+        let (emu, d) = (&h.emu, &*h.driver);
+        let result = snapshot(d, "users", Format::Csv);
         emu.add_fault(FaultRule::new(
             Endpoint::Storage,
             1,
@@ -1048,21 +968,15 @@ fn no_credentials_reach_storage(t: Transport) {
 /// Storage answers 503 to every request: the download gives up after the policy's
 /// attempts with a typed storage error, leaving nothing behind.
 fn storage_errors_exhaust_retries(t: Transport) {
-    let h = Harness::new(t, small_emulator());
-    let (emu, d) = (&h.emu, &h.driver);
-    let result = d
-        .snapshot("canvas", "users", Format::Jsonl)
-        .expect("snapshot");
+    let (h, result) = users_snapshot(t);
+    let (emu, d) = (&h.emu, &*h.driver);
     emu.add_fault(FaultRule::status(
         Endpoint::Storage,
         100,
         503,
         FaultBody::Json,
     ));
-    let dir = fresh_dir();
-    let err = d
-        .download(&result, dir.path(), DownloadSpec::default())
-        .unwrap_err();
+    let err = failed_download(d, &result, DownloadSpec::default());
     assert!(
         matches!(
             &err.kind,
@@ -1073,76 +987,39 @@ fn storage_errors_exhaust_retries(t: Transport) {
         ),
         "{err}"
     );
-    assert_nothing_left(dir.path());
-    let s = emu.stats();
-    assert_eq!(s.requests.storage, 4, "max_attempts");
-    no_storage_credentials(&s);
+    storage_requests(emu, 4, "max_attempts");
 }
 
 /// Storage drops every connection before the first body byte: no progress, so the
 /// download gives up after the policy's attempts with a typed transfer error.
 fn dropped_download_gives_up(t: Transport) {
-    let h = Harness::new(t, small_emulator());
-    let (emu, d) = (&h.emu, &h.driver);
-    let result = d
-        .snapshot("canvas", "users", Format::Jsonl)
-        .expect("snapshot");
-    emu.add_fault(FaultRule::new(
-        Endpoint::Storage,
-        100,
-        FaultAction::DropAfter { bytes: 0 },
-    ));
-    let dir = fresh_dir();
-    let err = d
-        .download(&result, dir.path(), DownloadSpec::default())
-        .unwrap_err();
-    assert!(
-        matches!(
-            &err.kind,
-            FailureKind::Transfer(TransferError::Transport { attempts: 4, .. })
-        ),
-        "{err}"
-    );
-    assert_nothing_left(dir.path());
-    let err = d.records(&result).unwrap_err();
-    assert!(
-        matches!(
-            &err.kind,
-            FailureKind::Transfer(TransferError::Transport { attempts: 4, .. })
-        ),
-        "{err}"
-    );
-    let s = emu.stats();
-    assert_eq!(s.requests.storage, 8, "max_attempts, twice");
-    no_storage_credentials(&s);
+    let (h, result) = users_snapshot(t);
+    let (emu, d) = (&h.emu, &*h.driver);
+    let drop_at_once = FaultAction::DropAfter { bytes: 0 };
+    emu.add_fault(FaultRule::new(Endpoint::Storage, 100, drop_at_once));
+    let err = failed_download(d, &result, DownloadSpec::default());
+    assert_gave_up(&err, 4);
+    assert_gave_up(&d.records(&result).unwrap_err(), 4);
+    storage_requests(emu, 8, "max_attempts, twice");
 }
 
 /// A download after the job expired (24 h): the URL is refused, the fresh-URL request
 /// says the object no longer exists; a typed API error, nothing left behind.
 fn expired_job_download_fails_cleanly(t: Transport) {
-    let h = Harness::new(t, small_emulator());
-    let (emu, d) = (&h.emu, &h.driver);
-    let result = d
-        .snapshot("canvas", "users", Format::Jsonl)
-        .expect("snapshot");
+    let (h, result) = users_snapshot(t);
+    let (emu, d) = (&h.emu, &*h.driver);
     emu.advance_clock(Duration::from_secs(25 * 3600));
-    let dir = fresh_dir();
-    let err = d
-        .download(&result, dir.path(), DownloadSpec::default())
-        .unwrap_err();
+    let err = failed_download(d, &result, DownloadSpec::default());
     let api = err
         .api()
         .unwrap_or_else(|| panic!("not an API error: {err}"));
     assert_eq!(api.status.as_u16(), 404, "{api:?}");
     assert!(matches!(api.kind, DapErrorKind::NotFound { .. }), "{api:?}");
-    assert_nothing_left(dir.path());
     let s = emu.stats();
     assert_eq!(s.requests.storage, 1, "one refused GET");
     // The query's, then the refresh: refused (the token expired with the clock jump
     // too), and again after a new login.
-    assert_eq!(s.requests.object_urls, 3);
-    assert_eq!(s.unauthorized, 1);
-    assert_eq!(s.logins, 2);
+    counts!(s; requests.object_urls = 3, unauthorized = 1, logins = 2);
     no_storage_credentials(&s);
 }
 
@@ -1150,40 +1027,18 @@ fn expired_job_download_fails_cleanly(t: Transport) {
 /// download fails with a typed error; no temporary file is left, and every file left
 /// with a final name is a complete, verified object.
 fn one_corrupt_object_among_many(t: Transport) {
-    let h = Harness::new(
-        t,
-        EmulatorConfig {
-            objects_per_job: 4,
-            ..small_emulator()
-        },
-    );
-    let (emu, d) = (&h.emu, &h.driver);
-    let result = d
-        .snapshot("canvas", "users", Format::Jsonl)
-        .expect("snapshot");
+    let h = Harness::new(t, objects_emulator(4));
+    let (emu, d) = (&h.emu, &*h.driver);
+    let result = snapshot(d, "users", Format::Jsonl);
     emu.add_fault(FaultRule::new(
         Endpoint::Storage,
         1,
         FaultAction::CorruptGzip,
     ));
     let dir = fresh_dir();
-    let err = d
-        .download(
-            &result,
-            dir.path(),
-            DownloadSpec {
-                decompress: false,
-                concurrency: 4,
-            },
-        )
-        .unwrap_err();
-    assert!(
-        matches!(
-            err.kind,
-            FailureKind::Transfer(TransferError::Corrupt { .. })
-        ),
-        "{err}"
-    );
+    let four_at_once = spec(false, 4);
+    let err = d.download(&result, dir.path(), four_at_once).unwrap_err();
+    assert_corrupt(&err, "four at once");
     let left = files_under(dir.path());
     assert!(
         left.len() < 4,
@@ -1197,7 +1052,7 @@ fn one_corrupt_object_among_many(t: Transport) {
     }
     let s = emu.stats();
     assert!(s.requests.storage <= 4, "{:?}", s.requests);
-    assert_eq!(s.faults_injected, 1);
+    counts!(s; faults_injected = 1);
     no_storage_credentials(&s);
 }
 
@@ -1205,7 +1060,7 @@ fn one_corrupt_object_among_many(t: Transport) {
 /// truncated parse; bodies under it are fine.
 fn oversized_body_is_typed_error(t: Transport) {
     let h = Harness::with_config(t, small_emulator(), |b| b.max_body_bytes(1024));
-    let (emu, d) = (&h.emu, &h.driver);
+    let (emu, d) = (&h.emu, &*h.driver);
     d.list_tables("canvas").expect("a small body");
     let err = d.table_schema("canvas", "courses").unwrap_err();
     let p = err.protocol().unwrap_or_else(|| panic!("{err}"));
@@ -1215,25 +1070,26 @@ fn oversized_body_is_typed_error(t: Transport) {
     );
     let s = emu.stats();
     assert_eq!(s.requests.schema, 1, "an oversized body is not retried");
-    assert_eq!(s.logins, 1);
+    counts!(s; logins = 1);
 }
 
 // ------------------------------------------------------------------ jobs and failures
 
 /// A job that ends `failed`: a typed `JobFailed` with the processing error.
 fn failed_job_is_typed_error(t: Transport) {
+    let failing = Faults {
+        fail_jobs: true,
+        ..Faults::default()
+    };
     let h = Harness::new(
         t,
         EmulatorConfig {
             job_running: ms(20),
-            faults: Faults {
-                fail_jobs: true,
-                ..Faults::default()
-            },
+            faults: failing,
             ..small_emulator()
         },
     );
-    let (emu, d) = (&h.emu, &h.driver);
+    let (emu, d) = (&h.emu, &*h.driver);
     let err = d.snapshot("canvas", "accounts", Format::Jsonl).unwrap_err();
     match &err.kind {
         FailureKind::Dap(dap_proto::Error::JobFailed { error, .. }) => {
@@ -1242,9 +1098,8 @@ fn failed_job_is_typed_error(t: Transport) {
         _ => panic!("not a failed job: {err}"),
     }
     let s = emu.stats();
-    assert_eq!(s.requests.query, 1);
     assert!(s.requests.job >= 1, "{:?}", s.requests);
-    assert_eq!(s.requests.object_urls, 0);
+    counts!(s; requests.query = 1, requests.object_urls = 0);
 }
 
 /// A job that runs longer than the poll policy allows: a typed `JobTimedOut`.
@@ -1272,9 +1127,8 @@ fn slow_job_times_out(t: Transport) {
     );
     assert!(started.elapsed() < ms(1500), "{:?}", started.elapsed());
     let s = emu.stats();
-    assert_eq!(s.requests.query, 1);
     assert!(s.requests.job >= 1, "{:?}", s.requests);
-    assert_eq!(s.requests.object_urls, 0);
+    counts!(s; requests.query = 1, requests.object_urls = 0);
 }
 
 /// Nothing listens at the API address: a typed transport error after the policy's
@@ -1314,30 +1168,26 @@ fn unreachable_api_is_transport_error(t: Transport) {
 fn fifty_concurrent_operations_through_login_errors(t: Transport) {
     let h = Harness::new(
         t,
-        EmulatorConfig {
-            faults: Faults {
-                rules: vec![FaultRule::status(Endpoint::Login, 2, 503, FaultBody::Html)],
-                ..Faults::default()
-            },
-            ..small_emulator()
-        },
+        faulty(vec![FaultRule::status(
+            Endpoint::Login,
+            2,
+            503,
+            FaultBody::Html,
+        )]),
     );
-    let (emu, d) = (&h.emu, &h.driver);
+    let (emu, d) = (&h.emu, &*h.driver);
     let results = d.concurrently((0..50).map(|_| Call::tables("canvas")).collect());
     for r in results {
         r.expect("tables");
     }
-    let s = emu.stats();
-    assert_eq!(s.requests.login, 3);
-    assert_eq!(s.logins, 1);
-    assert_eq!(s.requests.tables, 50);
+    counts!(emu.stats(); requests.login = 3, logins = 1, requests.tables = 50);
 }
 
 /// Tokens revoked, then 50 concurrent operations: every refused call waits for the one
 /// new login, then succeeds.
 fn fifty_concurrent_operations_after_revocation(t: Transport) {
     let h = Harness::new(t, small_emulator());
-    let (emu, d) = (&h.emu, &h.driver);
+    let (emu, d) = (&h.emu, &*h.driver);
     d.list_tables("canvas").expect("tables");
     emu.revoke_tokens();
     let results = d.concurrently((0..50).map(|_| Call::schema("canvas", "users")).collect());
@@ -1347,7 +1197,7 @@ fn fifty_concurrent_operations_after_revocation(t: Transport) {
     assert_eq!(d.logins(), 2);
     let s = emu.stats();
     assert_eq!(s.logins, 2, "one re-login for all");
-    assert_eq!(s.requests.login, 2);
+    counts!(s; requests.login = 2);
     assert!(
         s.unauthorized >= 1 && s.unauthorized <= 50,
         "{}",
@@ -1401,9 +1251,7 @@ fn secrets_absent_from_logs(t: Transport, logs: &LogCapture) {
 
     d.list_tables("canvas").expect("tables");
     emu.revoke_tokens();
-    let result = d
-        .snapshot("canvas", "users", Format::Jsonl)
-        .expect("snapshot");
+    let result = snapshot(&*d, "users", Format::Jsonl);
     note(&result.objects);
     let job = d.get_job(&result.job).expect("job");
     assert!(matches!(job.state, JobState::Complete(_)));
@@ -1418,10 +1266,7 @@ fn secrets_absent_from_logs(t: Transport, logs: &LogCapture) {
         ));
         // Sequential: the blocking client then logs on this thread, into the capture.
         let dir = fresh_dir();
-        let sequential = DownloadSpec {
-            decompress: false,
-            concurrency: 1,
-        };
+        let sequential = spec(false, 1);
         d.download(&result, dir.path(), sequential)
             .expect("download");
         emu.advance_clock(Duration::from_secs(20 * 60));
@@ -1490,9 +1335,7 @@ fn secrets_absent_from_logs(t: Transport, logs: &LogCapture) {
         leaks.join("\n")
     );
     let s = emu.stats();
-    assert_eq!(s.logins, 2);
-    assert_eq!(s.login_failures, 1);
-    assert_eq!(s.unauthorized, 1);
+    counts!(s; logins = 2, login_failures = 1, unauthorized = 1);
     no_storage_credentials(&s);
 }
 
@@ -1528,48 +1371,41 @@ fn base64_standard(bytes: &[u8]) -> String {
 
 // ------------------------------------------------------------------ the list
 
-conformance!(every_endpoint: ureq, hyper, raw);
-conformance!(jsonl_snapshot_content: ureq, hyper, raw);
-conformance!(csv_snapshot_content: ureq, hyper, raw);
-conformance!(tsv_snapshot_content: ureq, hyper, raw);
-conformance!(incremental_chaining: ureq, hyper, raw);
-conformance!(fifty_concurrent_operations_one_login: ureq, hyper, raw);
-conformance!(token_refreshed_during_slow_job: ureq, hyper, raw);
-conformance!(token_expired_during_slow_job: ureq, hyper, raw);
-conformance!(token_revoked_mid_run: ureq, hyper, raw);
-conformance!(rate_storm_recovered: ureq, hyper, raw);
-conformance!(rate_storm_exhausts_retries: ureq, hyper, raw);
-conformance!(server_errors_on_login: ureq, hyper, raw);
-conformance!(server_errors_on_tables: ureq, hyper, raw);
-conformance!(server_errors_on_schema: ureq, hyper, raw);
-conformance!(server_errors_on_query: ureq, hyper, raw);
-conformance!(server_errors_on_job: ureq, hyper, raw);
-conformance!(server_errors_on_object_urls: ureq, hyper, raw);
-conformance!(server_errors_on_storage: ureq, hyper, raw);
-conformance!(malformed_and_html_bodies: ureq, hyper, raw);
-conformance!(dropped_download_resumed: ureq, hyper, raw);
-conformance!(truncated_gzip_fails_cleanly: ureq, hyper, raw);
-conformance!(corrupt_gzip_fails_cleanly: ureq, hyper, raw);
-conformance!(expired_url_refreshed: ureq, hyper, raw);
-conformance!(no_credentials_reach_storage: ureq, hyper, raw);
-conformance!(secrets_absent_from_trace_logs: ureq, hyper, raw);
-conformance!(
-    secrets_absent_from_bridged_library_logs:
-    ureq,
-    hyper,
-    raw
+every_transport!(
+    every_endpoint,
+    jsonl_snapshot_content,
+    csv_snapshot_content,
+    tsv_snapshot_content,
+    incremental_chaining,
+    fifty_concurrent_operations_one_login,
+    token_refreshed_during_slow_job,
+    token_expired_during_slow_job,
+    token_revoked_mid_run,
+    rate_storm_recovered,
+    rate_storm_exhausts_retries,
+    server_errors_on_login,
+    server_errors_on_tables,
+    server_errors_on_schema,
+    server_errors_on_query,
+    server_errors_on_job,
+    server_errors_on_object_urls,
+    server_errors_on_storage,
+    malformed_and_html_bodies,
+    dropped_download_resumed,
+    truncated_gzip_fails_cleanly,
+    corrupt_gzip_fails_cleanly,
+    expired_url_refreshed,
+    no_credentials_reach_storage,
+    secrets_absent_from_trace_logs,
+    secrets_absent_from_bridged_library_logs,
+    storage_errors_exhaust_retries,
+    one_corrupt_object_among_many,
+    oversized_body_is_typed_error,
+    dropped_download_gives_up,
+    expired_job_download_fails_cleanly,
+    failed_job_is_typed_error,
+    slow_job_times_out,
+    unreachable_api_is_transport_error,
+    fifty_concurrent_operations_through_login_errors,
+    fifty_concurrent_operations_after_revocation,
 );
-conformance!(storage_errors_exhaust_retries: ureq, hyper, raw);
-conformance!(one_corrupt_object_among_many: ureq, hyper, raw);
-conformance!(
-    oversized_body_is_typed_error: ureq,
-    hyper,
-    raw
-);
-conformance!(dropped_download_gives_up: ureq, hyper, raw);
-conformance!(expired_job_download_fails_cleanly: ureq, hyper, raw);
-conformance!(failed_job_is_typed_error: ureq, hyper, raw);
-conformance!(slow_job_times_out: ureq, hyper, raw);
-conformance!(unreachable_api_is_transport_error: ureq, hyper, raw);
-conformance!(fifty_concurrent_operations_through_login_errors: ureq, hyper, raw);
-conformance!(fifty_concurrent_operations_after_revocation: ureq, hyper, raw);
