@@ -122,10 +122,11 @@ fn assert_corrupt(err: &Failure, case: &str) {
 
 /// Asserts that `err` is a typed transfer error after `n` attempts without progress.
 fn assert_gave_up(err: &Failure, n: u32) {
-    assert!(
-        matches!(&err.kind, FailureKind::Transfer(TransferError::Transport { attempts, .. }) if *attempts == n),
-        "{err}"
-    );
+    let attempts = match &err.kind {
+        FailureKind::Transfer(TransferError::Transport { attempts, .. }) => Some(*attempts),
+        _ => None,
+    };
+    assert_eq!(attempts, Some(n), "{err}");
 }
 
 fn ids(result: &QueryResult) -> Vec<dap_proto::ObjectId> {
