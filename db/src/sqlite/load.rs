@@ -141,41 +141,7 @@ fn work(conn: &mut Connection, job: &Job, rx: &Receiver<Msg>) -> Result<LoadStat
         into.clone()
     };
     let mut stats = LoadStats::default();
-    let mut columns: Vec<String> = Vec::new();
-    let mut object = 0;
-    let mut reader = ObjectReader::default();
-    loop {
-        let msg = rx
-            .recv()
-            .map_err(|_| Error::database("loading rows", "the download stopped"))?;
-        let data_error = |error| Error::Data {
-            object: object + 1,
-            job: job.job_id.clone(),
-            error,
-        };
-        match msg {
-            Msg::Chunk(bytes) => reader
-                .push(&bytes, &tx, model, job.kind, &insert_into, &mut stats)
-                .map_err(|e| e.into_error(data_error))?,
-            Msg::End => {
-                reader
-                    .finish(&tx, model, job.kind, &insert_into, &mut stats)
-                    .map_err(|e| e.into_error(data_error))?;
-                if let Some(layout) = reader.layout.take() {
-                    for c in layout.columns {
-                        if !columns.contains(&c) {
-                            columns.push(c);
-                        }
-                    }
-                } else {
-                    return Err(data_error(TsvError::NoHeader));
-                }
-                reader = ObjectReader::default();
-                object += 1;
-            }
-            Msg::Done => break,
-        }
-    }
+    let columns = receive(&tx, job, rx, &insert_into, &mut stats)?;
     if job.landing.target == Target::Merge {
         exec(&tx, &job.migration, "changing the table's layout")?;
     }
@@ -206,6 +172,53 @@ fn work(conn: &mut Connection, job: &Job, rx: &Receiver<Msg>) -> Result<LoadStat
     write_position(&tx, job)?;
     tx.commit().map_err(|e| fail("committing", &e))?;
     Ok(stats)
+}
+
+/// Loads the objects `rx` brings into `insert_into` until [`Msg::Done`]; the columns of
+/// their headers, in order of first appearance.
+fn receive(
+    tx: &rusqlite::Transaction<'_>,
+    job: &Job,
+    rx: &Receiver<Msg>,
+    insert_into: &str,
+    stats: &mut LoadStats,
+) -> Result<Vec<String>, Error> {
+    let model = &job.model;
+    let mut columns: Vec<String> = Vec::new();
+    let mut object = 0;
+    let mut reader = ObjectReader::default();
+    loop {
+        let msg = rx
+            .recv()
+            .map_err(|_| Error::database("loading rows", "the download stopped"))?;
+        let data_error = |error| Error::Data {
+            object: object + 1,
+            job: job.job_id.clone(),
+            error,
+        };
+        match msg {
+            Msg::Chunk(bytes) => reader
+                .push(&bytes, tx, model, job.kind, insert_into, stats)
+                .map_err(|e| e.into_error(data_error))?,
+            Msg::End => {
+                reader
+                    .finish(tx, model, job.kind, insert_into, stats)
+                    .map_err(|e| e.into_error(data_error))?;
+                if let Some(layout) = reader.layout.take() {
+                    for c in layout.columns {
+                        if !columns.contains(&c) {
+                            columns.push(c);
+                        }
+                    }
+                } else {
+                    return Err(data_error(TsvError::NoHeader));
+                }
+                reader = ObjectReader::default();
+                object += 1;
+            }
+            Msg::Done => return Ok(columns),
+        }
+    }
 }
 
 fn exec(tx: &rusqlite::Transaction<'_>, stmts: &[String], what: &str) -> Result<(), Error> {
@@ -412,22 +425,14 @@ mod tests {
 
     #[test]
     fn timestamps_become_utc_text() {
-        assert_eq!(
-            crate::store::utc_timestamp("2024-01-01T10:00:00Z").unwrap(),
-            "2024-01-01 10:00:00"
-        );
-        assert_eq!(
-            crate::store::utc_timestamp("2024-01-01T10:00:00.250Z").unwrap(),
-            "2024-01-01 10:00:00.25"
-        );
-        assert_eq!(
-            crate::store::utc_timestamp("2024-01-01T12:00:00+02:00").unwrap(),
-            "2024-01-01 10:00:00"
-        );
-        assert_eq!(
-            crate::store::utc_timestamp("2024-01-01 10:00:00").unwrap(),
-            "2024-01-01 10:00:00"
-        );
+        for (input, want) in [
+            ("2024-01-01T10:00:00Z", "2024-01-01 10:00:00"),
+            ("2024-01-01T10:00:00.250Z", "2024-01-01 10:00:00.25"),
+            ("2024-01-01T12:00:00+02:00", "2024-01-01 10:00:00"),
+            ("2024-01-01 10:00:00", "2024-01-01 10:00:00"),
+        ] {
+            assert_eq!(crate::store::utc_timestamp(input).unwrap(), want, "{input}");
+        }
         assert!(crate::store::utc_timestamp("yesterday").is_err());
     }
 }

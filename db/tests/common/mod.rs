@@ -3,6 +3,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod mysql;
+pub mod recovery;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -30,6 +31,28 @@ pub struct TestDb {
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
+/// The name of a test's own database: `dap_test_<pid>_<n>_<tag>`.
+pub fn test_db_name(tag: &str) -> String {
+    format!(
+        "dap_test_{}_{}_{tag}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Runs `work` to completion on a runtime of its own on a thread of its own (a test
+/// database's `Drop` runs outside any runtime's async context).
+pub fn on_own_runtime(work: impl Future<Output = ()> + Send + 'static) {
+    let _ = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(work);
+    })
+    .join();
+}
+
 /// `url` with its database replaced by `db`.
 pub fn with_database(url: &str, db: &str) -> String {
     let (base, query) = match url.split_once('?') {
@@ -52,11 +75,7 @@ impl TestDb {
     /// Creates `dap_test_<pid>_<n>_<tag>`; fails with instructions if no server answers.
     pub async fn new(tag: &str) -> Self {
         let admin = server_url();
-        let name = format!(
-            "dap_test_{}_{}_{tag}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        );
+        let name = test_db_name(tag);
         let client = admin_client(&admin).await;
         for stmt in [
             format!("DROP DATABASE IF EXISTS \"{name}\""),
@@ -103,20 +122,12 @@ impl Drop for TestDb {
     fn drop(&mut self) {
         let admin = self.admin.clone();
         let name = self.name.clone();
-        // Drop runs outside any runtime's async context: use a thread of its own.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                let c = admin_client(&admin).await;
-                let _ = c
-                    .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                    .await;
-            });
-        })
-        .join();
+        on_own_runtime(async move {
+            let c = admin_client(&admin).await;
+            let _ = c
+                .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                .await;
+        });
     }
 }
 
@@ -160,16 +171,28 @@ pub async fn model(src: &HyperSource, table: &str) -> TableModel {
 /// A cell normalised for comparison: timestamps as instants, numbers as f64, JSON as
 /// values.
 pub fn normalise(ty: &ColumnType, text: Option<&str>) -> Option<String> {
+    normalise_as(ty, text, false)
+}
+
+/// A cell normalised for comparison; `mysql`: as MySQL keeps it (timestamps in whole
+/// seconds, arrays as JSON values).
+pub fn normalise_as(ty: &ColumnType, text: Option<&str>, mysql: bool) -> Option<String> {
     let text = text?;
     Some(match ty {
         ColumnType::Timestamp => {
             let t = text.trim_end_matches('Z').replace(' ', "T");
             let civil: jiff::civil::DateTime =
                 t.parse().unwrap_or_else(|_| panic!("timestamp {text}"));
-            civil.to_string()
+            if mysql {
+                let whole = civil.with().subsec_nanosecond(0).build();
+                whole.expect("whole seconds").to_string()
+            } else {
+                civil.to_string()
+            }
         }
         ColumnType::Double | ColumnType::Real => text.parse::<f64>().unwrap().to_string(),
-        ColumnType::Json => serde_json::from_str::<serde_json::Value>(text)
+        ColumnType::Array(_) if !mysql => text.to_owned(),
+        ColumnType::Json | ColumnType::Array(_) => serde_json::from_str::<serde_json::Value>(text)
             .unwrap()
             .to_string(),
         ColumnType::Boolean => match text {
@@ -182,8 +205,20 @@ pub fn normalise(ty: &ColumnType, text: Option<&str>) -> Option<String> {
 
 /// The expected rows of `table` at `at_ms`, normalised, ordered by key.
 pub fn expected_rows(emu: &Emulator, model: &TableModel, at_ms: i64) -> Vec<Vec<Option<String>>> {
+    expected_rows_as(emu, "canvas", model, at_ms, normalise)
+}
+
+/// The expected rows of `namespace.table` at `at_ms`, each cell normalised by
+/// `normalise`, ordered by key.
+pub fn expected_rows_as(
+    emu: &Emulator,
+    namespace: &str,
+    model: &TableModel,
+    at_ms: i64,
+    normalise: fn(&ColumnType, Option<&str>) -> Option<String>,
+) -> Vec<Vec<Option<String>>> {
     let records: Vec<Record> = emu
-        .expected_records("canvas", &model.table, EmulatedRange::Snapshot { at_ms })
+        .expected_records(namespace, &model.table, EmulatedRange::Snapshot { at_ms })
         .expect("known table");
     records
         .iter()
@@ -191,10 +226,7 @@ pub fn expected_rows(emu: &Emulator, model: &TableModel, at_ms: i64) -> Vec<Vec<
             model
                 .columns
                 .iter()
-                .map(|c| {
-                    let cell = r.column(&c.label()).flatten();
-                    normalise(&c.ty, cell.as_deref())
-                })
+                .map(|c| normalise(&c.ty, r.column(&c.label()).flatten().as_deref()))
                 .collect()
         })
         .collect()
@@ -245,6 +277,30 @@ pub async fn pg_position(db: &TestDb, table: &str) -> Option<String> {
         .ok()
         .flatten()
         .map(|r| r.get(0))
+}
+
+impl recovery::Replica for TestDb {
+    type Store = PgStore;
+
+    async fn create(tag: &str) -> Self {
+        Self::new(tag).await
+    }
+
+    fn open_store(&self) -> PgStore {
+        self.store()
+    }
+
+    async fn read_rows(&self, model: &TableModel) -> recovery::Rows {
+        pg_rows(self, model).await
+    }
+
+    async fn read_position(&self, table: &str) -> Option<String> {
+        pg_position(self, table).await
+    }
+
+    fn expected(emu: &Emulator, model: &TableModel, at_ms: i64) -> recovery::Rows {
+        expected_rows(emu, model, at_ms)
+    }
 }
 
 /// A [`Source`] over the emulator with hooks: a schema that replaces DAP's, snapshots

@@ -1,12 +1,10 @@
 //! A MySQL/MariaDB database of a test's own, and the rows of a replicated table read
 //! back from it.
 
-use std::sync::atomic::{AtomicU32, Ordering};
-
 use dap_db::conn::ConnectionString;
 use dap_db::model::{ColumnType, TableModel};
 use dap_db::mysql::MySqlStore;
-use dap_emulator::{EmulatedRange, Emulator, Record};
+use dap_emulator::Emulator;
 use mysql_async::prelude::Queryable;
 
 use super::with_database;
@@ -17,8 +15,6 @@ pub fn server_url() -> String {
     std::env::var("DAP_TEST_MYSQL_URL")
         .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".to_owned())
 }
-
-static SEQ: AtomicU32 = AtomicU32::new(0);
 
 /// A database created for one test and dropped after it.
 pub struct MyDb {
@@ -45,11 +41,7 @@ impl MyDb {
     /// server answers.
     pub async fn new(tag: &str) -> Self {
         let admin = server_url();
-        let name = format!(
-            "dap_test_{}_{}_{tag}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        );
+        let name = super::test_db_name(tag);
         let mut conn = admin_conn(&admin).await;
         for stmt in [
             format!("DROP DATABASE IF EXISTS `{name}`"),
@@ -133,72 +125,51 @@ impl MyDb {
     }
 }
 
+impl super::recovery::Replica for MyDb {
+    type Store = MySqlStore;
+
+    async fn create(tag: &str) -> Self {
+        Self::new(tag).await
+    }
+
+    fn open_store(&self) -> MySqlStore {
+        self.store()
+    }
+
+    async fn read_rows(&self, model: &TableModel) -> super::recovery::Rows {
+        self.rows(model).await
+    }
+
+    async fn read_position(&self, table: &str) -> Option<String> {
+        self.position(table).await
+    }
+
+    fn expected(emu: &Emulator, model: &TableModel, at_ms: i64) -> super::recovery::Rows {
+        expected_rows(emu, model, at_ms)
+    }
+}
+
 impl Drop for MyDb {
     fn drop(&mut self) {
         let admin = self.admin.clone();
         let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                let mut c = admin_conn(&admin).await;
-                let _ = c
-                    .query_drop(format!("DROP DATABASE IF EXISTS `{name}`"))
-                    .await;
-                let _ = c.disconnect().await;
-            });
-        })
-        .join();
+        super::on_own_runtime(async move {
+            let mut c = admin_conn(&admin).await;
+            let _ = c
+                .query_drop(format!("DROP DATABASE IF EXISTS `{name}`"))
+                .await;
+            let _ = c.disconnect().await;
+        });
     }
 }
 
 /// A cell normalised for comparison, as MySQL keeps it: timestamps in whole seconds,
 /// booleans as `true`/`false`, numbers as f64, JSON (objects and arrays) as values.
 pub fn normalise(ty: &ColumnType, text: Option<&str>) -> Option<String> {
-    let text = text?;
-    Some(match ty {
-        ColumnType::Timestamp => {
-            let t = text.trim_end_matches('Z').replace(' ', "T");
-            let civil: jiff::civil::DateTime =
-                t.parse().unwrap_or_else(|_| panic!("timestamp {text}"));
-            civil
-                .with()
-                .subsec_nanosecond(0)
-                .build()
-                .expect("whole seconds")
-                .to_string()
-        }
-        ColumnType::Double | ColumnType::Real => text.parse::<f64>().unwrap().to_string(),
-        ColumnType::Json | ColumnType::Array(_) => serde_json::from_str::<serde_json::Value>(text)
-            .unwrap()
-            .to_string(),
-        ColumnType::Boolean => match text {
-            "t" | "true" | "1" => "true".to_owned(),
-            _ => "false".to_owned(),
-        },
-        _ => text.to_owned(),
-    })
+    super::normalise_as(ty, text, true)
 }
 
 /// The expected rows of `namespace.table` at `at_ms`, normalised as MySQL keeps them.
 pub fn expected_rows(emu: &Emulator, model: &TableModel, at_ms: i64) -> Vec<Vec<Option<String>>> {
-    let records: Vec<Record> = emu
-        .expected_records(
-            &model.namespace,
-            &model.table,
-            EmulatedRange::Snapshot { at_ms },
-        )
-        .expect("known table");
-    records
-        .iter()
-        .map(|r| {
-            model
-                .columns
-                .iter()
-                .map(|c| normalise(&c.ty, r.column(&c.label()).flatten().as_deref()))
-                .collect()
-        })
-        .collect()
+    super::expected_rows_as(emu, &model.namespace, model, at_ms, normalise)
 }
