@@ -26,6 +26,13 @@ where
     client.query_one(sql, &[]).await.unwrap().get(0)
 }
 
+/// A client on the test database, after it ran `sql` (which creates views).
+async fn views(c: &Ctx<TestDb>, sql: &str) -> tokio_postgres::Client {
+    let client = c.db.client().await;
+    client.batch_execute(sql).await.unwrap();
+    client
+}
+
 /// DAP's schema of `canvas.users`, parsed, and its version.
 async fn users_schema(c: &Ctx<TestDb>) -> (serde_json::Value, u64) {
     let base = c.src.inner.schema("canvas", "users").await.unwrap();
@@ -52,15 +59,9 @@ async fn killed_syncdb_changes_nothing_and_the_rerun_applies_the_window_once() {
 async fn snapshot_required_reinitialises_atomically_and_keeps_views() {
     let c = ctx("snapreq").await;
     c.run(Command::Init, "users").await.unwrap();
-    let client = c.db.client().await;
-    client
-        .batch_execute(
-            "CREATE VIEW public.active_users AS SELECT id, name FROM canvas.users WHERE workflow_state <> 'deleted';
+    let client = views(&c, "CREATE VIEW public.active_users AS SELECT id, name FROM canvas.users WHERE workflow_state <> 'deleted';
              CREATE VIEW public.active_count AS SELECT count(*) AS n FROM public.active_users;
-             COMMENT ON VIEW public.active_users IS 'Users that are not deleted.'",
-        )
-        .await
-        .unwrap();
+             COMMENT ON VIEW public.active_users IS 'Users that are not deleted.'").await;
     c.emu.set_faults(Faults {
         snapshot_required_tables: vec!["users".to_owned()],
         ..Faults::default()
@@ -110,13 +111,11 @@ async fn a_snapshot_older_than_the_position_is_refused() {
 async fn schema_bump_changes_the_table_in_place_under_a_view() {
     let c = ctx("bump").await;
     c.run(Command::Init, "users").await.unwrap();
-    let client = c.db.client().await;
-    client
-        .batch_execute(
-            "CREATE VIEW public.names AS SELECT id, name, workflow_state FROM canvas.users",
-        )
-        .await
-        .unwrap();
+    let client = views(
+        &c,
+        "CREATE VIEW public.names AS SELECT id, name, workflow_state FROM canvas.users",
+    )
+    .await;
     let (mut v, version) = users_schema(&c).await;
     v["properties"]["value"]["properties"]["name"]["maxLength"] = 500.into();
     v["properties"]["value"]["properties"]["workflow_state"]["enum"]
@@ -178,13 +177,11 @@ async fn schema_bump_changes_the_table_in_place_under_a_view() {
 async fn a_view_that_cannot_survive_is_named_and_nothing_changes() {
     let c = ctx("badview").await;
     c.run(Command::Init, "users").await.unwrap();
-    let client = c.db.client().await;
-    client
-        .batch_execute(
-            "CREATE VIEW public.english AS SELECT id FROM canvas.users WHERE locale = 'en'",
-        )
-        .await
-        .unwrap();
+    let client = views(
+        &c,
+        "CREATE VIEW public.english AS SELECT id FROM canvas.users WHERE locale = 'en'",
+    )
+    .await;
     // `locale` stops being an enumeration: the view compares it with an enum value.
     let (mut v, version) = users_schema(&c).await;
     v["properties"]["value"]["properties"]["locale"] =
@@ -210,11 +207,7 @@ async fn two_runs_on_one_table_take_turns() {
 async fn the_emulators_schema_bump_lands_in_place_under_a_view() {
     let c = ctx("emubump").await;
     c.run(Command::Init, "users").await.unwrap();
-    let client = c.db.client().await;
-    client
-        .batch_execute("CREATE VIEW public.states AS SELECT workflow_state, count(*) AS n FROM canvas.users GROUP BY 1")
-        .await
-        .unwrap();
+    let client = views(&c, "CREATE VIEW public.states AS SELECT workflow_state, count(*) AS n FROM canvas.users GROUP BY 1").await;
     c.bump_and_sync("users").await;
     let n: i64 = one(&client, "SELECT count(*) FROM public.states").await;
     assert!(n > 0);

@@ -62,18 +62,20 @@ async fn run1<S: Store>(store: &S, src: &StaticSource, cmd: Command) {
     }
 }
 
+/// A source serving [`SCHEMA`] and one snapshot object of [`snapshot`].
+fn snapshot_source() -> StaticSource {
+    let src = StaticSource::new(SCHEMA, 1);
+    let at = "2024-01-01T00:00:00Z".parse().unwrap();
+    src.serve(&[&snapshot()], DataRange::Snapshot { at });
+    src
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_takes_every_type() {
     let db = TestDb::new("types").await;
     let store = db.store();
     store.prepare("canvas").await.unwrap();
-    let src = StaticSource::new(SCHEMA, 1);
-    src.serve(
-        &[&snapshot()],
-        DataRange::Snapshot {
-            at: "2024-01-01T00:00:00Z".parse().unwrap(),
-        },
-    );
+    let src = snapshot_source();
     run1(&store, &src, Command::Init).await;
     let client = db.client().await;
     let rows: Vec<String> = client
@@ -132,13 +134,7 @@ async fn sqlite_takes_every_type() {
     let path = dir.path().join("t.db");
     let store = SqliteStore::at(&path);
     store.prepare("canvas").await.unwrap();
-    let src = StaticSource::new(SCHEMA, 1);
-    src.serve(
-        &[&snapshot()],
-        DataRange::Snapshot {
-            at: "2024-01-01T00:00:00Z".parse().unwrap(),
-        },
-    );
+    let src = snapshot_source();
     run1(&store, &src, Command::Init).await;
     let conn = rusqlite::Connection::open(&path).unwrap();
     let row: (String, String, i64, f64, i64, String, String, String) = conn

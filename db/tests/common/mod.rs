@@ -303,6 +303,10 @@ impl recovery::Replica for TestDb {
     }
 }
 
+/// What the methods of a [`dap_db::source::Source`] return.
+type SourceFuture<'a, T> =
+    futures_util::future::BoxFuture<'a, Result<T, dap_db::source::SourceError>>;
+
 /// A [`Source`] over the emulator with hooks: a schema that replaces DAP's, snapshots
 /// made to look older, and objects that stall after their first chunk until released.
 pub struct Tweaked {
@@ -328,10 +332,7 @@ impl Tweaked {
 }
 
 impl dap_db::source::Source for Tweaked {
-    fn tables<'a>(
-        &'a self,
-        namespace: &'a str,
-    ) -> futures_util::future::BoxFuture<'a, Result<Vec<String>, dap_db::source::SourceError>> {
+    fn tables<'a>(&'a self, namespace: &'a str) -> SourceFuture<'a, Vec<String>> {
         self.inner.tables(namespace)
     }
 
@@ -339,10 +340,7 @@ impl dap_db::source::Source for Tweaked {
         &'a self,
         namespace: &'a str,
         table: &'a str,
-    ) -> futures_util::future::BoxFuture<
-        'a,
-        Result<dap_proto::TableSchema, dap_db::source::SourceError>,
-    > {
+    ) -> SourceFuture<'a, dap_proto::TableSchema> {
         Box::pin(async move {
             let replaced = self.schema.lock().unwrap().clone();
             match replaced {
@@ -360,10 +358,7 @@ impl dap_db::source::Source for Tweaked {
         namespace: &'a str,
         table: &'a str,
         query: dap_proto::Query,
-    ) -> futures_util::future::BoxFuture<
-        'a,
-        Result<dap_proto::QueryResult, dap_db::source::SourceError>,
-    > {
+    ) -> SourceFuture<'a, dap_proto::QueryResult> {
         Box::pin(async move {
             let mut r = self.inner.query(namespace, table, query).await?;
             if let Some((_, version)) = &*self.schema.lock().unwrap() {
@@ -447,10 +442,7 @@ impl StaticSource {
 }
 
 impl dap_db::source::Source for StaticSource {
-    fn tables<'a>(
-        &'a self,
-        _namespace: &'a str,
-    ) -> futures_util::future::BoxFuture<'a, Result<Vec<String>, dap_db::source::SourceError>> {
+    fn tables<'a>(&'a self, _namespace: &'a str) -> SourceFuture<'a, Vec<String>> {
         Box::pin(async { Ok(vec!["things".to_owned()]) })
     }
 
@@ -458,10 +450,7 @@ impl dap_db::source::Source for StaticSource {
         &'a self,
         _namespace: &'a str,
         _table: &'a str,
-    ) -> futures_util::future::BoxFuture<
-        'a,
-        Result<dap_proto::TableSchema, dap_db::source::SourceError>,
-    > {
+    ) -> SourceFuture<'a, dap_proto::TableSchema> {
         Box::pin(async move {
             Ok(dap_proto::TableSchema {
                 schema: serde_json::value::RawValue::from_string(self.schema.clone()).unwrap(),
@@ -475,10 +464,7 @@ impl dap_db::source::Source for StaticSource {
         namespace: &'a str,
         table: &'a str,
         query: dap_proto::Query,
-    ) -> futures_util::future::BoxFuture<
-        'a,
-        Result<dap_proto::QueryResult, dap_db::source::SourceError>,
-    > {
+    ) -> SourceFuture<'a, dap_proto::QueryResult> {
         Box::pin(async move {
             let n = self.objects.lock().unwrap().len();
             Ok(dap_proto::QueryResult {
