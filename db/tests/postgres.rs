@@ -54,18 +54,7 @@ async fn initdb_then_syncdb_match_the_emulator() {
         );
     }
     // A second initdb is refused with the official message.
-    let again = replicate::run(
-        &store,
-        &src,
-        Command::Init,
-        "canvas",
-        &names[..1],
-        Options::default(),
-    )
-    .await;
-    assert!(
-        matches!(&again[0], TableOutcome::Failed(_, e) if e.to_string().contains("already initialized"))
-    );
+    common::assert_second_initdb_refused(&store, &src, &names[0]).await;
 
     emu.advance_clock(Duration::from_secs(3600));
     let until = emu.now_ms();

@@ -528,6 +528,17 @@ pub async fn run1<S: dap_db::store::Store>(
     }
 }
 
+/// A second initdb of `canvas.table` is refused with the official message.
+pub async fn assert_second_initdb_refused<S: dap_db::store::Store>(
+    store: &S,
+    src: &dyn dap_db::source::Source,
+    table: &str,
+) {
+    let again = run1(store, src, dap_db::plan::Command::Init, table).await;
+    let e = again.expect_err("a second initdb");
+    assert!(e.contains("already initialized"), "{e}");
+}
+
 pub fn workspace_target() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map_or_else(
         || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"),
