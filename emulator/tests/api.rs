@@ -417,6 +417,10 @@ fn weird_requests_get_http_errors() {
 fn control_endpoints_over_http() {
     let emu = start();
     let base = emu.base_url();
+    // A request to the control endpoint `path`, without headers.
+    let control = |method: &str, path: &str, body: &[u8]| {
+        request(method, &format!("{base}/_emulator/{path}"), &[], body)
+    };
     let c = Client::login(&emu);
     let faults = json!({"rules": [{"endpoint": "tables", "count": 1, "action": {"status": {"status": 503}}}]});
     let r = request(
@@ -430,57 +434,36 @@ fn control_endpoints_over_http() {
     assert_eq!(c.get("/dap/query/canvas/table").status, 503);
     assert_eq!(c.get("/dap/query/canvas/table").status, 200);
     let rule = json!({"endpoint": "tables", "count": 1, "action": {"status": {"status": 502, "body": "html"}}});
-    let r = request(
-        "POST",
-        &format!("{base}/_emulator/faults/rules"),
-        &[],
-        rule.to_string().as_bytes(),
-    );
+    let r = control("POST", "faults/rules", rule.to_string().as_bytes());
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(c.get("/dap/query/canvas/table").status, 502);
-    let bad = request(
-        "PUT",
-        &format!("{base}/_emulator/faults"),
-        &[],
-        br#"{"nope": 1}"#,
-    );
+    let bad = control("PUT", "faults", br#"{"nope": 1}"#);
     assert_eq!(bad.status, 400);
     let before = emu.now_ms();
-    let r = request(
-        "POST",
-        &format!("{base}/_emulator/advance"),
-        &[],
-        br#"{"seconds": 7200}"#,
-    );
+    let r = control("POST", "advance", br#"{"seconds": 7200}"#);
     assert_eq!(r.status, 200);
     assert!(emu.now_ms() - before >= 7_200_000);
-    let r = request(
-        "POST",
-        &format!("{base}/_emulator/advance?seconds=60"),
-        &[],
-        b"",
-    );
+    let r = control("POST", "advance?seconds=60", b"");
     assert_eq!(r.status, 200);
     assert!(emu.now_ms() - before >= 7_260_000);
-    let r = request("POST", &format!("{base}/_emulator/revoke"), &[], b"");
+    let r = control("POST", "revoke", b"");
     assert_eq!(r.json()["revoked"], 1);
     assert_eq!(c.get("/dap/query/canvas/table").status, 401);
-    let stats = request("GET", &format!("{base}/_emulator/stats"), &[], b"").json();
+    let stats = control("GET", "stats", b"").json();
     assert_eq!(stats["requests"]["tables"], 4, "{stats}");
     assert_eq!(stats["logins"], 1);
-    let info = request("GET", &format!("{base}/_emulator/info"), &[], b"").json();
+    let info = control("GET", "info", b"").json();
     assert_eq!(info["client_id"], emu.client_id());
     assert_eq!(info["storage_url"], emu.storage_url());
     let at = emu.now().to_string();
-    let exp = request(
+    let exp = control(
         "GET",
-        &format!("{base}/_emulator/expected?namespace=canvas&table=accounts&at={at}"),
-        &[],
+        &format!("expected?namespace=canvas&table=accounts&at={at}"),
         b"",
     );
     assert_eq!(exp.status, 200);
     assert!(exp.text().lines().count() > 5);
-    let r = request("POST", &format!("{base}/_emulator/stats/reset"), &[], b"");
+    let r = control("POST", "stats/reset", b"");
     assert_eq!(r.status, 200);
     assert_eq!(emu.stats(), dap_emulator::Stats::default());
 }
