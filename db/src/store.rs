@@ -77,6 +77,41 @@ impl<'a> Feed<'a> {
     }
 }
 
+/// What loading one object of a [`Feed`] failed with: its data, or anything else.
+pub(crate) enum ObjectError {
+    Data(crate::tsv::TsvError),
+    Other(Error),
+}
+
+impl From<Error> for ObjectError {
+    fn from(e: Error) -> Self {
+        Self::Other(e)
+    }
+}
+
+impl ObjectError {
+    /// The error of the load: bad data names object `index` (from 0) of `feed`'s job.
+    pub(crate) fn in_object(self, feed: &Feed<'_>, index: usize) -> Error {
+        match self {
+            Self::Data(error) => Error::Data {
+                object: index + 1,
+                job: feed.job(),
+                error,
+            },
+            Self::Other(e) => e,
+        }
+    }
+}
+
+/// Adds the columns of an object's `header` that `columns` does not hold yet, in order.
+pub(crate) fn add_columns(columns: &mut Vec<String>, header: Vec<String>) {
+    for c in header {
+        if !columns.contains(&c) {
+            columns.push(c);
+        }
+    }
+}
+
 /// Everything one transaction does to a table.
 #[derive(Debug)]
 pub struct LoadJob<'a> {

@@ -56,14 +56,27 @@ pub trait Dialect: Send + Sync + std::fmt::Debug {
     /// they are missing and record the layout version; safe to run every time.
     fn create_meta(&self) -> Vec<String>;
 
-    /// Creates a namespace if it is missing, where the dialect has namespaces.
-    fn create_namespace(&self, namespace: &str) -> Option<String>;
+    /// Creates a namespace if it is missing, where the dialect has namespaces (by
+    /// default it has none: tables are named `<namespace>__<table>`).
+    fn create_namespace(&self, namespace: &str) -> Option<String> {
+        let _ = namespace;
+        None
+    }
 
-    /// `CREATE TYPE` for an enumeration, where the dialect has such types.
-    fn create_enum(&self, namespace: &str, e: &EnumType) -> Option<String>;
+    /// `CREATE TYPE` for an enumeration, where the dialect has such types (by default it
+    /// has none).
+    fn create_enum(&self, namespace: &str, e: &EnumType) -> Option<String> {
+        let _ = (namespace, e);
+        None
+    }
 
-    /// Adds one value at the end of an enumeration type, where the dialect has them.
-    fn add_enum_value(&self, namespace: &str, type_name: &str, value: &str) -> Option<String>;
+    /// Adds one value at the end of an enumeration type, where the dialect has them (by
+    /// default it has none: a new value changes the column's type, and the layout's
+    /// diff does that).
+    fn add_enum_value(&self, namespace: &str, type_name: &str, value: &str) -> Option<String> {
+        let _ = (namespace, type_name, value);
+        None
+    }
 
     /// `CREATE TABLE` (with comments) for `model`, named `name` in its namespace, its
     /// primary key constraint named `pk_name`.
@@ -73,7 +86,13 @@ pub trait Dialect: Send + Sync + std::fmt::Debug {
     fn add_column(&self, model: &TableModel, column: &Column) -> Vec<String>;
 
     /// Drops a column.
-    fn drop_column(&self, model: &TableModel, name: &str) -> String;
+    fn drop_column(&self, model: &TableModel, name: &str) -> String {
+        format!(
+            "ALTER TABLE {} DROP COLUMN {}",
+            self.qualified(&model.namespace, &model.table),
+            self.ident(name)
+        )
+    }
 
     /// Changes a column's type, converting its values.
     fn alter_column_type(&self, model: &TableModel, column: &Column) -> String;
@@ -88,7 +107,9 @@ pub trait Dialect: Send + Sync + std::fmt::Debug {
     fn comment_table(&self, model: &TableModel) -> Option<String>;
 
     /// Drops a table of `namespace` if it exists.
-    fn drop_table(&self, namespace: &str, name: &str) -> String;
+    fn drop_table(&self, namespace: &str, name: &str) -> String {
+        format!("DROP TABLE IF EXISTS {}", self.qualified(namespace, name))
+    }
 
     /// Whether a column's type and nullability can be changed in place; when not, such
     /// a change rebuilds the table.

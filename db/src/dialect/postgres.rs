@@ -230,14 +230,6 @@ impl Dialect for Postgres {
         out
     }
 
-    fn drop_column(&self, model: &TableModel, name: &str) -> String {
-        format!(
-            "ALTER TABLE {} DROP COLUMN {}",
-            self.table_of(model),
-            quote_ident(name)
-        )
-    }
-
     fn alter_column_type(&self, model: &TableModel, column: &Column) -> String {
         let ty = self.column_type(&model.namespace, &column.ty);
         let name = quote_ident(&column.name);
@@ -278,10 +270,6 @@ impl Dialect for Postgres {
                 .as_deref()
                 .map_or_else(|| "NULL".to_owned(), quote_literal)
         ))
-    }
-
-    fn drop_table(&self, namespace: &str, name: &str) -> String {
-        format!("DROP TABLE IF EXISTS {}", self.qualified(namespace, name))
     }
 
     fn rename_table(

@@ -10,7 +10,7 @@
 //! column's type or nullability in place: those changes rebuild the table.
 
 use crate::dialect::{Dialect, META_NAMESPACE, quote_ident, quote_literal};
-use crate::model::{Column, ColumnType, EnumType, TableModel};
+use crate::model::{Column, ColumnType, TableModel};
 
 /// The SQLite dialect.
 #[derive(Debug, Clone, Copy, Default)]
@@ -84,18 +84,6 @@ impl Dialect for Sqlite {
         ]
     }
 
-    fn create_namespace(&self, _namespace: &str) -> Option<String> {
-        None
-    }
-
-    fn create_enum(&self, _namespace: &str, _e: &EnumType) -> Option<String> {
-        None
-    }
-
-    fn add_enum_value(&self, _namespace: &str, _type_name: &str, _value: &str) -> Option<String> {
-        None
-    }
-
     fn create_table(&self, model: &TableModel, name: &str, _pk_name: &str) -> Vec<String> {
         let defs: Vec<String> = model
             .columns
@@ -121,14 +109,6 @@ impl Dialect for Sqlite {
         )]
     }
 
-    fn drop_column(&self, model: &TableModel, name: &str) -> String {
-        format!(
-            "ALTER TABLE {} DROP COLUMN {}",
-            self.qualified(&model.namespace, &model.table),
-            quote_ident(name)
-        )
-    }
-
     fn alter_column_type(&self, _model: &TableModel, _column: &Column) -> String {
         // Never planned for SQLite (see `supports_alter_column`): the table is rebuilt.
         String::new()
@@ -144,10 +124,6 @@ impl Dialect for Sqlite {
 
     fn comment_table(&self, _model: &TableModel) -> Option<String> {
         None
-    }
-
-    fn drop_table(&self, namespace: &str, name: &str) -> String {
-        format!("DROP TABLE IF EXISTS {}", self.qualified(namespace, name))
     }
 
     fn rename_table(

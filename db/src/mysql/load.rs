@@ -21,7 +21,7 @@ use crate::error::Error;
 use crate::model::TableModel;
 use crate::plan::Target;
 use crate::source::Chunks;
-use crate::store::{Feed, LoadJob, LoadStats, naive_utc};
+use crate::store::{Feed, LoadJob, LoadStats, ObjectError, add_columns, naive_utc};
 use crate::tsv::{Encoding, LoadKind, Rewriter, TsvError};
 
 /// Bytes gathered before they are handed to the driver.
@@ -303,33 +303,11 @@ async fn load_all(
         };
         let (cols, lines) = load_object(conn, store, &target, feed.open(i))
             .await
-            .map_err(|e| match e {
-                ObjectError::Data(error) => Error::Data {
-                    object: i + 1,
-                    job: feed.job(),
-                    error,
-                },
-                ObjectError::Other(e) => e,
-            })?;
+            .map_err(|e| e.in_object(&feed, i))?;
         stats.lines += lines;
-        for c in cols {
-            if !columns.contains(&c) {
-                columns.push(c);
-            }
-        }
+        add_columns(&mut columns, cols);
     }
     Ok(columns)
-}
-
-enum ObjectError {
-    Data(TsvError),
-    Other(Error),
-}
-
-impl From<Error> for ObjectError {
-    fn from(e: Error) -> Self {
-        Self::Other(e)
-    }
 }
 
 /// Where one object goes.

@@ -13,7 +13,7 @@ use crate::error::Error;
 use crate::model::TableModel;
 use crate::plan::Target;
 use crate::source::Chunks;
-use crate::store::{Feed, LoadJob, LoadStats, naive_utc};
+use crate::store::{Feed, LoadJob, LoadStats, ObjectError, add_columns, naive_utc};
 use crate::tsv::{LoadKind, Rewriter};
 
 /// Bytes gathered before they are sent to the server.
@@ -120,20 +120,9 @@ async fn copy_all(
     for i in 0..feed.len() {
         let (cols, lines) = copy_object(tx, store, copy_into, feed.open(i), job.model, job.kind)
             .await
-            .map_err(|e| match e {
-                ObjectError::Data(error) => Error::Data {
-                    object: i + 1,
-                    job: feed.job(),
-                    error,
-                },
-                ObjectError::Other(e) => e,
-            })?;
+            .map_err(|e| e.in_object(&feed, i))?;
         stats.lines += lines;
-        for c in cols {
-            if !columns.contains(&c) {
-                columns.push(c);
-            }
-        }
+        add_columns(&mut columns, cols);
     }
     Ok(columns)
 }
@@ -254,17 +243,6 @@ async fn batch(
             .map_err(|e| store.fail(what, &e))?;
     }
     Ok(())
-}
-
-enum ObjectError {
-    Data(crate::tsv::TsvError),
-    Other(Error),
-}
-
-impl From<Error> for ObjectError {
-    fn from(e: Error) -> Self {
-        Self::Other(e)
-    }
 }
 
 /// Streams one object into `COPY`; returns its columns and its number of data lines.

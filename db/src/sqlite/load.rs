@@ -205,11 +205,7 @@ fn receive(
                     .finish(tx, model, job.kind, insert_into, stats)
                     .map_err(|e| e.into_error(data_error))?;
                 if let Some(layout) = reader.layout.take() {
-                    for c in layout.columns {
-                        if !columns.contains(&c) {
-                            columns.push(c);
-                        }
-                    }
+                    crate::store::add_columns(&mut columns, layout.columns);
                 } else {
                     return Err(data_error(TsvError::NoHeader));
                 }

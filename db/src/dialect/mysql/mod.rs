@@ -17,7 +17,7 @@
 pub mod cell;
 
 use crate::dialect::{Dialect, META_NAMESPACE};
-use crate::model::{Column, ColumnType, EnumType, TableModel};
+use crate::model::{Column, ColumnType, TableModel};
 
 /// The MySQL/MariaDB dialect.
 #[derive(Debug, Clone, Copy, Default)]
@@ -264,19 +264,6 @@ impl Dialect for MySql {
         ]
     }
 
-    fn create_namespace(&self, _namespace: &str) -> Option<String> {
-        None
-    }
-
-    fn create_enum(&self, _namespace: &str, _e: &EnumType) -> Option<String> {
-        None
-    }
-
-    fn add_enum_value(&self, _namespace: &str, _type_name: &str, _value: &str) -> Option<String> {
-        // A new value changes the column's type: the layout's diff does it.
-        None
-    }
-
     fn create_table(&self, model: &TableModel, name: &str, _pk_name: &str) -> Vec<String> {
         vec![self.create_table_in(model, &table_name(&model.namespace, name), false)]
     }
@@ -287,14 +274,6 @@ impl Dialect for MySql {
             self.table_of(model),
             self.column_def(model, column)
         )]
-    }
-
-    fn drop_column(&self, model: &TableModel, name: &str) -> String {
-        format!(
-            "ALTER TABLE {} DROP COLUMN {}",
-            self.table_of(model),
-            quote_ident(name)
-        )
     }
 
     fn alter_column_type(&self, model: &TableModel, column: &Column) -> String {
@@ -319,10 +298,6 @@ impl Dialect for MySql {
             self.table_of(model),
             quote_literal(comment.as_deref().unwrap_or(""))
         ))
-    }
-
-    fn drop_table(&self, namespace: &str, name: &str) -> String {
-        format!("DROP TABLE IF EXISTS {}", self.qualified(namespace, name))
     }
 
     fn rename_table(
