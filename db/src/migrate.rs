@@ -261,6 +261,18 @@ mod tests {
         }
     }
 
+    /// A value column without a default.
+    fn value_column(name: &str, ty: ColumnType, nullable: bool, comment: Option<&str>) -> Column {
+        Column {
+            name: name.to_owned(),
+            ty,
+            nullable,
+            comment: comment.map(str::to_owned),
+            default: None,
+            part: crate::model::Part::Value,
+        }
+    }
+
     #[test]
     fn same_layout_needs_nothing() {
         let m = model();
@@ -272,14 +284,8 @@ mod tests {
     fn in_place_changes() {
         let old = model();
         let mut new = old.clone();
-        new.columns.push(Column {
-            name: "added".to_owned(),
-            ty: ColumnType::Int,
-            nullable: true,
-            comment: None,
-            default: None,
-            part: crate::model::Part::Value,
-        });
+        new.columns
+            .push(value_column("added", ColumnType::Int, true, None));
         new.columns.retain(|c| c.name != "body");
         if let Some(c) = new.columns.iter_mut().find(|c| c.name == "name") {
             c.nullable = true;
@@ -308,14 +314,12 @@ mod tests {
     fn adding_a_nullable_column_leaves_views_alone() {
         let old = model();
         let mut new = old.clone();
-        new.columns.push(Column {
-            name: "added".to_owned(),
-            ty: ColumnType::Boolean,
-            nullable: true,
-            comment: Some("New.".to_owned()),
-            default: None,
-            part: crate::model::Part::Value,
-        });
+        new.columns.push(value_column(
+            "added",
+            ColumnType::Boolean,
+            true,
+            Some("New."),
+        ));
         let m = diff(&existing_of(&old, &Postgres), &new, &Postgres);
         assert!(!m.disturbs_views());
         assert_eq!(m.changes.len(), 1);
@@ -325,14 +329,8 @@ mod tests {
     fn new_not_null_column_or_key_reinitialises() {
         let old = model();
         let mut new = old.clone();
-        new.columns.push(Column {
-            name: "must".to_owned(),
-            ty: ColumnType::Int,
-            nullable: false,
-            comment: None,
-            default: None,
-            part: crate::model::Part::Value,
-        });
+        new.columns
+            .push(value_column("must", ColumnType::Int, false, None));
         assert!(
             diff(&existing_of(&old, &Postgres), &new, &Postgres)
                 .reinit

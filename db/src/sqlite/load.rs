@@ -183,7 +183,12 @@ fn receive(
     insert_into: &str,
     stats: &mut LoadStats,
 ) -> Result<Vec<String>, Error> {
-    let model = &job.model;
+    let to = Insert {
+        tx,
+        model: &job.model,
+        kind: job.kind,
+        table: insert_into,
+    };
     let mut columns: Vec<String> = Vec::new();
     let mut object = 0;
     let mut reader = ObjectReader::default();
@@ -198,11 +203,11 @@ fn receive(
         };
         match msg {
             Msg::Chunk(bytes) => reader
-                .push(&bytes, tx, model, job.kind, insert_into, stats)
+                .push(&bytes, &to, stats)
                 .map_err(|e| e.into_error(data_error))?,
             Msg::End => {
                 reader
-                    .finish(tx, model, job.kind, insert_into, stats)
+                    .finish(&to, stats)
                     .map_err(|e| e.into_error(data_error))?;
                 if let Some(layout) = reader.layout.take() {
                     crate::store::add_columns(&mut columns, layout.columns);
@@ -262,6 +267,14 @@ impl LineError {
     }
 }
 
+/// Where the lines of an object go: `table`, in `tx`, as `model` and `kind` read them.
+struct Insert<'a, 'c> {
+    tx: &'a rusqlite::Transaction<'c>,
+    model: &'a TableModel,
+    kind: LoadKind,
+    table: &'a str,
+}
+
 /// Splits one object into lines and inserts them.
 #[derive(Default)]
 struct ObjectReader {
@@ -274,19 +287,16 @@ impl ObjectReader {
     fn push(
         &mut self,
         mut chunk: &[u8],
-        tx: &rusqlite::Transaction<'_>,
-        model: &TableModel,
-        kind: LoadKind,
-        into: &str,
+        to: &Insert<'_, '_>,
         stats: &mut LoadStats,
     ) -> Result<(), LineError> {
         while let Some(nl) = memchr::memchr(b'\n', chunk) {
             if self.partial.is_empty() {
-                self.line(&chunk[..nl], tx, model, kind, into, stats)?;
+                self.line(&chunk[..nl], to, stats)?;
             } else {
                 let mut line = std::mem::take(&mut self.partial);
                 line.extend_from_slice(&chunk[..nl]);
-                self.line(&line, tx, model, kind, into, stats)?;
+                self.line(&line, to, stats)?;
             }
             chunk = &chunk[nl + 1..];
         }
@@ -294,17 +304,10 @@ impl ObjectReader {
         Ok(())
     }
 
-    fn finish(
-        &mut self,
-        tx: &rusqlite::Transaction<'_>,
-        model: &TableModel,
-        kind: LoadKind,
-        into: &str,
-        stats: &mut LoadStats,
-    ) -> Result<(), LineError> {
+    fn finish(&mut self, to: &Insert<'_, '_>, stats: &mut LoadStats) -> Result<(), LineError> {
         if !self.partial.is_empty() {
             let line = std::mem::take(&mut self.partial);
-            self.line(&line, tx, model, kind, into, stats)?;
+            self.line(&line, to, stats)?;
         }
         Ok(())
     }
@@ -312,24 +315,23 @@ impl ObjectReader {
     fn line(
         &mut self,
         line: &[u8],
-        tx: &rusqlite::Transaction<'_>,
-        model: &TableModel,
-        kind: LoadKind,
-        into: &str,
+        to: &Insert<'_, '_>,
         stats: &mut LoadStats,
     ) -> Result<(), LineError> {
         self.line += 1;
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let Some(layout) = &self.layout else {
-            self.layout = Some(Layout::from_header(line, model, kind).map_err(LineError::Data)?);
+            let header = Layout::from_header(line, to.model, to.kind);
+            self.layout = Some(header.map_err(LineError::Data)?);
             return Ok(());
         };
         if line.is_empty() {
             return Ok(());
         }
         let values = row_values(layout, line, self.line).map_err(LineError::Data)?;
-        let mut stmt = tx
-            .prepare_cached(&sql::insert(into, &layout.columns))
+        let mut stmt = to
+            .tx
+            .prepare_cached(&sql::insert(to.table, &layout.columns))
             .map_err(|e| LineError::Db(fail("preparing the insert", &e)))?;
         stmt.execute(rusqlite::params_from_iter(values))
             .map_err(|e| LineError::Db(fail(format!("inserting line {}", self.line), &e)))?;
