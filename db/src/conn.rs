@@ -90,6 +90,29 @@ pub struct ServerTarget {
     pub root_cert: Option<PathBuf>,
 }
 
+/// A database server a store talks to: where it is, and how its connection string is
+/// shown (without the password).
+#[derive(Debug)]
+pub(crate) struct ServerConn {
+    pub(crate) target: ServerTarget,
+    pub(crate) shown: String,
+}
+
+impl ServerConn {
+    /// The server `target` of `conn`.
+    pub(crate) fn new(target: &ServerTarget, conn: &ConnectionString) -> Self {
+        Self {
+            target: target.clone(),
+            shown: conn.to_string(),
+        }
+    }
+
+    /// The password, for the driver and for redacting errors.
+    pub(crate) fn password(&self) -> Option<&str> {
+        self.target.password.as_ref().map(Password::secret)
+    }
+}
+
 /// The database a connection string names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

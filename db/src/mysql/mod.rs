@@ -19,7 +19,7 @@ use std::sync::Arc;
 use mysql_async::prelude::{FromRow, Queryable};
 use mysql_async::{Conn, Opts, OptsBuilder, Params, Row, SslOpts};
 
-use crate::conn::{ConnectionString, ServerTarget, SslMode, Target};
+use crate::conn::{ConnectionString, ServerConn, SslMode, Target};
 use crate::dialect::mysql::{catalog_type, table_name, work_table};
 use crate::dialect::{Dialect, META_NAMESPACE, MySql};
 use crate::error::{Error, chain, redact};
@@ -30,13 +30,7 @@ use crate::store::{Feed, LoadJob, LoadStats, Store, SyncRow, TableSession, parse
 /// A MySQL or MariaDB database.
 #[derive(Debug, Clone)]
 pub struct MySqlStore {
-    inner: Arc<Inner>,
-}
-
-#[derive(Debug)]
-struct Inner {
-    target: ServerTarget,
-    shown: String,
+    inner: Arc<ServerConn>,
 }
 
 /// Suffix of the copy a snapshot is loaded into before it is published.
@@ -49,21 +43,14 @@ impl MySqlStore {
     pub fn new(conn: &ConnectionString) -> Option<Self> {
         match conn.target() {
             Target::MySql(t) => Some(Self {
-                inner: Arc::new(Inner {
-                    target: t.clone(),
-                    shown: conn.to_string(),
-                }),
+                inner: Arc::new(ServerConn::new(t, conn)),
             }),
             _ => None,
         }
     }
 
     fn password(&self) -> Option<&str> {
-        self.inner
-            .target
-            .password
-            .as_ref()
-            .map(crate::conn::Password::secret)
+        self.inner.password()
     }
 
     fn database(&self) -> &str {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use tokio_postgres::{Client, NoTls};
 
-use crate::conn::{ConnectionString, PgTarget, SslMode, Target};
+use crate::conn::{ConnectionString, PgTarget, ServerConn, SslMode, Target};
 use crate::dialect::{Dialect, Postgres, shadow_name};
 use crate::error::{Error, chain, redact};
 use crate::migrate::{ExistingColumn, ExistingTable};
@@ -18,13 +18,7 @@ use crate::store::{Feed, LoadJob, LoadStats, Store, SyncRow, TableSession, parse
 /// A PostgreSQL database.
 #[derive(Debug, Clone)]
 pub struct PgStore {
-    inner: Arc<Inner>,
-}
-
-#[derive(Debug)]
-struct Inner {
-    target: PgTarget,
-    shown: String,
+    inner: Arc<ServerConn>,
 }
 
 impl PgStore {
@@ -32,21 +26,14 @@ impl PgStore {
     pub fn new(conn: &ConnectionString) -> Option<Self> {
         match conn.target() {
             Target::Postgres(t) => Some(Self {
-                inner: Arc::new(Inner {
-                    target: t.clone(),
-                    shown: conn.to_string(),
-                }),
+                inner: Arc::new(ServerConn::new(t, conn)),
             }),
             _ => None,
         }
     }
 
     fn password(&self) -> Option<&str> {
-        self.inner
-            .target
-            .password
-            .as_ref()
-            .map(crate::conn::Password::secret)
+        self.inner.password()
     }
 
     /// A failed statement, its text redacted.
