@@ -5,7 +5,9 @@ mod common;
 use std::time::Duration;
 
 use base64::Engine as _;
-use common::{Client, UA, check_export, check_tabular, download_all, login_raw, request, ts_ms};
+use common::{
+    Client, UA, check_export, check_tabular, download_all, job_snapshot, login_raw, request, ts_ms,
+};
 use dap_emulator::data::Action;
 use dap_emulator::{EmulatedRange, Emulator, EmulatorConfig, Faults, Record};
 use serde_json::{Value, json};
@@ -345,13 +347,7 @@ fn condensed_mode_keeps_nested_fields_together() {
     assert!(header.contains("\tvalue.settings\t"), "{header}");
     assert!(!header.contains("value.settings."));
     let expected = emu
-        .expected_records(
-            "canvas",
-            "courses",
-            EmulatedRange::Snapshot {
-                at_ms: ts_ms(&job["at"]),
-            },
-        )
+        .expected_records("canvas", "courses", job_snapshot(&job))
         .unwrap();
     check_tabular("tsv", text, &expected);
     let expanded = c.complete_job("canvas", "courses", r#"{"format":"csv","mode":"expanded"}"#);
@@ -370,13 +366,7 @@ fn several_objects_per_job_split_the_records() {
     assert_eq!(job["objects"].as_array().unwrap().len(), 3);
     let files = download_all(&c, &job);
     let expected = emu
-        .expected_records(
-            "canvas",
-            "users",
-            EmulatedRange::Snapshot {
-                at_ms: ts_ms(&job["at"]),
-            },
-        )
+        .expected_records("canvas", "users", job_snapshot(&job))
         .unwrap();
     check_export("jsonl", &files, &expected);
     assert!(files.iter().all(|f| !f.is_empty()));

@@ -24,6 +24,11 @@ fn with_rules(emu: &Emulator, rules: Vec<FaultRule>) {
     });
 }
 
+/// The next storage answer does `action`.
+fn one_storage_fault(emu: &Emulator, action: FaultAction) {
+    with_rules(emu, vec![FaultRule::new(Endpoint::Storage, 1, action)]);
+}
+
 #[test]
 fn storage_rejects_credentials_tampering_and_expiry() {
     let emu = start();
@@ -283,11 +288,7 @@ fn slow_responses() {
 
 #[test]
 fn storage_body_faults() {
-    let emu = Emulator::start(EmulatorConfig {
-        rows_per_table: Some(2000),
-        ..EmulatorConfig::default()
-    })
-    .unwrap();
+    let emu = common::start_with_rows(2000);
     let c = Client::login(&emu);
     let url = one_url(&c, "submissions", "jsonl");
     let good = request("GET", &url, &[UA], b"");
@@ -295,14 +296,7 @@ fn storage_body_faults() {
     assert!(len > 10_000, "{len}");
     assert!(gunzip(&good.body).is_ok());
 
-    with_rules(
-        &emu,
-        vec![FaultRule::new(
-            Endpoint::Storage,
-            1,
-            FaultAction::DropAfter { bytes: 1000 },
-        )],
-    );
+    one_storage_fault(&emu, FaultAction::DropAfter { bytes: 1000 });
     let cut = request("GET", &url, &[UA], b"");
     assert_eq!(cut.status, 200);
     assert_eq!(
@@ -318,14 +312,7 @@ fn storage_body_faults() {
         cut.body.len()
     );
 
-    with_rules(
-        &emu,
-        vec![FaultRule::new(
-            Endpoint::Storage,
-            1,
-            FaultAction::TruncateGzip,
-        )],
-    );
+    one_storage_fault(&emu, FaultAction::TruncateGzip);
     let trunc = request("GET", &url, &[UA], b"");
     assert_eq!(trunc.status, 200);
     let tlen: usize = trunc.header("content-length").unwrap().parse().unwrap();
@@ -337,14 +324,7 @@ fn storage_body_faults() {
         "truncated gzip must not decode"
     );
 
-    with_rules(
-        &emu,
-        vec![FaultRule::new(
-            Endpoint::Storage,
-            1,
-            FaultAction::CorruptGzip,
-        )],
-    );
+    one_storage_fault(&emu, FaultAction::CorruptGzip);
     let bad = request("GET", &url, &[UA], b"");
     assert_eq!(bad.body.len(), len);
     assert_ne!(bad.body, good.body);

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::driver::{Driver, as_json, jsonl};
-use common::ts_ms;
+use common::{job_snapshot, ts_ms};
 use dap_emulator::heart::{Listener, Pacing};
 use dap_emulator::{EmulatedRange, EmulatorConfig, Endpoint, FaultAction, FaultRule, Faults};
 use serde_json::{Value, json};
@@ -306,13 +306,7 @@ fn a_job_of_twenty_thousand_objects_keeps_memory_bounded() {
     assert!(d.heart.cached_object_bytes() <= 256 << 10);
     let want = d
         .heart
-        .expected_records(
-            "canvas",
-            "users",
-            EmulatedRange::Snapshot {
-                at_ms: ts_ms(&job["at"]),
-            },
-        )
+        .expected_records("canvas", "users", job_snapshot(&job))
         .unwrap();
     assert_eq!(got, as_json(&want));
     // Object names are derived, not stored: an unknown index is refused.

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Client, check_export, download_all, ts_ms};
+use common::{Client, check_export, download_all, job_snapshot, ts_ms};
 use dap_emulator::data::Action;
 use dap_emulator::{EmulatedRange, Emulator, EmulatorConfig};
 use serde_json::json;
@@ -13,11 +13,7 @@ use serde_json::json;
 /// asks for, snapshot then incremental.
 #[test]
 fn replication_tables_in_every_format() {
-    let emu = Emulator::start(EmulatorConfig {
-        rows_per_table: Some(300),
-        ..EmulatorConfig::default()
-    })
-    .unwrap();
+    let emu = common::start_with_rows(300);
     let mut c = Client::login(&emu);
     let queries = [
         ("tsv", json!({"format": "tsv", "mode": "condensed"})),
@@ -73,13 +69,7 @@ fn large_objects_are_one_gzip_member() {
     let q = json!({"format": "tsv", "mode": "condensed"}).to_string();
     let job = c.complete_job("new_quizzes", "quiz_sessions", &q);
     let expected = emu
-        .expected_records(
-            "new_quizzes",
-            "quiz_sessions",
-            EmulatedRange::Snapshot {
-                at_ms: ts_ms(&job["at"]),
-            },
-        )
+        .expected_records("new_quizzes", "quiz_sessions", job_snapshot(&job))
         .unwrap();
     assert!(expected.len() > 20_000, "{}", expected.len());
     check_export("tsv", &download_all(&c, &job), &expected);

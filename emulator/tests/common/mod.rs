@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use base64::Engine as _;
-use dap_emulator::{Emulator, Record};
+use dap_emulator::{Emulator, EmulatorConfig, Record};
 use serde_json::Value;
 
 /// A received response.
@@ -129,6 +129,22 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
         data = &data[(start + size + 2).min(data.len())..];
     }
     out
+}
+
+/// An emulator with `rows` rows a table and otherwise default settings.
+pub fn start_with_rows(rows: u64) -> Emulator {
+    Emulator::start(EmulatorConfig {
+        rows_per_table: Some(rows),
+        ..EmulatorConfig::default()
+    })
+    .unwrap()
+}
+
+/// The snapshot a completed `job` (its JSON) holds.
+pub fn job_snapshot(job: &Value) -> dap_emulator::EmulatedRange {
+    dap_emulator::EmulatedRange::Snapshot {
+        at_ms: ts_ms(&job["at"]),
+    }
 }
 
 /// Milliseconds since the epoch of an RFC 3339 JSON string.
