@@ -14,15 +14,23 @@ use dap_tests::{
     start_emulator,
 };
 
+/// A harness whose jobs have `objects` objects, and a JSON Lines snapshot of
+/// `canvas.users` made through it.
+fn users_snapshot(t: Transport, objects: u32) -> (Harness, dap_proto::QueryResult) {
+    let h = Harness::new(t, objects_emulator(objects));
+    let result = h
+        .driver
+        .snapshot("canvas", "users", Format::Jsonl)
+        .expect("snapshot");
+    (h, result)
+}
+
 /// The client knows its URLs are older than their lifetime (`X-Amz-Expires`), and
 /// storage would refuse them: the download fetches fresh ones in one batch before its
 /// first GET, so storage never answers 403; the same for a record stream.
 fn urls_refreshed_before_they_expire(t: Transport) {
-    let h = Harness::new(t, objects_emulator(3));
+    let (h, mut result) = users_snapshot(t, 3);
     let (emu, d) = (&h.emu, &h.driver);
-    let mut result = d
-        .snapshot("canvas", "users", Format::Jsonl)
-        .expect("snapshot");
     let age = Duration::from_secs(16 * 60);
     emu.advance_clock(age);
     result.urls_issued_at = Instant::now()
@@ -53,11 +61,8 @@ fn urls_refreshed_before_they_expire(t: Transport) {
 /// while the client's did not): one object at a time, the first 403 refreshes all
 /// the URLs issued with it, in one request.
 fn refused_urls_refreshed_in_one_batch(t: Transport) {
-    let h = Harness::new(t, objects_emulator(4));
+    let (h, result) = users_snapshot(t, 4);
     let (emu, d) = (&h.emu, &h.driver);
-    let result = d
-        .snapshot("canvas", "users", Format::Jsonl)
-        .expect("snapshot");
     emu.advance_clock(Duration::from_secs(20 * 60));
     emu.reset_stats();
     let dir = fresh_dir();
@@ -290,11 +295,8 @@ fn job_status_storm_ends_within_budget(t: Transport) {
 /// Two downloads of one job into one directory at the same time: each writes its own
 /// temporary files, both succeed, and the files are whole.
 fn overlapping_downloads_never_share_a_file(t: Transport) {
-    let h = Harness::new(t, objects_emulator(3));
+    let (h, result) = users_snapshot(t, 3);
     let (emu, d) = (&h.emu, &h.driver);
-    let result = d
-        .snapshot("canvas", "users", Format::Jsonl)
-        .expect("snapshot");
     let dir = fresh_dir();
     let runs: Vec<_> = std::thread::scope(|s| {
         let a = s.spawn(|| d.download(&result, dir.path(), DownloadSpec::default()));
