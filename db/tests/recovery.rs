@@ -26,11 +26,14 @@ where
     client.query_one(sql, &[]).await.unwrap().get(0)
 }
 
-/// A client on the test database, after it ran `sql` (which creates views).
-async fn views(c: &Ctx<TestDb>, sql: &str) -> tokio_postgres::Client {
+/// A context with `canvas.users` initialised and the views `sql` creates on it; a
+/// client on the test database.
+async fn users_under_views(tag: &str, sql: &str) -> (Ctx<TestDb>, tokio_postgres::Client) {
+    let c = ctx(tag).await;
+    c.run(Command::Init, "users").await.unwrap();
     let client = c.db.client().await;
     client.batch_execute(sql).await.unwrap();
-    client
+    (c, client)
 }
 
 /// DAP's schema of `canvas.users`, parsed, and its version.
@@ -57,11 +60,13 @@ async fn killed_syncdb_changes_nothing_and_the_rerun_applies_the_window_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_required_reinitialises_atomically_and_keeps_views() {
-    let c = ctx("snapreq").await;
-    c.run(Command::Init, "users").await.unwrap();
-    let client = views(&c, "CREATE VIEW public.active_users AS SELECT id, name FROM canvas.users WHERE workflow_state <> 'deleted';
-             CREATE VIEW public.active_count AS SELECT count(*) AS n FROM public.active_users;
-             COMMENT ON VIEW public.active_users IS 'Users that are not deleted.'").await;
+    let (c, client) = users_under_views(
+        "snapreq",
+        "CREATE VIEW public.active_users AS SELECT id, name FROM canvas.users WHERE workflow_state <> 'deleted';
+         CREATE VIEW public.active_count AS SELECT count(*) AS n FROM public.active_users;
+         COMMENT ON VIEW public.active_users IS 'Users that are not deleted.'",
+    )
+    .await;
     c.emu.set_faults(Faults {
         snapshot_required_tables: vec!["users".to_owned()],
         ..Faults::default()
@@ -109,10 +114,8 @@ async fn a_snapshot_older_than_the_position_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schema_bump_changes_the_table_in_place_under_a_view() {
-    let c = ctx("bump").await;
-    c.run(Command::Init, "users").await.unwrap();
-    let client = views(
-        &c,
+    let (c, client) = users_under_views(
+        "bump",
         "CREATE VIEW public.names AS SELECT id, name, workflow_state FROM canvas.users",
     )
     .await;
@@ -175,10 +178,8 @@ async fn schema_bump_changes_the_table_in_place_under_a_view() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_view_that_cannot_survive_is_named_and_nothing_changes() {
-    let c = ctx("badview").await;
-    c.run(Command::Init, "users").await.unwrap();
-    let client = views(
-        &c,
+    let (c, client) = users_under_views(
+        "badview",
         "CREATE VIEW public.english AS SELECT id FROM canvas.users WHERE locale = 'en'",
     )
     .await;
@@ -205,9 +206,11 @@ async fn two_runs_on_one_table_take_turns() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_emulators_schema_bump_lands_in_place_under_a_view() {
-    let c = ctx("emubump").await;
-    c.run(Command::Init, "users").await.unwrap();
-    let client = views(&c, "CREATE VIEW public.states AS SELECT workflow_state, count(*) AS n FROM canvas.users GROUP BY 1").await;
+    let (c, client) = users_under_views(
+        "emubump",
+        "CREATE VIEW public.states AS SELECT workflow_state, count(*) AS n FROM canvas.users GROUP BY 1",
+    )
+    .await;
     c.bump_and_sync("users").await;
     let n: i64 = one(&client, "SELECT count(*) FROM public.states").await;
     assert!(n > 0);
