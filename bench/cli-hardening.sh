@@ -24,10 +24,10 @@ mkdir -p "$work"
 [ -x /usr/bin/time ] || { echo "missing /usr/bin/time (apt-get install -y time)" >&2; exit 1; }
 
 cargo build --release --quiet -p dap-emulator -p dap-cli
-cargo build --release --quiet -p dap-hyper --example list_tables
+cargo build --release --quiet -p dap-hyper --example hyper_snapshot
 emulator="$target_dir/release/dap-emulator"
 dap="$target_dir/release/dap"
-transport="$target_dir/release/examples/list_tables"
+transport="$target_dir/release/examples/hyper_snapshot"
 
 emulator_pid=
 stop_emulator() {
