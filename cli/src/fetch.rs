@@ -91,11 +91,13 @@ pub(crate) async fn query(
 }
 
 /// Downloads the objects of `result` (a job of `namespace.table`) into
-/// `out_dir/job_<id>/`.
+/// `out_dir/job_<id>/`. The objects and their pre-signed URLs are taken out of `result`
+/// and each URL is freed once its object is done: memory stays flat on jobs of many
+/// thousands of objects.
 pub(crate) async fn download(
     client: &Client,
     (namespace, table): (&str, &str),
-    result: &QueryResult,
+    result: &mut QueryResult,
     out_dir: &Path,
     options: &DownloadOptions,
     job_dirs: &JobDirs,
@@ -119,8 +121,10 @@ pub(crate) async fn download(
             dir.clone(),
             result.objects.len(),
         );
+        let mut given = QueryResult::clone(result);
+        given.objects = std::mem::take(&mut result.objects);
         client
-            .download(result, out_dir, options)
+            .download(given, out_dir, options)
             .await
             .map_err(|e| CliError::api(format!("downloading the data of table '{table}'"), e))?
     };

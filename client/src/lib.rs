@@ -17,9 +17,11 @@ pub mod files;
 pub mod net;
 mod options;
 pub mod pump;
+mod source;
 
 pub use error::Error;
 pub use options::{DownloadOptions, DownloadedFile, Options};
+pub use source::IntoDownload;
 
 /// What [`facade!`] names, re-exported for the macro.
 #[doc(hidden)]

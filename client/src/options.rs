@@ -148,13 +148,22 @@ pub struct DownloadedFile {
     pub url_refreshes: u32,
 }
 
+/// `dir/name` without the spare capacity of [`std::path::Path::join`]: a download of
+/// many thousands of objects keeps one of these per file.
+fn exact_join(dir: &std::path::Path, name: &str) -> PathBuf {
+    let mut path = PathBuf::with_capacity(dir.as_os_str().len() + 1 + name.len());
+    path.push(dir);
+    path.push(name);
+    path
+}
+
 impl DownloadedFile {
     /// The record of one object of a finished download into `job_dir` (the job's
     /// directory, inside the download directory).
     pub fn new(job_dir: &std::path::Path, s: &TransferSummary) -> Self {
         Self {
             object: s.object.clone(),
-            path: job_dir.join(&s.file_name),
+            path: exact_join(job_dir, &s.file_name),
             bytes: s.output_bytes,
             compressed_bytes: s.bytes,
             decompressed_bytes: s.decompressed_bytes,

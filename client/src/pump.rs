@@ -160,11 +160,11 @@ impl Job {
     /// The download of `result`'s objects into files under `dir`.
     pub fn files(
         config: &dap_proto::Config,
-        result: &dap_proto::QueryResult,
+        result: impl crate::IntoDownload,
         dir: &std::path::Path,
         options: &crate::DownloadOptions,
     ) -> Result<Self, Error> {
-        let download = dap_proto::Download::new(config, result, options.spec())?;
+        let download = result.into_download(config, options.spec())?;
         let files = crate::files::Files::new(dir, download.job_dir())?;
         Ok(Self {
             download,
@@ -176,11 +176,11 @@ impl Job {
     /// The records of `result`, streamed.
     pub fn records(
         config: &dap_proto::Config,
-        result: &dap_proto::QueryResult,
+        result: impl crate::IntoDownload,
     ) -> Result<Self, Error> {
-        let spec = dap_proto::DownloadSpec::records(result.format)?;
+        let spec = dap_proto::DownloadSpec::records(result.format())?;
         Ok(Self {
-            download: dap_proto::Download::new(config, result, spec)?,
+            download: result.into_download(config, spec)?,
             files: None,
             local: None,
         })

@@ -46,12 +46,12 @@ pub(crate) async fn run(
     batch
         .run_each(async |table: &str| {
             let _lock = DirLock::table(dir, namespace, table, ctx.lock_timeout()).await?;
-            let result = fetch::query(&client, namespace, table, query).await?;
+            let mut result = fetch::query(&client, namespace, table, query).await?;
             check_range(query, &result.range)?;
             let got = fetch::download(
                 &client,
                 (namespace, table),
-                &result,
+                &mut result,
                 dir,
                 &options,
                 ctx.job_dirs,

@@ -219,12 +219,36 @@ pub struct Download {
 
 impl Download {
     /// The download of every object of `result`. Refuses a result in which two objects
-    /// would be saved under one name, and records of a parquet result.
+    /// would be saved under one name, and records of a parquet result. The URLs stay
+    /// shared with `result` for as long as the caller keeps it; see
+    /// [`Download::from_result`] to let each go once its object is done.
     pub fn new(config: &Config, result: &QueryResult, spec: DownloadSpec) -> Result<Self, Error> {
+        let objects = result.objects.clone();
+        Self::build(config, result, objects, spec)
+    }
+
+    /// Like [`Download::new`], taking the result: each object's pre-signed URL is freed
+    /// as soon as the object is done, so memory does not grow with the job's objects
+    /// (a job of 20,000 objects holds several megabytes of URLs).
+    pub fn from_result(
+        config: &Config,
+        mut result: QueryResult,
+        spec: DownloadSpec,
+    ) -> Result<Self, Error> {
+        let objects = std::mem::take(&mut result.objects);
+        Self::build(config, &result, objects, spec)
+    }
+
+    fn build(
+        config: &Config,
+        result: &QueryResult,
+        objects: Vec<ObjectUrl>,
+        spec: DownloadSpec,
+    ) -> Result<Self, Error> {
         let decompress = spec.decompress && result.format.is_gzip();
         if spec.records.is_none() {
             let mut seen = HashSet::new();
-            for object in &result.objects {
+            for object in &objects {
                 let mut name = super::file_name(&object.url)?;
                 if decompress {
                     if let Some(stem) = name.strip_suffix(".gz").filter(|s| !s.is_empty()) {
@@ -240,10 +264,10 @@ impl Download {
                 seen.insert(name);
             }
         }
-        let slots = result
-            .objects
-            .iter()
-            .map(|url| Slot::Pending { url: url.clone() })
+        let issued = vec![result.urls_issued_at; objects.len()];
+        let slots = objects
+            .into_iter()
+            .map(|url| Slot::Pending { url })
             .collect();
         Ok(Self {
             config: config.clone(),
@@ -251,7 +275,7 @@ impl Download {
             format: result.format,
             spec,
             slots,
-            issued: vec![result.urls_issued_at; result.objects.len()],
+            issued,
             next: 0,
             active: BTreeSet::new(),
             wants_url: BTreeSet::new(),

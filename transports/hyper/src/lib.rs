@@ -85,7 +85,7 @@ use std::sync::{Arc, Mutex};
 use dap_proto::{Command, Outcome};
 use tokio::sync::{mpsc, oneshot};
 
-pub use dap_client::{DownloadOptions, DownloadedFile, Error, Options};
+pub use dap_client::{DownloadOptions, DownloadedFile, Error, IntoDownload, Options};
 pub use dap_proto::{
     self, Config, ConfigBuilder, DapErrorKind, DataRange, Format, Job, JobId, LowSpeed, Mode,
     ObjectId, PollPolicy, Query, QueryResult, RetryPolicy, TableSchema, UrlSet, jiff,
@@ -156,7 +156,7 @@ impl Client {
     /// `result.objects`.
     pub async fn download(
         &self,
-        result: &QueryResult,
+        result: impl IntoDownload,
         dir: impl AsRef<Path>,
         options: &DownloadOptions,
     ) -> Result<Vec<DownloadedFile>, Error> {
@@ -168,14 +168,15 @@ impl Client {
     /// TSV by line), without their line terminators; CSV/TSV header lines are records
     /// too. Parquet yields one argument error. Lazy: nothing is requested before the
     /// first poll; dropping the stream stops the download. After an error it ends.
-    pub fn records(&self, result: &QueryResult) -> Records {
+    pub fn records(&self, result: impl IntoDownload) -> Records {
         Records::new(self.clone(), result)
     }
 
     /// Like [`Client::records`], each jsonl line parsed into a JSON value; blank lines
     /// are skipped. Any other format yields an [`Error::Usage`].
-    pub fn json_records(&self, result: &QueryResult) -> JsonRecords {
-        JsonRecords::new(self.records(result), result.format)
+    pub fn json_records(&self, result: impl IntoDownload) -> JsonRecords {
+        let format = result.format();
+        JsonRecords::new(self.records(result), format)
     }
 
     /// The driver's command channel, starting the driver on the current runtime when

@@ -8,8 +8,9 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
+use dap_client::IntoDownload;
 use dap_client::pump::{self, Job, Lease, Sink, Step};
-use dap_proto::{Fetch, Format, QueryResult, TransportFailure};
+use dap_proto::{Fetch, Format, TransportFailure};
 use futures_util::stream::{self, Stream, StreamExt};
 use tokio::sync::mpsc;
 
@@ -63,7 +64,7 @@ enum Back {
 
 pub(crate) async fn download(
     client: &Client,
-    result: &QueryResult,
+    result: impl IntoDownload,
     dir: &Path,
     options: &DownloadOptions,
 ) -> Result<Vec<DownloadedFile>, Error> {
@@ -213,7 +214,7 @@ impl<T: Send + 'static> RecordStream<T> {
 }
 
 impl Records {
-    pub(crate) fn new(client: Client, result: &QueryResult) -> Self {
+    pub(crate) fn new(client: Client, result: impl IntoDownload) -> Self {
         let download = Job::records(client.config(), result);
         let started = stream::once(async move {
             let download = match download {

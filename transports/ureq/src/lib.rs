@@ -88,7 +88,7 @@ use std::time::{Duration, Instant};
 
 use dap_proto::{Command, OpId, Outcome, Output, Session};
 
-pub use dap_client::{DownloadOptions, DownloadedFile, Error, Options};
+pub use dap_client::{DownloadOptions, DownloadedFile, Error, IntoDownload, Options};
 pub use dap_proto::Config;
 pub use dap_proto::{
     self, ConfigBuilder, DapErrorKind, DataRange, Format, Job, JobId, LowSpeed, Mode, ObjectId,
@@ -171,7 +171,7 @@ impl Client {
     /// `result.objects`.
     pub fn download(
         &self,
-        result: &QueryResult,
+        result: impl IntoDownload,
         dir: impl AsRef<Path>,
         options: &DownloadOptions,
     ) -> Result<Vec<DownloadedFile>, Error> {
@@ -183,13 +183,13 @@ impl Client {
     /// JSON Lines and TSV by line), without their line terminators. CSV/TSV header
     /// lines are records too (the first of each object). Parquet cannot be split: the
     /// iterator yields one [`Error::Dap`] argument error.
-    pub fn records(&self, result: &QueryResult) -> Records {
+    pub fn records(&self, result: impl IntoDownload) -> Records {
         Records::new(self.clone(), result)
     }
 
     /// Like [`Client::records`], for `jsonl` results only (otherwise the iterator
     /// yields one [`Error::Usage`]), each line parsed as JSON; blank lines are skipped.
-    pub fn json_records(&self, result: &QueryResult) -> JsonRecords {
+    pub fn json_records(&self, result: impl IntoDownload) -> JsonRecords {
         JsonRecords::new(self.clone(), result)
     }
 

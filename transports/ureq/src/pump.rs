@@ -8,8 +8,9 @@ use std::path::Path;
 use std::sync::{Mutex, PoisonError, mpsc};
 use std::time::Instant;
 
+use dap_client::IntoDownload;
 use dap_client::pump::{self, Job, Lease, Sink, Step};
-use dap_proto::{Fetch, QueryResult};
+use dap_proto::Fetch;
 
 use crate::{Client, DownloadOptions, DownloadedFile, Error, net};
 
@@ -24,7 +25,7 @@ type Returned = (Fetch, Lease, Result<(), Error>);
 /// send fetches and stream their bodies into files, `concurrency` at a time.
 pub(crate) fn download(
     client: &Client,
-    result: &QueryResult,
+    result: impl IntoDownload,
     dir: &Path,
     options: &DownloadOptions,
 ) -> Result<Vec<DownloadedFile>, Error> {
@@ -167,7 +168,7 @@ impl std::fmt::Debug for Records {
 }
 
 impl Records {
-    pub(crate) fn new(client: Client, result: &QueryResult) -> Self {
+    pub(crate) fn new(client: Client, result: impl IntoDownload) -> Self {
         let (download, error) = match Job::records(client.config(), result) {
             Ok(d) => (Some(d), None),
             Err(e) => (None, Some(e)),
@@ -251,9 +252,10 @@ pub struct JsonRecords {
 }
 
 impl JsonRecords {
-    pub(crate) fn new(client: Client, result: &QueryResult) -> Self {
+    pub(crate) fn new(client: Client, result: impl IntoDownload) -> Self {
+        let format = result.format();
         let mut records = Records::new(client, result);
-        if let Err(e) = dap_client::json_format(result.format) {
+        if let Err(e) = dap_client::json_format(format) {
             records.error.get_or_insert(e);
         }
         Self { records }

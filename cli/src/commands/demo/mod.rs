@@ -191,14 +191,14 @@ impl<'a> Demo<'a> {
     /// Runs `query`, checks what the job covers and downloads it.
     async fn fetch(&mut self, step: &str, query: Query) -> Result<Fetched, CliError> {
         let started = Instant::now();
-        let result = fetch::query(&self.client, NAMESPACE, &self.table, query).await?;
+        let mut result = fetch::query(&self.client, NAMESPACE, &self.table, query).await?;
         data::check_range(query, &result.range)?;
         let query_ms = millis_since(started);
         let options = DownloadOptions::default().concurrency(4);
         let got = fetch::download(
             &self.client,
             (NAMESPACE, &self.table),
-            &result,
+            &mut result,
             &self.out_dir,
             &options,
             self.ctx.job_dirs,

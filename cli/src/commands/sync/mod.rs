@@ -99,12 +99,12 @@ impl TableSync<'_> {
             self.args.force_snapshot,
             (table, dir),
         )?;
-        let (step, result) = self.query(&chain, step, table).await?;
+        let (step, mut result) = self.query(&chain, step, table).await?;
         let advance = plan::accept(&chain, &step, &result.range)?;
         let got = fetch::download(
             self.client,
             (namespace, table),
-            &result,
+            &mut result,
             dir,
             &self.options,
             self.ctx.job_dirs,

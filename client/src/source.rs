@@ -1,0 +1,53 @@
+//! [`IntoDownload`]: what a download or a record stream starts from.
+
+use dap_proto::{Config, Download, DownloadSpec, Format, QueryResult};
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for dap_proto::QueryResult {}
+    impl Sealed for &dap_proto::QueryResult {}
+}
+
+/// A query result to download: lent (`&result`) or given (`result`).
+///
+/// Lent, its pre-signed URLs stay shared with the caller's copy until the caller drops
+/// it. Given, each object's URL is freed as soon as the object is done, so memory stays
+/// flat however many objects the job has (pre-signed URLs run to a kilobyte each).
+pub trait IntoDownload: sealed::Sealed {
+    /// The format of the result's objects.
+    fn format(&self) -> Format;
+    /// The core's download machine for the result.
+    fn into_download(
+        self,
+        config: &Config,
+        spec: DownloadSpec,
+    ) -> Result<Download, dap_proto::Error>;
+}
+
+impl IntoDownload for &QueryResult {
+    fn format(&self) -> Format {
+        self.format
+    }
+
+    fn into_download(
+        self,
+        config: &Config,
+        spec: DownloadSpec,
+    ) -> Result<Download, dap_proto::Error> {
+        Download::new(config, self, spec)
+    }
+}
+
+impl IntoDownload for QueryResult {
+    fn format(&self) -> Format {
+        self.format
+    }
+
+    fn into_download(
+        self,
+        config: &Config,
+        spec: DownloadSpec,
+    ) -> Result<Download, dap_proto::Error> {
+        Download::from_result(config, self, spec)
+    }
+}
