@@ -5,6 +5,7 @@
 use std::io::Write as _;
 use std::time::{Duration, Instant};
 
+use dap_proto::testing::origin;
 use dap_proto::{
     Command, Config, DataRange, Download, DownloadError, DownloadOutput, DownloadSpec, Fetch,
     Format, HeadAction, JobId, ObjectId, ObjectUrl, Outcome, PresignedUrl, QueryResult,
@@ -165,11 +166,6 @@ fn drive(
         }
     }
     panic!("the download did not end");
-}
-
-fn origin() -> Instant {
-    #[allow(clippy::disallowed_methods)] // an arbitrary origin for the virtual clock
-    Instant::now()
 }
 
 #[test]

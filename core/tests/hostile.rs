@@ -1,12 +1,10 @@
 //! A hostile or broken server: the core may fail, but never hangs, loops, panics or
 //! leaks a credential (issue 6, checks beyond fuzzing).
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use dap_proto::download::{self, file_name};
+use dap_proto::testing::*;
 use dap_proto::{
     Command, Error, Format, ObjectId, ObjectUrl, Outcome, Output, PollPolicy, PresignedUrl,
     ProtocolErrorKind, Query, TokenHeader, TokenStatus, Transfer, api,
@@ -30,14 +28,8 @@ fn login_body(token: &str, expires_in: &str) -> Reply {
 }
 
 /// An unsigned JWT with the given `exp` claim (as JSON text).
-fn jwt(exp: &str) -> String {
-    use base64::Engine as _;
-    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
-    format!(
-        "{}.{}.signature",
-        b64(r#"{"alg":"HS256"}"#),
-        b64(&format!(r#"{{"exp":{exp}}}"#))
-    )
+fn exp_jwt(exp: &str) -> String {
+    jwt(&format!(r#"{{"exp":{exp}}}"#), "signature")
 }
 
 #[test]
@@ -78,8 +70,8 @@ fn expired_on_arrival_token_ends_with_an_error_not_a_login_loop() {
     let cases = [
         ("plain", "-5"),
         ("plain", "0"),
-        (jwt("1").leak() as &str, "3600"),
-        (jwt("1795000000").leak() as &str, "3600"), // before the harness's wall clock
+        (exp_jwt("1").leak() as &str, "3600"),
+        (exp_jwt("1795000000").leak() as &str, "3600"), // before the harness's wall clock
     ];
     for (token, expires_in) in cases {
         let mut h = Harness::new(config().build().unwrap());
@@ -121,8 +113,8 @@ fn huge_expires_in_is_capped_at_a_day() {
     let TokenStatus::Valid(until) = h.session.token_status() else {
         panic!("{:?}", h.session.token_status())
     };
-    assert_eq!(until - h.now, api::login::MAX_LIFETIME);
-    h.now += api::login::MAX_LIFETIME;
+    assert_eq!(until - h.clock.now, api::login::MAX_LIFETIME);
+    h.clock.now += api::login::MAX_LIFETIME;
     h.start(tables());
     h.run(20, &mut peer);
     assert_eq!(h.logins(), 2, "the day-old token was used again");
@@ -131,8 +123,8 @@ fn huge_expires_in_is_capped_at_a_day() {
 #[test]
 fn garbage_jwt_exp_falls_back_to_expires_in() {
     for token in [
-        jwt(r#""tomorrow""#),
-        jwt("99999999999999999999"),
+        exp_jwt(r#""tomorrow""#),
+        exp_jwt("99999999999999999999"),
         "eyJ.!!!.x".to_owned(),
         "a.b.c.d".to_owned(),
     ] {
@@ -348,7 +340,7 @@ fn job_that_never_completes_ends_within_max_duration() {
         assert!(
             h.seen
                 .iter()
-                .all(|s| s.at < h.start + Duration::from_secs(max))
+                .all(|s| s.at < h.clock.start() + Duration::from_secs(max))
         );
     }
 }
@@ -413,17 +405,19 @@ fn oversized_bodies_are_refused_without_quoting() {
 fn wait_never_reports_a_past_login_backoff() {
     let mut h = Harness::new(config().build().unwrap());
     let op = h.start(tables());
-    let Output::Send { id, .. } = h.session.poll_output(h.now) else {
+    let Output::Send { id, .. } = h.session.poll_output(h.clock.now) else {
         panic!()
     };
     h.session
-        .handle_failure(id, common_failure(), h.now)
+        .handle_failure(id, failure(), h.clock.now)
         .unwrap();
     assert_eq!(h.session.token_status(), TokenStatus::LoginBackoff);
     h.session.cancel(op).unwrap();
-    h.now += Duration::from_secs(3600);
-    match h.session.poll_output(h.now) {
-        Output::Wait(deadline) => assert!(deadline.is_none_or(|t| t >= h.now), "{deadline:?}"),
+    h.clock.now += Duration::from_secs(3600);
+    match h.session.poll_output(h.clock.now) {
+        Output::Wait(deadline) => {
+            assert!(deadline.is_none_or(|t| t >= h.clock.now), "{deadline:?}")
+        }
         other => panic!("{other:?}"),
     }
     // A new operation still gets its login.
@@ -605,20 +599,24 @@ fn trace_logs_of_a_whole_snapshot_never_show_secret_token_or_signature() {
             let mut t = Transfer::new(&config, url, Format::Jsonl, true).unwrap();
             let mut refused = false;
             for _ in 0..20 {
-                match t.poll_output(h.now) {
+                match t.poll_output(h.clock.now) {
                     dap_proto::TransferStep::Send(_) if !refused => {
                         refused = true;
-                        t.handle_head(http::StatusCode::FORBIDDEN, &http::HeaderMap::new(), h.now);
+                        t.handle_head(
+                            http::StatusCode::FORBIDDEN,
+                            &http::HeaderMap::new(),
+                            h.clock.now,
+                        );
                     }
                     dap_proto::TransferStep::Send(_) => {
                         let mut headers = http::HeaderMap::new();
                         headers.insert(http::header::CONTENT_LENGTH, object.len().into());
-                        t.handle_head(http::StatusCode::OK, &headers, h.now);
+                        t.handle_head(http::StatusCode::OK, &headers, h.clock.now);
                         assert!(
-                            t.handle_body(&object, h.now, |b| plain.extend_from_slice(b))
+                            t.handle_body(&object, h.clock.now, |b| plain.extend_from_slice(b))
                                 .is_continue()
                         );
-                        t.handle_body_end(h.now);
+                        t.handle_body_end(h.clock.now);
                     }
                     dap_proto::TransferStep::NeedUrl => t.handle_url(fresh.clone()),
                     dap_proto::TransferStep::Done(summary) => {
@@ -689,7 +687,7 @@ fn range_mismatch_then_partial_from_zero_truncates() {
             t.handle_body(&object[..10], now, |b| file.extend_from_slice(b))
                 .is_continue()
         );
-        t.handle_failure(common_failure(), now);
+        t.handle_failure(failure(), now);
         // 2. The resume is refused with 416: start over from 0.
         let r = send(&mut t, &mut now);
         assert_eq!(r.headers()["range"], "bytes=10-");
@@ -731,6 +729,6 @@ fn range_mismatch_then_partial_from_zero_truncates() {
 
 /// The transport failure the tests report.
 #[allow(dead_code)]
-pub fn common_failure() -> dap_proto::TransportFailure {
+pub fn failure() -> dap_proto::TransportFailure {
     dap_proto::TransportFailure::new(dap_proto::FailureKind::Broken, "test")
 }

@@ -1,9 +1,7 @@
 //! Every public value that holds a secret, formatted every way, shows none of it.
 
-mod common;
-
-use common::*;
 use dap_proto::api;
+use dap_proto::testing::*;
 use dap_proto::{
     AccessToken, ClientSecret, Command, Config, Credentials, Format, ObjectId, ObjectUrl,
     PresignedUrl, Query, Transfer,

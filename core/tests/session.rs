@@ -1,10 +1,8 @@
 //! Session scenarios on a virtual clock against a scripted peer.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use dap_proto::testing::*;
 use dap_proto::{
     Command, DapErrorKind, DataRange, Error, Format, JobId, JobState, Misuse, ObjectId, Outcome,
     Output, PollPolicy, ProtocolErrorKind, Query, RequestId, TokenStatus,
@@ -55,21 +53,23 @@ fn ten_operations_one_login() {
 fn one_login_in_flight_while_operations_arrive() {
     let mut h = Harness::new(config().build().unwrap());
     h.start(tables());
-    let Output::Send { id: login, request } = h.session.poll_output(h.now) else {
+    let Output::Send { id: login, request } = h.session.poll_output(h.clock.now) else {
         panic!()
     };
     assert!(request.uri().path().ends_with("/ids/auth/login"));
     for _ in 0..5 {
         h.start(tables());
         // Nothing to send: only the operations' deadlines are ahead.
-        let deadline = h.now + h.session.config().call_timeout();
-        assert!(matches!(h.session.poll_output(h.now), Output::Wait(Some(d)) if d == deadline));
+        let deadline = h.clock.now + h.session.config().call_timeout();
+        assert!(
+            matches!(h.session.poll_output(h.clock.now), Output::Wait(Some(d)) if d == deadline)
+        );
     }
     assert_eq!(h.session.token_status(), TokenStatus::LoggingIn);
     let Reply::Respond(r) = login_ok("tok", 3600) else {
         panic!()
     };
-    h.session.handle_response(login, r, h.now).unwrap();
+    h.session.handle_response(login, r, h.clock.now).unwrap();
     h.run(50, simple_peer(3600));
     assert_eq!(h.session.logins(), 1);
     assert_eq!(h.done.len(), 6);
@@ -94,7 +94,7 @@ fn token_refreshed_before_expiry_and_never_used_after() {
             }
             reply
         });
-        h.now += Duration::from_secs(15 * 60);
+        h.clock.now += Duration::from_secs(15 * 60);
     }
     assert_eq!(
         h.logins(),
@@ -120,7 +120,7 @@ fn short_lived_token_margin_is_capped_at_half_its_life() {
     h.start(tables());
     h.run(20, simple_peer(60));
     assert!(
-        matches!(h.session.token_status(), TokenStatus::Valid(t) if t == h.now + Duration::from_secs(30))
+        matches!(h.session.token_status(), TokenStatus::Valid(t) if t == h.clock.now + Duration::from_secs(30))
     );
 }
 
@@ -141,7 +141,9 @@ fn jwt_exp_shortens_lifetime() {
     let wall: jiff::Timestamp = "2026-11-29T00:00:00Z".parse().unwrap();
     let expected = Duration::from_secs((1795911000 - wall.as_second()) as u64);
     assert_eq!(expected, Duration::from_secs(600));
-    assert!(matches!(h.session.token_status(), TokenStatus::Valid(t) if t == h.now + expected));
+    assert!(
+        matches!(h.session.token_status(), TokenStatus::Valid(t) if t == h.clock.now + expected)
+    );
 }
 
 #[test]
@@ -193,12 +195,12 @@ fn concurrent_unauthorized_causes_one_relogin() {
     // Send all five with tok1 before answering any.
     let mut pending = Vec::new();
     loop {
-        match h.session.poll_output(h.now) {
+        match h.session.poll_output(h.clock.now) {
             Output::Send { id, request } if request.uri().path().ends_with("login") => {
                 let Reply::Respond(r) = login_ok("tok1", 3600) else {
                     panic!()
                 };
-                h.session.handle_response(id, r, h.now).unwrap();
+                h.session.handle_response(id, r, h.clock.now).unwrap();
             }
             Output::Send { id, .. } => pending.push(id),
             _ => break,
@@ -209,7 +211,7 @@ fn concurrent_unauthorized_causes_one_relogin() {
         let Reply::Respond(r) = dap_error(401, "AuthenticationError", "revoked") else {
             panic!()
         };
-        h.session.handle_response(id, r, h.now).unwrap();
+        h.session.handle_response(id, r, h.clock.now).unwrap();
     }
     h.run(50, |seen, req| {
         if seen.is_login() {
@@ -359,7 +361,7 @@ fn transport_failures_are_bounded() {
         &Err(Error::Transport {
             what: "list tables",
             attempts: 3,
-            last: broken(),
+            last: failure(),
         })
     );
 }
@@ -380,7 +382,7 @@ fn login_failures_retry_then_fail_every_waiting_operation() {
             &Err(Error::Transport {
                 what: "login",
                 attempts: 3,
-                last: broken(),
+                last: failure(),
             })
         );
     }
@@ -689,21 +691,24 @@ fn misuse_is_an_error_not_a_panic() {
     let mut h = Harness::new(config().build().unwrap());
     let r = http::Response::new(Vec::<u8>::new());
     assert_eq!(
-        h.session.handle_response(RequestId::from_raw(42), r, h.now),
+        h.session
+            .handle_response(RequestId::from_raw(42), r, h.clock.now),
         Err(Misuse::UnknownRequest(42))
     );
     assert_eq!(
         h.session
-            .handle_failure(RequestId::from_raw(7), broken(), h.now),
+            .handle_failure(RequestId::from_raw(7), failure(), h.clock.now),
         Err(Misuse::UnknownRequest(7))
     );
     h.start(tables());
-    let Output::Send { id, .. } = h.session.poll_output(h.now) else {
+    let Output::Send { id, .. } = h.session.poll_output(h.clock.now) else {
         panic!()
     };
-    h.session.handle_failure(id, broken(), h.now).unwrap();
+    h.session
+        .handle_failure(id, failure(), h.clock.now)
+        .unwrap();
     assert_eq!(
-        h.session.handle_failure(id, broken(), h.now),
+        h.session.handle_failure(id, failure(), h.clock.now),
         Err(Misuse::UnknownRequest(id.into_raw()))
     );
 }
@@ -747,7 +752,10 @@ fn object_urls_command_and_get_job() {
 #[test]
 fn idle_session_waits_forever() {
     let mut h = Harness::new(config().build().unwrap());
-    assert!(matches!(h.session.poll_output(h.now), Output::Wait(None)));
+    assert!(matches!(
+        h.session.poll_output(h.clock.now),
+        Output::Wait(None)
+    ));
 }
 
 #[test]
@@ -765,7 +773,7 @@ fn job_polls_stay_under_the_per_minute_cap() {
     }
     // Every job runs for two minutes of the virtual clock.
     let mut login = simple_peer(3600);
-    let start = h.now;
+    let start = h.clock.now;
     h.run(20_000, |seen, req| {
         if seen.is_login() {
             return login(seen, req);
@@ -857,10 +865,6 @@ fn duplicate_objects_in_a_job_are_fetched_once() {
     );
 }
 
-fn broken() -> dap_proto::TransportFailure {
-    dap_proto::TransportFailure::new(dap_proto::FailureKind::Broken, "test")
-}
-
 #[test]
 fn a_call_without_an_answer_ends_at_its_deadline() {
     let mut h = Harness::new(
@@ -870,21 +874,21 @@ fn a_call_without_an_answer_ends_at_its_deadline() {
             .unwrap(),
     );
     let op = h.start(tables());
-    let Output::Send { id: login, .. } = h.session.poll_output(h.now) else {
+    let Output::Send { id: login, .. } = h.session.poll_output(h.clock.now) else {
         panic!()
     };
     let Reply::Respond(r) = login_ok("tok", 3600) else {
         panic!()
     };
-    h.session.handle_response(login, r, h.now).unwrap();
-    let Output::Send { id: list, .. } = h.session.poll_output(h.now) else {
+    h.session.handle_response(login, r, h.clock.now).unwrap();
+    let Output::Send { id: list, .. } = h.session.poll_output(h.clock.now) else {
         panic!()
     };
-    let deadline = h.start + Duration::from_secs(60);
+    let deadline = h.clock.start() + Duration::from_secs(60);
     assert_eq!(h.session.request_deadline(list), Some(deadline));
-    assert!(matches!(h.session.poll_output(h.now), Output::Wait(Some(d)) if d == deadline));
-    h.now = deadline;
-    let Output::Done { op: done, result } = h.session.poll_output(h.now) else {
+    assert!(matches!(h.session.poll_output(h.clock.now), Output::Wait(Some(d)) if d == deadline));
+    h.clock.now = deadline;
+    let Output::Done { op: done, result } = h.session.poll_output(h.clock.now) else {
         panic!()
     };
     assert_eq!(done, op);
@@ -904,8 +908,11 @@ fn a_call_without_an_answer_ends_at_its_deadline() {
     let Reply::Respond(late) = tables_ok() else {
         panic!()
     };
-    h.session.handle_response(list, late, h.now).unwrap();
-    assert!(matches!(h.session.poll_output(h.now), Output::Wait(None)));
+    h.session.handle_response(list, late, h.clock.now).unwrap();
+    assert!(matches!(
+        h.session.poll_output(h.clock.now),
+        Output::Wait(None)
+    ));
 }
 
 #[test]

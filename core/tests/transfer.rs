@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use dap_proto::download::StorageError;
 use dap_proto::gzip::GzipError;
+use dap_proto::testing::origin;
 use dap_proto::{
     Config, Format, HeadAction, ObjectId, ObjectUrl, PresignedUrl, RetryPolicy, Transfer,
     TransferError, TransferStep,
@@ -44,11 +45,6 @@ fn headers(pairs: &[(&str, String)]) -> HeaderMap {
         );
     }
     h
-}
-
-#[allow(clippy::disallowed_methods)] // an arbitrary origin for the virtual clock
-fn origin() -> Instant {
-    Instant::now()
 }
 
 fn expect_send(t: &mut Transfer, now: Instant) -> http::Request<Vec<u8>> {
