@@ -35,8 +35,8 @@ use http::{HeaderName, HeaderValue, Request, Response};
 use jiff::Timestamp;
 
 use crate::{
-    Command, Config, ConfigBuilder, Error, FailureKind, OpId, Outcome, Output, RetryPolicy,
-    Session, TransportFailure,
+    Command, Config, ConfigBuilder, Error, FailureKind, OpId, Outcome, Output, RequestId,
+    RetryPolicy, Session, TransportFailure,
 };
 
 /// The client secret of [`config`]: tests look for it in everything that prints.
@@ -228,6 +228,23 @@ pub fn failure() -> TransportFailure {
     TransportFailure::new(FailureKind::Broken, "test")
 }
 
+/// A peer that answers every login with a fresh token (`tok1`, `tok2`, ...) living
+/// `lifetime` seconds, and every other request with `api`.
+pub fn logged_in(
+    lifetime: u64,
+    mut api: impl FnMut(&Seen, &Request<Vec<u8>>) -> Reply,
+) -> impl FnMut(&Seen, &Request<Vec<u8>>) -> Reply {
+    let mut logins = 0;
+    move |seen, request| {
+        if seen.is_login() {
+            logins += 1;
+            login_ok(&format!("tok{logins}"), lifetime)
+        } else {
+            api(seen, request)
+        }
+    }
+}
+
 /// A configuration builder with [`SECRET`], `https://dap.example` and quick retries
 /// (3 attempts, 100 ms doubling to 2 s).
 pub fn config() -> ConfigBuilder {
@@ -336,12 +353,7 @@ impl Harness {
                     let seen = Seen::of(&request, self.clock.now);
                     let reply = peer(&seen, &request);
                     self.seen.push(seen);
-                    let now = self.clock.now;
-                    let answered = match reply {
-                        Reply::Respond(r) => self.session.handle_response(id, r, now),
-                        Reply::Fail => self.session.handle_failure(id, failure(), now),
-                    };
-                    answered.expect("the session knows the request it sent");
+                    self.answer(id, reply);
                 }
                 Output::Done { op, result } => self.done.push((op, result)),
                 Output::Wait(deadline) => {
@@ -353,6 +365,36 @@ impl Harness {
             }
         }
         panic!("not finished after {max_steps} steps");
+    }
+
+    /// Hands `reply` to the session as the answer to `id`, now.
+    ///
+    /// # Panics
+    /// When the session refuses it.
+    pub fn answer(&mut self, id: RequestId, reply: Reply) {
+        let now = self.clock.now;
+        match reply {
+            Reply::Respond(r) => self.session.handle_response(id, r, now),
+            Reply::Fail => self.session.handle_failure(id, failure(), now),
+        }
+        .expect("the session knows the request");
+    }
+
+    /// When each request the peer saw for which `which` holds was sent.
+    pub fn sent_at(&self, which: impl Fn(&Seen) -> bool) -> Vec<Instant> {
+        self.seen
+            .iter()
+            .filter(|s| which(s))
+            .map(|s| s.at)
+            .collect()
+    }
+
+    /// How many requests the peer saw whose path starts with `prefix`.
+    pub fn count(&self, prefix: &str) -> usize {
+        self.seen
+            .iter()
+            .filter(|s| s.path.starts_with(prefix))
+            .count()
     }
 
     /// How many logins the peer saw.
