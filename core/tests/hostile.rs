@@ -40,21 +40,21 @@ fn retry_after_999999999_is_capped_by_the_policy() {
     let mut h = Harness::new(config().retry(retry).build().unwrap());
     let op = h.start(tables());
     let mut limited = 0;
-    h.run(50, |seen, _| {
-        if seen.is_login() {
-            return login_ok("tok", 3600);
-        }
-        limited += 1;
-        if limited == 1 {
-            with_header(
-                dap_error(429, "TooManyRequests", "x"),
-                "retry-after",
-                "999999999",
-            )
-        } else {
-            tables_ok()
-        }
-    });
+    h.run(
+        50,
+        logged_in(3600, |_, _| {
+            limited += 1;
+            if limited == 1 {
+                with_header(
+                    dap_error(429, "TooManyRequests", "x"),
+                    "retry-after",
+                    "999999999",
+                )
+            } else {
+                tables_ok()
+            }
+        }),
+    );
     assert!(h.result(op).is_ok());
     let api: Vec<_> = h.seen.iter().filter(|s| !s.is_login()).collect();
     assert_eq!(api[1].at - api[0].at, Duration::from_secs(90));
@@ -219,16 +219,8 @@ fn session_sends_the_token_only_to_the_api() {
     let op = h.start(Command::ObjectUrls {
         objects: vec![ObjectId::new("a"), ObjectId::new("b")],
     });
-    h.run(20, |seen, _| {
-        if seen.is_login() {
-            login_ok("tok", 3600)
-        } else {
-            json(
-                200,
-                r#"{"urls":{"a":{"url":"https://dap.example/x?sig=1"},"b":{"url":"https://evil.example/y?sig=2"}}}"#,
-            )
-        }
-    });
+    let urls = r#"{"urls":{"a":{"url":"https://dap.example/x?sig=1"},"b":{"url":"https://evil.example/y?sig=2"}}}"#;
+    h.run(20, logged_in(3600, |_, _| json(200, urls)));
     let Ok(Outcome::Urls(set)) = h.result(op) else {
         panic!("{:?}", h.result(op))
     };
@@ -251,16 +243,8 @@ fn duplicate_and_missing_object_ids() {
         let op = h.start(Command::ObjectUrls {
             objects: vec![ObjectId::new("a"), ObjectId::new("a"), ObjectId::new("b")],
         });
-        h.run(20, |seen, _| {
-            if seen.is_login() {
-                login_ok("tok", 3600)
-            } else {
-                json(
-                    200,
-                    r#"{"urls":{"a":{"url":"https://b.example/1?sig=A1"},"a":{"url":"https://b.example/2?sig=A2"},"b":{"url":"https://b.example/3?sig=B"},"zzz":{"url":"https://b.example/4?sig=Z"}}}"#,
-                )
-            }
-        });
+        let urls = r#"{"urls":{"a":{"url":"https://b.example/1?sig=A1"},"a":{"url":"https://b.example/2?sig=A2"},"b":{"url":"https://b.example/3?sig=B"},"zzz":{"url":"https://b.example/4?sig=Z"}}}"#;
+        h.run(20, logged_in(3600, |_, _| json(200, urls)));
         let Ok(Outcome::Urls(set)) = h.result(op) else {
             panic!("batch {batch}: {:?}", h.result(op))
         };
@@ -276,16 +260,8 @@ fn duplicate_and_missing_object_ids() {
     let op = h.start(Command::ObjectUrls {
         objects: vec![ObjectId::new("a"), ObjectId::new("missing")],
     });
-    h.run(20, |seen, _| {
-        if seen.is_login() {
-            login_ok("tok", 3600)
-        } else {
-            json(
-                200,
-                r#"{"urls":{"a":{"url":"https://b.example/1?sig=SIGNATURE"}}}"#,
-            )
-        }
-    });
+    let urls = r#"{"urls":{"a":{"url":"https://b.example/1?sig=SIGNATURE"}}}"#;
+    h.run(20, logged_in(3600, |_, _| json(200, urls)));
     let Err(e) = h.result(op) else { panic!() };
     let text = format!("{e} {e:?}");
     assert!(
@@ -384,13 +360,7 @@ fn oversized_bodies_are_refused_without_quoting() {
     let mut h = Harness::new(config().max_body_bytes(2048).build().unwrap());
     let op = h.start(tables());
     let big = format!(r#"{{"tables":["{}"]}}"#, "x".repeat(5000));
-    h.run(20, |seen, _| {
-        if seen.is_login() {
-            login_ok("tok", 3600)
-        } else {
-            json(200, &big)
-        }
-    });
+    h.run(20, logged_in(3600, |_, _| json(200, &big)));
     let Err(Error::Protocol(p)) = h.result(op) else {
         panic!()
     };
@@ -422,13 +392,7 @@ fn wait_never_reports_a_past_login_backoff() {
     }
     // A new operation still gets its login.
     h.start(tables());
-    h.run(20, |seen, _| {
-        if seen.is_login() {
-            login_ok("tok", 3600)
-        } else {
-            tables_ok()
-        }
-    });
+    h.run(20, logged_in(3600, |_, _| tables_ok()));
     assert_eq!(h.done.len(), 1);
     assert!(h.done[0].1.is_ok());
 }
