@@ -35,8 +35,8 @@ use http::{HeaderName, HeaderValue, Request, Response};
 use jiff::Timestamp;
 
 use crate::{
-    Command, Config, ConfigBuilder, Error, FailureKind, OpId, Outcome, Output, RequestId,
-    RetryPolicy, Session, TransportFailure,
+    Command, Config, ConfigBuilder, Error, FailureKind, Format, OpId, Outcome, Output, Query,
+    RequestId, RetryPolicy, Session, TransportFailure,
 };
 
 /// The client secret of [`config`]: tests look for it in everything that prints.
@@ -127,14 +127,17 @@ pub enum Reply {
 ///
 /// # Panics
 /// When `status` is not a valid status code.
+pub fn json_response(status: u16, body: &str) -> Response<Vec<u8>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(body.as_bytes().to_vec())
+        .expect("a valid status")
+}
+
+/// Answers with [`json_response`].
 pub fn json(status: u16, body: &str) -> Reply {
-    Reply::Respond(
-        Response::builder()
-            .status(status)
-            .header("content-type", "application/json")
-            .body(body.as_bytes().to_vec())
-            .expect("a valid status"),
-    )
+    Reply::Respond(json_response(status, body))
 }
 
 /// `reply` with the header `name: value` set, replacing any earlier value (a failure
@@ -226,6 +229,15 @@ pub fn http_date(t: Timestamp) -> String {
 /// The transport failure a [`Reply::Fail`] reports.
 pub fn failure() -> TransportFailure {
     TransportFailure::new(FailureKind::Broken, "test")
+}
+
+/// A snapshot query of `canvas.accounts` in `format`.
+pub fn snapshot(format: Format) -> Command {
+    Command::Query {
+        namespace: "canvas".into(),
+        table: "accounts".into(),
+        query: Query::snapshot(format),
+    }
 }
 
 /// A peer that answers every login with a fresh token (`tok1`, `tok2`, ...) living

@@ -23,15 +23,6 @@ fn simple_peer(lifetime: u64) -> impl FnMut(&Seen, &http::Request<Vec<u8>>) -> R
     logged_in(lifetime, |_, _| tables_ok())
 }
 
-/// A snapshot query of `canvas.accounts`.
-fn snapshot(format: Format) -> Command {
-    Command::Query {
-        namespace: "canvas".into(),
-        table: "accounts".into(),
-        query: Query::snapshot(format),
-    }
-}
-
 /// The gaps between the query's post and each job-status poll, in milliseconds.
 fn poll_intervals(h: &Harness) -> Vec<u128> {
     let polls = h.sent_at(|s| s.path.starts_with("/dap/job/"));
