@@ -51,6 +51,24 @@ pub(crate) fn pieces_at<'a>(data: &'a [u8], splits: &[usize]) -> Vec<&'a [u8]> {
     out
 }
 
+/// Reads up to `max` steps of type `T` while input is left, handing each to `step`
+/// (a step that cannot be read ends the script).
+pub(crate) fn for_each_step<'a, T: Arbitrary<'a>>(
+    u: &mut Unstructured<'a>,
+    max: usize,
+    mut step: impl FnMut(T),
+) {
+    for _ in 0..max {
+        if u.is_empty() {
+            return;
+        }
+        match T::arbitrary(u) {
+            Ok(s) => step(s),
+            Err(_) => return,
+        }
+    }
+}
+
 /// `data` as one gzip member, compressed at `level`.
 pub(crate) fn gz_encode(data: &[u8], level: u32) -> Vec<u8> {
     use std::io::Write as _;

@@ -14,7 +14,7 @@ use dap_proto::{
 };
 use http::{HeaderMap, HeaderValue, StatusCode};
 
-use crate::input::gz_encode;
+use crate::input::{for_each_step, gz_encode};
 use crate::oracles::assert_safe_file_name;
 use crate::{API_BASE, API_HOST, SECRET, SIG_MARK};
 
@@ -430,13 +430,6 @@ pub fn run(data: &[u8]) {
         done: false,
         failed: false,
     };
-    let mut steps = 0;
-    while !u.is_empty() && steps < 300 {
-        let Ok(step) = TStep::arbitrary(&mut u) else {
-            break;
-        };
-        h.step(step);
-        steps += 1;
-    }
+    for_each_step(&mut u, 300, |step: TStep| h.step(step));
     h.finish_with_failures();
 }

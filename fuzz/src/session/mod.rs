@@ -23,6 +23,7 @@ use http::{Request, Response};
 use jiff::Timestamp;
 
 use self::peer::{BodyPick, HeaderPick, StatusPick};
+use crate::input::for_each_step;
 use crate::{API_BASE, SECRET};
 
 /// The session's configuration, within bounds that keep a run short.
@@ -338,14 +339,7 @@ pub fn session_run(data: &[u8]) -> Option<SessionStats> {
     let setup = SessionSetup::arbitrary(&mut u).ok()?;
     let mut h = SessionHarness::new(&setup);
     h.drain();
-    let mut steps = 0;
-    while !u.is_empty() && steps < 400 {
-        let Ok(step) = SessionStep::arbitrary(&mut u) else {
-            break;
-        };
-        h.step(step);
-        steps += 1;
-    }
+    for_each_step(&mut u, 400, |step: SessionStep| h.step(step));
     h.finish_with_failures();
     Some(h.stats)
 }
