@@ -271,17 +271,25 @@ impl TransferHarness {
         self.honest &= honest;
         let decompress = self.decompress;
         let mut written = std::mem::take(&mut self.written);
+        let before = self.transfer.received();
         let r = self
             .transfer
             .handle_body(&chunk, self.clock.now, Self::sink_into(&mut written));
         self.written = written;
+        // What the transfer counted is what it took: all of the chunk when it goes on,
+        // and all or part of it when it stops (a stall keeps what came, and the next
+        // request resumes after it).
+        let taken = usize::try_from(self.transfer.received() - before).expect("small");
         match r {
-            ControlFlow::Continue(()) => {
-                self.raw.extend_from_slice(&chunk);
-                if !decompress {
-                    assert_eq!(self.written.len(), self.raw.len());
-                }
-            }
+            ControlFlow::Continue(()) => assert_eq!(taken, chunk.len(), "part of a chunk kept"),
+            ControlFlow::Break(()) => assert!(taken <= chunk.len(), "more than the chunk kept"),
+        }
+        self.raw.extend_from_slice(&chunk[..taken]);
+        if !decompress {
+            assert_eq!(self.written.len(), self.raw.len());
+        }
+        match r {
+            ControlFlow::Continue(()) => {}
             ControlFlow::Break(()) => {
                 // Failed for good (poll reports why) or stalled (it resumes later).
                 if self.transfer.is_finished() {
