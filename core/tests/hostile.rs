@@ -626,8 +626,7 @@ fn range_mismatch_then_partial_from_zero_truncates() {
             url: PresignedUrl::new("https://b.example/o/part-0.parquet?sig=1"),
         };
         let mut t = Transfer::new(&config, url, format, false).unwrap();
-        #[allow(clippy::disallowed_methods)]
-        let mut now = std::time::Instant::now();
+        let mut now = origin();
         let mut file: Vec<u8> = Vec::new();
         let length = |n: usize| {
             let mut h = http::HeaderMap::new();
@@ -689,10 +688,4 @@ fn range_mismatch_then_partial_from_zero_truncates() {
         assert_eq!(file, object, "{format:?}");
         assert_eq!(summary.bytes, object.len() as u64);
     }
-}
-
-/// The transport failure the tests report.
-#[allow(dead_code)]
-pub fn failure() -> dap_proto::TransportFailure {
-    dap_proto::TransportFailure::new(dap_proto::FailureKind::Broken, "test")
 }
