@@ -9,42 +9,40 @@ use dap_proto::records::{RecordError, RecordKind, RecordSplitter};
 
 use crate::input::{byte, pieces_at, rest, split_points, take};
 
+/// The records of the whole input found the plainest way: cut at each newline outside
+/// quotes (CSV only), dropping a `\r` before it.
 fn reference_records(
     kind: RecordKind,
     max_len: usize,
     input: &[u8],
 ) -> (Vec<Vec<u8>>, Option<RecordError>) {
-    let mut out = Vec::new();
-    let mut cur = Vec::new();
-    let mut quoted = false;
-    for &b in input {
-        match b {
-            b'"' if kind == RecordKind::Csv => {
-                quoted = !quoted;
-                cur.push(b);
-            }
-            b'\n' if !quoted => {
-                if cur.len() > max_len {
-                    return (out, Some(RecordError::TooLong { limit: max_len }));
-                }
-                if cur.last() == Some(&b'\r') {
-                    cur.pop();
-                }
-                out.push(std::mem::take(&mut cur));
-            }
-            _ => cur.push(b),
+    let too_long = Some(RecordError::TooLong { limit: max_len });
+    let mut records = Vec::new();
+    let mut start = 0;
+    let mut in_quotes = false;
+    for (i, &b) in input.iter().enumerate() {
+        in_quotes ^= kind == RecordKind::Csv && b == b'"';
+        if b != b'\n' || in_quotes {
+            continue;
         }
+        let record = &input[start..i];
+        if record.len() > max_len {
+            return (records, too_long);
+        }
+        records.push(record.strip_suffix(b"\r").unwrap_or(record).to_vec());
+        start = i + 1;
     }
-    if cur.len() > max_len {
-        return (out, Some(RecordError::TooLong { limit: max_len }));
+    let last = &input[start..];
+    if last.len() > max_len {
+        (records, too_long)
+    } else if in_quotes {
+        (records, Some(RecordError::UnterminatedQuote))
+    } else {
+        if !last.is_empty() {
+            records.push(last.to_vec());
+        }
+        (records, None)
     }
-    if quoted {
-        return (out, Some(RecordError::UnterminatedQuote));
-    }
-    if !cur.is_empty() {
-        out.push(cur);
-    }
-    (out, None)
 }
 
 fn split_records(
