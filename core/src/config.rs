@@ -67,6 +67,7 @@ impl fmt::Debug for Credentials {
 
 /// Which header carries the access token on API calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[non_exhaustive]
 pub enum TokenHeader {
     /// `Authorization: Bearer <token>` (the documented form).

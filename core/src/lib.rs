@@ -166,6 +166,8 @@ pub mod records;
 pub mod secret;
 pub mod session;
 mod speed;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod transfer;
 pub mod wire;
 

@@ -12,6 +12,7 @@ pub use crate::ids::{JobId, ObjectId};
 
 /// Output format of a query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[non_exhaustive]
 pub enum Format {
     /// JSON Lines, gzip-compressed.
@@ -71,6 +72,7 @@ impl FromStr for Format {
 
 /// How CSV/TSV output lays out nested fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[non_exhaustive]
 pub enum Mode {
     /// One column per nested field.
@@ -186,6 +188,52 @@ impl Query {
     /// The range.
     pub fn range(&self) -> QueryRange {
         self.range
+    }
+}
+
+/// A timestamp anywhere in the range [`Timestamp`] holds.
+#[cfg(feature = "arbitrary")]
+fn arbitrary_timestamp(u: &mut arbitrary::Unstructured<'_>) -> arbitrary::Result<Timestamp> {
+    let second = u.int_in_range(Timestamp::MIN.as_second()..=Timestamp::MAX.as_second())?;
+    Timestamp::from_second(second).map_err(|_| arbitrary::Error::IncorrectFormat)
+}
+
+/// Any range a caller can build: a snapshot, or `since` with no `until` or a later one.
+#[cfg(feature = "arbitrary")]
+impl<'a> arbitrary::Arbitrary<'a> for QueryRange {
+    fn arbitrary(u: &mut arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {
+        if bool::arbitrary(u)? {
+            return Ok(Self::Snapshot);
+        }
+        let since = arbitrary_timestamp(u)?;
+        let until = match Option::<u32>::arbitrary(u)? {
+            Some(after) => Some(
+                since
+                    .checked_add(jiff::SignedDuration::from_secs(i64::from(after) + 1))
+                    .map_err(|_| arbitrary::Error::IncorrectFormat)?,
+            ),
+            None => None,
+        };
+        Ok(Self::Incremental { since, until })
+    }
+}
+
+/// Any query the builders accept: a mode only for the formats that take one.
+#[cfg(feature = "arbitrary")]
+impl<'a> arbitrary::Arbitrary<'a> for Query {
+    fn arbitrary(u: &mut arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {
+        let format = Format::arbitrary(u)?;
+        let range = QueryRange::arbitrary(u)?;
+        let mode = if format.accepts_mode() {
+            Option::<Mode>::arbitrary(u)?
+        } else {
+            None
+        };
+        Ok(Self {
+            format,
+            mode,
+            range,
+        })
     }
 }
 

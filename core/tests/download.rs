@@ -5,6 +5,7 @@
 use std::io::Write as _;
 use std::time::{Duration, Instant};
 
+use dap_proto::testing::origin;
 use dap_proto::{
     Command, Config, DataRange, Download, DownloadError, DownloadOutput, DownloadSpec, Fetch,
     Format, HeadAction, JobId, ObjectId, ObjectUrl, Outcome, PresignedUrl, QueryResult,
@@ -167,24 +168,41 @@ fn drive(
     panic!("the download did not end");
 }
 
-fn origin() -> Instant {
-    #[allow(clippy::disallowed_methods)] // an arbitrary origin for the virtual clock
-    Instant::now()
+/// Downloads `objects` objects, `window` at a time, from a store that refuses URL
+/// generations before `valid_from` and serves object `corrupt` corrupt; the URLs were
+/// issued at the origin, the download starts `late` after it and each round of fetches
+/// takes `each`.
+fn scenario(
+    store: (u32, Option<usize>),
+    window: usize,
+    objects: usize,
+    late: Duration,
+    each: Duration,
+) -> (Result<Vec<String>, DownloadError>, Run, Store) {
+    let (valid_from, corrupt) = store;
+    let mut store = Store {
+        valid_from,
+        corrupt,
+        gets: Vec::new(),
+    };
+    let t0 = origin();
+    let mut now = t0 + late;
+    let spec = DownloadSpec::files(window, false, 7);
+    let mut download = Download::new(&config(), &result(objects, t0), spec).unwrap();
+    let (done, run) = drive(&mut download, &mut store, &mut now, each);
+    (done, run, store)
 }
 
 #[test]
 fn urls_are_refreshed_before_they_expire_without_a_403() {
-    let t0 = origin();
     // URL generation 1 is dead at storage; the client knows they are 40 s old (of 60).
-    let mut store = Store {
-        valid_from: 2,
-        corrupt: None,
-        gets: Vec::new(),
-    };
-    let mut now = t0 + Duration::from_secs(40);
-    let spec = DownloadSpec::files(2, false, 7);
-    let mut download = Download::new(&config(), &result(3, t0), spec).unwrap();
-    let (done, run) = drive(&mut download, &mut store, &mut now, Duration::from_secs(1));
+    let (done, run, store) = scenario(
+        (2, None),
+        2,
+        3,
+        Duration::from_secs(40),
+        Duration::from_secs(1),
+    );
     assert_eq!(done.unwrap().len(), 3);
     assert_eq!(run.url_calls.len(), 1, "one batch for the three URLs");
     assert_eq!(run.url_calls[0].len(), 3);
@@ -198,17 +216,8 @@ fn urls_are_refreshed_before_they_expire_without_a_403() {
 
 #[test]
 fn a_long_download_refreshes_urls_as_it_goes_in_order_within_its_window() {
-    let t0 = origin();
     // Each round of fetches takes 20 s: URLs issued at t0 go stale at t0 + 30 s.
-    let mut store = Store {
-        valid_from: 1,
-        corrupt: None,
-        gets: Vec::new(),
-    };
-    let mut now = t0;
-    let spec = DownloadSpec::files(2, false, 7);
-    let mut download = Download::new(&config(), &result(8, t0), spec).unwrap();
-    let (done, run) = drive(&mut download, &mut store, &mut now, Duration::from_secs(20));
+    let (done, run, store) = scenario((1, None), 2, 8, Duration::ZERO, Duration::from_secs(20));
     let order: Vec<String> = (0..8).map(|i| format!("job_j/part-{i}.json.gz")).collect();
     assert_eq!(done.unwrap(), order, "results in the order of the query");
     assert_eq!(run.most_lent, 2, "the window is 2");
@@ -227,21 +236,7 @@ fn a_long_download_refreshes_urls_as_it_goes_in_order_within_its_window() {
 
 #[test]
 fn a_refused_url_refreshes_the_urls_issued_with_it_in_one_batch() {
-    let t0 = origin();
-    let mut store = Store {
-        valid_from: 2,
-        corrupt: None,
-        gets: Vec::new(),
-    };
-    let mut now = t0;
-    let spec = DownloadSpec::files(1, false, 7);
-    let mut download = Download::new(&config(), &result(3, t0), spec).unwrap();
-    let (done, run) = drive(
-        &mut download,
-        &mut store,
-        &mut now,
-        Duration::from_millis(10),
-    );
+    let (done, run, store) = scenario((2, None), 1, 3, Duration::ZERO, Duration::from_millis(10));
     assert_eq!(done.unwrap().len(), 3);
     assert_eq!(run.url_calls.len(), 1);
     assert_eq!(run.url_calls[0].len(), 3);
@@ -251,19 +246,11 @@ fn a_refused_url_refreshes_the_urls_issued_with_it_in_one_batch() {
 
 #[test]
 fn the_first_failure_cancels_the_others_and_discards_their_files() {
-    let t0 = origin();
-    let mut store = Store {
-        valid_from: 1,
-        corrupt: Some(1),
-        gets: Vec::new(),
-    };
-    let mut now = t0;
-    let spec = DownloadSpec::files(4, false, 7);
-    let mut download = Download::new(&config(), &result(6, t0), spec).unwrap();
-    let (done, run) = drive(
-        &mut download,
-        &mut store,
-        &mut now,
+    let (done, run, store) = scenario(
+        (1, Some(1)),
+        4,
+        6,
+        Duration::ZERO,
         Duration::from_millis(10),
     );
     match done {

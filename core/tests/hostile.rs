@@ -1,12 +1,10 @@
 //! A hostile or broken server: the core may fail, but never hangs, loops, panics or
 //! leaks a credential (issue 6, checks beyond fuzzing).
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use dap_proto::download::{self, file_name};
+use dap_proto::testing::*;
 use dap_proto::{
     Command, Error, Format, ObjectId, ObjectUrl, Outcome, Output, PollPolicy, PresignedUrl,
     ProtocolErrorKind, Query, TokenHeader, TokenStatus, Transfer, api,
@@ -30,14 +28,8 @@ fn login_body(token: &str, expires_in: &str) -> Reply {
 }
 
 /// An unsigned JWT with the given `exp` claim (as JSON text).
-fn jwt(exp: &str) -> String {
-    use base64::Engine as _;
-    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
-    format!(
-        "{}.{}.signature",
-        b64(r#"{"alg":"HS256"}"#),
-        b64(&format!(r#"{{"exp":{exp}}}"#))
-    )
+fn exp_jwt(exp: &str) -> String {
+    jwt(&format!(r#"{{"exp":{exp}}}"#), "signature")
 }
 
 #[test]
@@ -48,21 +40,21 @@ fn retry_after_999999999_is_capped_by_the_policy() {
     let mut h = Harness::new(config().retry(retry).build().unwrap());
     let op = h.start(tables());
     let mut limited = 0;
-    h.run(50, |seen, _| {
-        if seen.is_login() {
-            return login_ok("tok", 3600);
-        }
-        limited += 1;
-        if limited == 1 {
-            with_header(
-                dap_error(429, "TooManyRequests", "x"),
-                "retry-after",
-                "999999999",
-            )
-        } else {
-            tables_ok()
-        }
-    });
+    h.run(
+        50,
+        logged_in(3600, |_, _| {
+            limited += 1;
+            if limited == 1 {
+                with_header(
+                    dap_error(429, "TooManyRequests", "x"),
+                    "retry-after",
+                    "999999999",
+                )
+            } else {
+                tables_ok()
+            }
+        }),
+    );
     assert!(h.result(op).is_ok());
     let api: Vec<_> = h.seen.iter().filter(|s| !s.is_login()).collect();
     assert_eq!(api[1].at - api[0].at, Duration::from_secs(90));
@@ -78,8 +70,8 @@ fn expired_on_arrival_token_ends_with_an_error_not_a_login_loop() {
     let cases = [
         ("plain", "-5"),
         ("plain", "0"),
-        (jwt("1").leak() as &str, "3600"),
-        (jwt("1795000000").leak() as &str, "3600"), // before the harness's wall clock
+        (exp_jwt("1").leak() as &str, "3600"),
+        (exp_jwt("1795000000").leak() as &str, "3600"), // before the harness's wall clock
     ];
     for (token, expires_in) in cases {
         let mut h = Harness::new(config().build().unwrap());
@@ -121,8 +113,8 @@ fn huge_expires_in_is_capped_at_a_day() {
     let TokenStatus::Valid(until) = h.session.token_status() else {
         panic!("{:?}", h.session.token_status())
     };
-    assert_eq!(until - h.now, api::login::MAX_LIFETIME);
-    h.now += api::login::MAX_LIFETIME;
+    assert_eq!(until - h.clock.now, api::login::MAX_LIFETIME);
+    h.clock.now += api::login::MAX_LIFETIME;
     h.start(tables());
     h.run(20, &mut peer);
     assert_eq!(h.logins(), 2, "the day-old token was used again");
@@ -131,8 +123,8 @@ fn huge_expires_in_is_capped_at_a_day() {
 #[test]
 fn garbage_jwt_exp_falls_back_to_expires_in() {
     for token in [
-        jwt(r#""tomorrow""#),
-        jwt("99999999999999999999"),
+        exp_jwt(r#""tomorrow""#),
+        exp_jwt("99999999999999999999"),
         "eyJ.!!!.x".to_owned(),
         "a.b.c.d".to_owned(),
     ] {
@@ -227,16 +219,8 @@ fn session_sends_the_token_only_to_the_api() {
     let op = h.start(Command::ObjectUrls {
         objects: vec![ObjectId::new("a"), ObjectId::new("b")],
     });
-    h.run(20, |seen, _| {
-        if seen.is_login() {
-            login_ok("tok", 3600)
-        } else {
-            json(
-                200,
-                r#"{"urls":{"a":{"url":"https://dap.example/x?sig=1"},"b":{"url":"https://evil.example/y?sig=2"}}}"#,
-            )
-        }
-    });
+    let urls = r#"{"urls":{"a":{"url":"https://dap.example/x?sig=1"},"b":{"url":"https://evil.example/y?sig=2"}}}"#;
+    h.run(20, logged_in(3600, |_, _| json(200, urls)));
     let Ok(Outcome::Urls(set)) = h.result(op) else {
         panic!("{:?}", h.result(op))
     };
@@ -259,16 +243,8 @@ fn duplicate_and_missing_object_ids() {
         let op = h.start(Command::ObjectUrls {
             objects: vec![ObjectId::new("a"), ObjectId::new("a"), ObjectId::new("b")],
         });
-        h.run(20, |seen, _| {
-            if seen.is_login() {
-                login_ok("tok", 3600)
-            } else {
-                json(
-                    200,
-                    r#"{"urls":{"a":{"url":"https://b.example/1?sig=A1"},"a":{"url":"https://b.example/2?sig=A2"},"b":{"url":"https://b.example/3?sig=B"},"zzz":{"url":"https://b.example/4?sig=Z"}}}"#,
-                )
-            }
-        });
+        let urls = r#"{"urls":{"a":{"url":"https://b.example/1?sig=A1"},"a":{"url":"https://b.example/2?sig=A2"},"b":{"url":"https://b.example/3?sig=B"},"zzz":{"url":"https://b.example/4?sig=Z"}}}"#;
+        h.run(20, logged_in(3600, |_, _| json(200, urls)));
         let Ok(Outcome::Urls(set)) = h.result(op) else {
             panic!("batch {batch}: {:?}", h.result(op))
         };
@@ -284,16 +260,8 @@ fn duplicate_and_missing_object_ids() {
     let op = h.start(Command::ObjectUrls {
         objects: vec![ObjectId::new("a"), ObjectId::new("missing")],
     });
-    h.run(20, |seen, _| {
-        if seen.is_login() {
-            login_ok("tok", 3600)
-        } else {
-            json(
-                200,
-                r#"{"urls":{"a":{"url":"https://b.example/1?sig=SIGNATURE"}}}"#,
-            )
-        }
-    });
+    let urls = r#"{"urls":{"a":{"url":"https://b.example/1?sig=SIGNATURE"}}}"#;
+    h.run(20, logged_in(3600, |_, _| json(200, urls)));
     let Err(e) = h.result(op) else { panic!() };
     let text = format!("{e} {e:?}");
     assert!(
@@ -348,7 +316,7 @@ fn job_that_never_completes_ends_within_max_duration() {
         assert!(
             h.seen
                 .iter()
-                .all(|s| s.at < h.start + Duration::from_secs(max))
+                .all(|s| s.at < h.clock.start() + Duration::from_secs(max))
         );
     }
 }
@@ -392,13 +360,7 @@ fn oversized_bodies_are_refused_without_quoting() {
     let mut h = Harness::new(config().max_body_bytes(2048).build().unwrap());
     let op = h.start(tables());
     let big = format!(r#"{{"tables":["{}"]}}"#, "x".repeat(5000));
-    h.run(20, |seen, _| {
-        if seen.is_login() {
-            login_ok("tok", 3600)
-        } else {
-            json(200, &big)
-        }
-    });
+    h.run(20, logged_in(3600, |_, _| json(200, &big)));
     let Err(Error::Protocol(p)) = h.result(op) else {
         panic!()
     };
@@ -413,28 +375,24 @@ fn oversized_bodies_are_refused_without_quoting() {
 fn wait_never_reports_a_past_login_backoff() {
     let mut h = Harness::new(config().build().unwrap());
     let op = h.start(tables());
-    let Output::Send { id, .. } = h.session.poll_output(h.now) else {
+    let Output::Send { id, .. } = h.session.poll_output(h.clock.now) else {
         panic!()
     };
     h.session
-        .handle_failure(id, common_failure(), h.now)
+        .handle_failure(id, failure(), h.clock.now)
         .unwrap();
     assert_eq!(h.session.token_status(), TokenStatus::LoginBackoff);
     h.session.cancel(op).unwrap();
-    h.now += Duration::from_secs(3600);
-    match h.session.poll_output(h.now) {
-        Output::Wait(deadline) => assert!(deadline.is_none_or(|t| t >= h.now), "{deadline:?}"),
+    h.clock.now += Duration::from_secs(3600);
+    match h.session.poll_output(h.clock.now) {
+        Output::Wait(deadline) => {
+            assert!(deadline.is_none_or(|t| t >= h.clock.now), "{deadline:?}")
+        }
         other => panic!("{other:?}"),
     }
     // A new operation still gets its login.
     h.start(tables());
-    h.run(20, |seen, _| {
-        if seen.is_login() {
-            login_ok("tok", 3600)
-        } else {
-            tables_ok()
-        }
-    });
+    h.run(20, logged_in(3600, |_, _| tables_ok()));
     assert_eq!(h.done.len(), 1);
     assert!(h.done[0].1.is_ok());
 }
@@ -605,20 +563,24 @@ fn trace_logs_of_a_whole_snapshot_never_show_secret_token_or_signature() {
             let mut t = Transfer::new(&config, url, Format::Jsonl, true).unwrap();
             let mut refused = false;
             for _ in 0..20 {
-                match t.poll_output(h.now) {
+                match t.poll_output(h.clock.now) {
                     dap_proto::TransferStep::Send(_) if !refused => {
                         refused = true;
-                        t.handle_head(http::StatusCode::FORBIDDEN, &http::HeaderMap::new(), h.now);
+                        t.handle_head(
+                            http::StatusCode::FORBIDDEN,
+                            &http::HeaderMap::new(),
+                            h.clock.now,
+                        );
                     }
                     dap_proto::TransferStep::Send(_) => {
                         let mut headers = http::HeaderMap::new();
                         headers.insert(http::header::CONTENT_LENGTH, object.len().into());
-                        t.handle_head(http::StatusCode::OK, &headers, h.now);
+                        t.handle_head(http::StatusCode::OK, &headers, h.clock.now);
                         assert!(
-                            t.handle_body(&object, h.now, |b| plain.extend_from_slice(b))
+                            t.handle_body(&object, h.clock.now, |b| plain.extend_from_slice(b))
                                 .is_continue()
                         );
-                        t.handle_body_end(h.now);
+                        t.handle_body_end(h.clock.now);
                     }
                     dap_proto::TransferStep::NeedUrl => t.handle_url(fresh.clone()),
                     dap_proto::TransferStep::Done(summary) => {
@@ -664,8 +626,7 @@ fn range_mismatch_then_partial_from_zero_truncates() {
             url: PresignedUrl::new("https://b.example/o/part-0.parquet?sig=1"),
         };
         let mut t = Transfer::new(&config, url, format, false).unwrap();
-        #[allow(clippy::disallowed_methods)]
-        let mut now = std::time::Instant::now();
+        let mut now = origin();
         let mut file: Vec<u8> = Vec::new();
         let length = |n: usize| {
             let mut h = http::HeaderMap::new();
@@ -689,7 +650,7 @@ fn range_mismatch_then_partial_from_zero_truncates() {
             t.handle_body(&object[..10], now, |b| file.extend_from_slice(b))
                 .is_continue()
         );
-        t.handle_failure(common_failure(), now);
+        t.handle_failure(failure(), now);
         // 2. The resume is refused with 416: start over from 0.
         let r = send(&mut t, &mut now);
         assert_eq!(r.headers()["range"], "bytes=10-");
@@ -727,10 +688,4 @@ fn range_mismatch_then_partial_from_zero_truncates() {
         assert_eq!(file, object, "{format:?}");
         assert_eq!(summary.bytes, object.len() as u64);
     }
-}
-
-/// The transport failure the tests report.
-#[allow(dead_code)]
-pub fn common_failure() -> dap_proto::TransportFailure {
-    dap_proto::TransportFailure::new(dap_proto::FailureKind::Broken, "test")
 }

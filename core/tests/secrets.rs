@@ -1,12 +1,10 @@
 //! Every public value that holds a secret, formatted every way, shows none of it.
 
-mod common;
-
-use common::*;
 use dap_proto::api;
+use dap_proto::testing::*;
 use dap_proto::{
     AccessToken, ClientSecret, Command, Config, Credentials, Format, ObjectId, ObjectUrl,
-    PresignedUrl, Query, Transfer,
+    PresignedUrl, Transfer,
 };
 
 const TOKEN: &str = "eyJTOKEN-VALUE-123";
@@ -70,11 +68,7 @@ fn requests_mark_auth_headers_sensitive() {
 #[test]
 fn session_outputs_results_and_errors() {
     let mut h = Harness::new(config().build().unwrap());
-    let q = h.start(Command::Query {
-        namespace: "canvas".into(),
-        table: "accounts".into(),
-        query: Query::snapshot(Format::Jsonl),
-    });
+    let q = h.start(snapshot(Format::Jsonl));
     let bad = h.start(Command::Schema {
         namespace: "canvas".into(),
         table: "accounts".into(),
@@ -118,18 +112,16 @@ fn transfer_debug_and_errors() {
 #[test]
 fn login_and_url_errors_never_quote_bodies() {
     let c = config().build().unwrap();
-    let r = http::Response::builder()
-        .status(200)
-        .header("content-type", "application/json")
-        .body(format!(r#"{{"access_token":"{TOKEN}","expires_in":"x"}}"#).into_bytes())
-        .unwrap();
+    let r = json_response(
+        200,
+        &format!(r#"{{"access_token":"{TOKEN}","expires_in":"x"}}"#),
+    );
     let e = api::login::parse(&c, &r).unwrap_err();
     all_forms("login error", format!("{e:?}"), Some(e.to_string()));
-    let r = http::Response::builder()
-        .status(200)
-        .header("content-type", "application/json")
-        .body(format!(r#"{{"urls":{{"a":{{"url":"/rel?{SIGNATURE}"}}}}}}"#).into_bytes())
-        .unwrap();
+    let r = json_response(
+        200,
+        &format!(r#"{{"urls":{{"a":{{"url":"/rel?{SIGNATURE}"}}}}}}"#),
+    );
     let e = api::objects::parse(&c, &[ObjectId::new("a")], &r).unwrap_err();
     all_forms("object URL error", format!("{e:?}"), Some(e.to_string()));
 }

@@ -1,10 +1,8 @@
 //! Session scenarios on a virtual clock against a scripted peer.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use dap_proto::testing::*;
 use dap_proto::{
     Command, DapErrorKind, DataRange, Error, Format, JobId, JobState, Misuse, ObjectId, Outcome,
     Output, PollPolicy, ProtocolErrorKind, Query, RequestId, TokenStatus,
@@ -20,17 +18,18 @@ fn tables_ok() -> Reply {
     json(200, r#"{"tables":["accounts","users"]}"#)
 }
 
-/// A peer that logs in with `token`/`lifetime` and answers table lists.
+/// A peer that logs in with `tok{n}`/`lifetime` and answers table lists.
 fn simple_peer(lifetime: u64) -> impl FnMut(&Seen, &http::Request<Vec<u8>>) -> Reply {
-    let mut n = 0;
-    move |seen, _| {
-        if seen.is_login() {
-            n += 1;
-            login_ok(&format!("tok{n}"), lifetime)
-        } else {
-            tables_ok()
-        }
-    }
+    logged_in(lifetime, |_, _| tables_ok())
+}
+
+/// The gaps between the query's post and each job-status poll, in milliseconds.
+fn poll_intervals(h: &Harness) -> Vec<u128> {
+    let polls = h.sent_at(|s| s.path.starts_with("/dap/job/"));
+    let post = h.sent_at(|s| s.path.ends_with("/data"))[0];
+    let mut intervals = vec![polls[0] - post];
+    intervals.extend(polls.windows(2).map(|w| w[1] - w[0]));
+    intervals.iter().map(Duration::as_millis).collect()
 }
 
 #[test]
@@ -55,21 +54,20 @@ fn ten_operations_one_login() {
 fn one_login_in_flight_while_operations_arrive() {
     let mut h = Harness::new(config().build().unwrap());
     h.start(tables());
-    let Output::Send { id: login, request } = h.session.poll_output(h.now) else {
+    let Output::Send { id: login, request } = h.session.poll_output(h.clock.now) else {
         panic!()
     };
     assert!(request.uri().path().ends_with("/ids/auth/login"));
     for _ in 0..5 {
         h.start(tables());
         // Nothing to send: only the operations' deadlines are ahead.
-        let deadline = h.now + h.session.config().call_timeout();
-        assert!(matches!(h.session.poll_output(h.now), Output::Wait(Some(d)) if d == deadline));
+        let deadline = h.clock.now + h.session.config().call_timeout();
+        assert!(
+            matches!(h.session.poll_output(h.clock.now), Output::Wait(Some(d)) if d == deadline)
+        );
     }
     assert_eq!(h.session.token_status(), TokenStatus::LoggingIn);
-    let Reply::Respond(r) = login_ok("tok", 3600) else {
-        panic!()
-    };
-    h.session.handle_response(login, r, h.now).unwrap();
+    h.answer(login, login_ok("tok", 3600));
     h.run(50, simple_peer(3600));
     assert_eq!(h.session.logins(), 1);
     assert_eq!(h.done.len(), 6);
@@ -94,7 +92,7 @@ fn token_refreshed_before_expiry_and_never_used_after() {
             }
             reply
         });
-        h.now += Duration::from_secs(15 * 60);
+        h.clock.now += Duration::from_secs(15 * 60);
     }
     assert_eq!(
         h.logins(),
@@ -120,7 +118,7 @@ fn short_lived_token_margin_is_capped_at_half_its_life() {
     h.start(tables());
     h.run(20, simple_peer(60));
     assert!(
-        matches!(h.session.token_status(), TokenStatus::Valid(t) if t == h.now + Duration::from_secs(30))
+        matches!(h.session.token_status(), TokenStatus::Valid(t) if t == h.clock.now + Duration::from_secs(30))
     );
 }
 
@@ -141,7 +139,9 @@ fn jwt_exp_shortens_lifetime() {
     let wall: jiff::Timestamp = "2026-11-29T00:00:00Z".parse().unwrap();
     let expected = Duration::from_secs((1795911000 - wall.as_second()) as u64);
     assert_eq!(expected, Duration::from_secs(600));
-    assert!(matches!(h.session.token_status(), TokenStatus::Valid(t) if t == h.now + expected));
+    assert!(
+        matches!(h.session.token_status(), TokenStatus::Valid(t) if t == h.clock.now + expected)
+    );
 }
 
 #[test]
@@ -149,18 +149,17 @@ fn unauthorized_mid_flow_relogs_once_and_replays() {
     let mut h = Harness::new(config().build().unwrap());
     let op = h.start(tables());
     let mut calls = 0;
-    let mut peer = simple_peer(3600);
-    h.run(50, |seen, req| {
-        if seen.is_login() {
-            return peer(seen, req);
-        }
-        calls += 1;
-        if calls == 1 {
-            dap_error(401, "AuthenticationError", "expired")
-        } else {
-            tables_ok()
-        }
-    });
+    h.run(
+        50,
+        logged_in(3600, |_, _| {
+            calls += 1;
+            if calls == 1 {
+                dap_error(401, "AuthenticationError", "expired")
+            } else {
+                tables_ok()
+            }
+        }),
+    );
     assert_eq!(h.logins(), 2);
     assert!(h.result(op).is_ok());
     assert_eq!(h.seen.last().unwrap().auth.as_deref(), Some("Bearer tok2"));
@@ -170,14 +169,10 @@ fn unauthorized_mid_flow_relogs_once_and_replays() {
 fn second_unauthorized_ends_the_operation() {
     let mut h = Harness::new(config().build().unwrap());
     let op = h.start(tables());
-    let mut peer = simple_peer(3600);
-    h.run(50, |seen, req| {
-        if seen.is_login() {
-            peer(seen, req)
-        } else {
-            dap_error(401, "AuthenticationError", "no")
-        }
-    });
+    h.run(
+        50,
+        logged_in(3600, |_, _| dap_error(401, "AuthenticationError", "no")),
+    );
     assert_eq!(h.logins(), 2);
     let err = h.result(op).as_ref().unwrap_err();
     assert_eq!(err.api_error().unwrap().kind, DapErrorKind::Authentication);
@@ -189,16 +184,12 @@ fn concurrent_unauthorized_causes_one_relogin() {
     for _ in 0..5 {
         h.start(tables());
     }
-    let mut peer = simple_peer(3600);
     // Send all five with tok1 before answering any.
     let mut pending = Vec::new();
     loop {
-        match h.session.poll_output(h.now) {
+        match h.session.poll_output(h.clock.now) {
             Output::Send { id, request } if request.uri().path().ends_with("login") => {
-                let Reply::Respond(r) = login_ok("tok1", 3600) else {
-                    panic!()
-                };
-                h.session.handle_response(id, r, h.now).unwrap();
+                h.answer(id, login_ok("tok1", 3600));
             }
             Output::Send { id, .. } => pending.push(id),
             _ => break,
@@ -206,14 +197,10 @@ fn concurrent_unauthorized_causes_one_relogin() {
     }
     assert_eq!(pending.len(), 5);
     for id in pending {
-        let Reply::Respond(r) = dap_error(401, "AuthenticationError", "revoked") else {
-            panic!()
-        };
-        h.session.handle_response(id, r, h.now).unwrap();
+        h.answer(id, dap_error(401, "AuthenticationError", "revoked"));
     }
-    h.run(50, |seen, req| {
+    h.run(50, |seen, _| {
         if seen.is_login() {
-            let _ = peer(seen, req);
             login_ok("tok2", 3600)
         } else {
             tables_ok()
@@ -224,58 +211,47 @@ fn concurrent_unauthorized_causes_one_relogin() {
 }
 
 #[test]
-fn rate_limited_waits_for_retry_after_seconds() {
-    let mut h = Harness::new(config().build().unwrap());
-    let op = h.start(tables());
-    let mut peer = simple_peer(3600);
-    let mut limited_at = None;
-    h.run(50, |seen, req| {
-        if seen.is_login() {
-            return peer(seen, req);
-        }
-        if limited_at.is_none() {
-            limited_at = Some(seen.at);
-            return with_header(
-                dap_error(429, "TooManyRequests", "slow down"),
-                "retry-after",
-                "7",
-            );
-        }
-        tables_ok()
-    });
-    assert!(h.result(op).is_ok());
-    assert_eq!(
-        h.seen.last().unwrap().at - limited_at.unwrap(),
-        Duration::from_secs(7)
-    );
-}
-
-#[test]
-fn rate_limited_http_date_and_cap() {
-    for (retry_after, expected) in [
-        ("Sun, 29 Nov 2026 00:00:20 GMT", Duration::from_secs(20)),
-        ("999999999", Duration::from_secs(300)),
-        ("garbage", Duration::from_secs(30)),
+fn rate_limited_waits_for_retry_after_seconds_http_date_and_cap() {
+    for (retry_after, date, expected) in [
+        ("7", None, Duration::from_secs(7)),
+        (
+            "Sun, 29 Nov 2026 00:00:20 GMT",
+            Some("Sun, 29 Nov 2026 00:00:00 GMT"),
+            Duration::from_secs(20),
+        ),
+        (
+            "999999999",
+            Some("Sun, 29 Nov 2026 00:00:00 GMT"),
+            Duration::from_secs(300),
+        ),
+        (
+            "garbage",
+            Some("Sun, 29 Nov 2026 00:00:00 GMT"),
+            Duration::from_secs(30),
+        ),
     ] {
         let mut h = Harness::new(config().build().unwrap());
-        h.start(tables());
-        let mut peer = simple_peer(3600);
+        let op = h.start(tables());
         let mut first = None;
-        h.run(50, |seen, req| {
-            if seen.is_login() {
-                return peer(seen, req);
-            }
-            if first.is_none() {
+        h.run(
+            50,
+            logged_in(3600, |seen, _| {
+                if first.is_some() {
+                    return tables_ok();
+                }
                 first = Some(seen.at);
                 let r = with_header(
-                    dap_error(429, "TooManyRequests", "x"),
+                    dap_error(429, "TooManyRequests", "slow down"),
                     "retry-after",
                     retry_after,
                 );
-                return with_header(r, "date", "Sun, 29 Nov 2026 00:00:00 GMT");
-            }
-            tables_ok()
-        });
+                match date {
+                    Some(date) => with_header(r, "date", date),
+                    None => r,
+                }
+            }),
+        );
+        assert!(h.result(op).is_ok(), "{retry_after}");
         assert_eq!(
             h.seen.last().unwrap().at - first.unwrap(),
             expected,
@@ -288,14 +264,10 @@ fn rate_limited_http_date_and_cap() {
 fn server_errors_back_off_then_give_up() {
     let mut h = Harness::new(config().build().unwrap());
     let op = h.start(tables());
-    let mut peer = simple_peer(3600);
-    h.run(50, |seen, req| {
-        if seen.is_login() {
-            peer(seen, req)
-        } else {
-            dap_error(503, "ServerError", "down")
-        }
-    });
+    h.run(
+        50,
+        logged_in(3600, |_, _| dap_error(503, "ServerError", "down")),
+    );
     let api_calls: Vec<_> = h
         .seen
         .iter()
@@ -321,19 +293,18 @@ fn server_errors_back_off_then_give_up() {
 fn html_gateway_error_is_retried_then_reported() {
     let mut h = Harness::new(config().build().unwrap());
     let op = h.start(tables());
-    let mut peer = simple_peer(3600);
-    h.run(50, |seen, req| {
-        if seen.is_login() {
-            return peer(seen, req);
-        }
-        Reply::Respond(
-            http::Response::builder()
-                .status(502)
-                .header("content-type", "text/html")
-                .body(b"<html>502 Bad Gateway</html>".to_vec())
-                .unwrap(),
-        )
-    });
+    h.run(
+        50,
+        logged_in(3600, |_, _| {
+            Reply::Respond(
+                http::Response::builder()
+                    .status(502)
+                    .header("content-type", "text/html")
+                    .body(b"<html>502 Bad Gateway</html>".to_vec())
+                    .unwrap(),
+            )
+        }),
+    );
     let Err(Error::Protocol(p)) = h.result(op) else {
         panic!()
     };
@@ -346,20 +317,13 @@ fn html_gateway_error_is_retried_then_reported() {
 fn transport_failures_are_bounded() {
     let mut h = Harness::new(config().build().unwrap());
     let op = h.start(tables());
-    let mut peer = simple_peer(3600);
-    h.run(50, |seen, req| {
-        if seen.is_login() {
-            peer(seen, req)
-        } else {
-            Reply::Fail
-        }
-    });
+    h.run(50, logged_in(3600, |_, _| Reply::Fail));
     assert_eq!(
         h.result(op),
         &Err(Error::Transport {
             what: "list tables",
             attempts: 3,
-            last: broken(),
+            last: failure(),
         })
     );
 }
@@ -380,7 +344,7 @@ fn login_failures_retry_then_fail_every_waiting_operation() {
             &Err(Error::Transport {
                 what: "login",
                 attempts: 3,
-                last: broken(),
+                last: failure(),
             })
         );
     }
@@ -412,46 +376,32 @@ const COMPLETE: &str = r#","objects":[{"id":"job-1/a.json.gz"},{"id":"job-1/b.js
 /// A peer for whole queries: the job runs for `polls` status calls.
 fn job_peer(polls: usize) -> impl FnMut(&Seen, &http::Request<Vec<u8>>) -> Reply {
     let mut status_calls = 0;
-    let mut login = simple_peer(3600);
-    move |seen, req| {
-        if seen.is_login() {
-            return login(seen, req);
-        }
-        match seen.path.as_str() {
-            p if p.ends_with("/data") => json(202, &job_body("waiting", "")),
-            "/dap/job/job-1" => {
-                status_calls += 1;
-                if status_calls <= polls {
-                    json(202, &job_body("running", ""))
-                } else {
-                    json(200, &job_body("complete", COMPLETE))
-                }
+    logged_in(3600, move |seen, _| match seen.path.as_str() {
+        p if p.ends_with("/data") => json(202, &job_body("waiting", "")),
+        "/dap/job/job-1" => {
+            status_calls += 1;
+            if status_calls <= polls {
+                json(202, &job_body("running", ""))
+            } else {
+                json(200, &job_body("complete", COMPLETE))
             }
-            "/dap/object/url" => {
-                let ids: Vec<serde_json::Value> = serde_json::from_str(&seen.body).unwrap();
-                let urls: serde_json::Map<_, _> = ids
-                    .iter()
-                    .map(|o| {
-                        let id = o["id"].as_str().unwrap();
-                        (id.to_owned(), serde_json::json!({"url": format!("https://store.example/{id}?X-Amz-Signature=SIG")}))
-                    })
-                    .collect();
-                json(200, &serde_json::json!({ "urls": urls }).to_string())
-            }
-            other => panic!("unexpected {other}"),
         }
-    }
+        "/dap/object/url" => {
+            let urls = requested_ids(seen.body.as_bytes()).into_iter().map(|id| {
+                let url = format!("https://store.example/{id}?X-Amz-Signature=SIG");
+                (id, url)
+            });
+            json(200, &urls_body(urls))
+        }
+        other => panic!("unexpected {other}"),
+    })
 }
 
 #[test]
 fn snapshot_runs_to_completion_with_backing_off_polls() {
     let config = config().url_batch_size(2).build().unwrap();
     let mut h = Harness::new(config);
-    let op = h.start(Command::Query {
-        namespace: "canvas".into(),
-        table: "accounts".into(),
-        query: Query::snapshot(Format::Jsonl),
-    });
+    let op = h.start(snapshot(Format::Jsonl));
     h.run(200, job_peer(6));
     let Ok(Outcome::Query(result)) = h.result(op) else {
         panic!("{:?}", h.result(op))
@@ -467,28 +417,10 @@ fn snapshot_runs_to_completion_with_backing_off_polls() {
     assert_eq!(result.objects.len(), 3);
     assert_eq!(result.objects[2].id, ObjectId::new("job-1/c.json.gz"));
     assert!(!format!("{result:?}").contains("SIG"));
-    let polls: Vec<_> = h
-        .seen
-        .iter()
-        .filter(|s| s.path.starts_with("/dap/job/"))
-        .map(|s| s.at)
-        .collect();
-    let post = h
-        .seen
-        .iter()
-        .find(|s| s.path.ends_with("/data"))
-        .unwrap()
-        .at;
-    let mut intervals = vec![polls[0] - post];
-    intervals.extend(polls.windows(2).map(|w| w[1] - w[0]));
-    let ms: Vec<u128> = intervals.iter().map(Duration::as_millis).collect();
+    let ms = poll_intervals(&h);
     // Fast for the first minute (a short job's data is fetched within 0.75 s).
     assert_eq!(ms, [500, 750, 750, 750, 750, 750, 750]);
-    let url_calls = h
-        .seen
-        .iter()
-        .filter(|s| s.path == "/dap/object/url")
-        .count();
+    let url_calls = h.count("/dap/object/url");
     assert_eq!(url_calls, 2, "three ids in batches of two");
 }
 
@@ -534,11 +466,7 @@ fn job_already_complete_on_post() {
 #[test]
 fn failed_job_ends_with_its_error() {
     let mut h = Harness::new(config().build().unwrap());
-    let op = h.start(Command::Query {
-        namespace: "canvas".into(),
-        table: "accounts".into(),
-        query: Query::snapshot(Format::Tsv),
-    });
+    let op = h.start(snapshot(Format::Tsv));
     let mut peer = job_peer(0);
     h.run(50, |seen, req| {
         if seen.path == "/dap/job/job-1" {
@@ -563,11 +491,7 @@ fn failed_job_ends_with_its_error() {
 #[test]
 fn expiring_cached_job_is_posted_again() {
     let mut h = Harness::new(config().build().unwrap());
-    let op = h.start(Command::Query {
-        namespace: "canvas".into(),
-        table: "accounts".into(),
-        query: Query::snapshot(Format::Jsonl),
-    });
+    let op = h.start(snapshot(Format::Jsonl));
     let mut posts = 0;
     let mut peer = job_peer(0);
     h.run(100, |seen, req| {
@@ -598,31 +522,19 @@ fn job_that_never_ends_times_out() {
         .build()
         .unwrap();
     let mut h = Harness::new(config);
-    let op = h.start(Command::Query {
-        namespace: "canvas".into(),
-        table: "accounts".into(),
-        query: Query::snapshot(Format::Jsonl),
-    });
+    let op = h.start(snapshot(Format::Jsonl));
     h.run(200, job_peer(usize::MAX));
     assert!(matches!(h.result(op), Err(Error::JobTimedOut { .. })));
     assert!(h.elapsed() <= Duration::from_secs(61));
     // At most one poll per 0.75 s in the fast phase, which covers the whole minute here.
-    let polls = h
-        .seen
-        .iter()
-        .filter(|s| s.path.starts_with("/dap/job"))
-        .count();
+    let polls = h.count("/dap/job");
     assert!(polls <= 82, "{polls}");
 }
 
 #[test]
 fn token_expiring_between_polls_is_refreshed() {
     let mut h = Harness::new(config().build().unwrap());
-    let op = h.start(Command::Query {
-        namespace: "canvas".into(),
-        table: "accounts".into(),
-        query: Query::snapshot(Format::Jsonl),
-    });
+    let op = h.start(snapshot(Format::Jsonl));
     let mut n = 0;
     let mut peer = job_peer(100);
     h.run(600, |seen, req| {
@@ -652,14 +564,7 @@ fn malformed_empty_and_oversized_bodies() {
     ] {
         let mut h = Harness::new(config().max_body_bytes(2048).build().unwrap());
         let op = h.start(tables());
-        let mut peer = simple_peer(3600);
-        h.run(50, |seen, req| {
-            if seen.is_login() {
-                peer(seen, req)
-            } else {
-                json(status, body)
-            }
-        });
+        h.run(50, logged_in(3600, |_, _| json(status, body)));
         let Err(Error::Protocol(p)) = h.result(op) else {
             panic!("{check}: {:?}", h.result(op))
         };
@@ -689,21 +594,24 @@ fn misuse_is_an_error_not_a_panic() {
     let mut h = Harness::new(config().build().unwrap());
     let r = http::Response::new(Vec::<u8>::new());
     assert_eq!(
-        h.session.handle_response(RequestId::from_raw(42), r, h.now),
+        h.session
+            .handle_response(RequestId::from_raw(42), r, h.clock.now),
         Err(Misuse::UnknownRequest(42))
     );
     assert_eq!(
         h.session
-            .handle_failure(RequestId::from_raw(7), broken(), h.now),
+            .handle_failure(RequestId::from_raw(7), failure(), h.clock.now),
         Err(Misuse::UnknownRequest(7))
     );
     h.start(tables());
-    let Output::Send { id, .. } = h.session.poll_output(h.now) else {
+    let Output::Send { id, .. } = h.session.poll_output(h.clock.now) else {
         panic!()
     };
-    h.session.handle_failure(id, broken(), h.now).unwrap();
+    h.session
+        .handle_failure(id, failure(), h.clock.now)
+        .unwrap();
     assert_eq!(
-        h.session.handle_failure(id, broken(), h.now),
+        h.session.handle_failure(id, failure(), h.clock.now),
         Err(Misuse::UnknownRequest(id.into_raw()))
     );
 }
@@ -747,7 +655,10 @@ fn object_urls_command_and_get_job() {
 #[test]
 fn idle_session_waits_forever() {
     let mut h = Harness::new(config().build().unwrap());
-    assert!(matches!(h.session.poll_output(h.now), Output::Wait(None)));
+    assert!(matches!(
+        h.session.poll_output(h.clock.now),
+        Output::Wait(None)
+    ));
 }
 
 #[test]
@@ -757,34 +668,24 @@ fn job_polls_stay_under_the_per_minute_cap() {
     let mut h = Harness::new(config().poll(poll).build().unwrap());
     let jobs = 40;
     for _ in 0..jobs {
-        h.start(Command::Query {
-            namespace: "canvas".into(),
-            table: "accounts".into(),
-            query: Query::snapshot(Format::Jsonl),
-        });
+        h.start(snapshot(Format::Jsonl));
     }
     // Every job runs for two minutes of the virtual clock.
-    let mut login = simple_peer(3600);
-    let start = h.now;
-    h.run(20_000, |seen, req| {
-        if seen.is_login() {
-            return login(seen, req);
-        }
-        let done = seen.at - start >= Duration::from_secs(120);
-        match seen.path.as_str() {
-            p if p.ends_with("/data") => json(202, &job_body("waiting", "")),
-            "/dap/job/job-1" if done => json(200, &job_body("complete", COMPLETE)),
-            "/dap/job/job-1" => json(202, &job_body("running", "")),
-            _ => job_peer(0)(seen, req),
-        }
-    });
+    let start = h.clock.now;
+    h.run(
+        20_000,
+        logged_in(3600, |seen, req| {
+            let done = seen.at - start >= Duration::from_secs(120);
+            match seen.path.as_str() {
+                p if p.ends_with("/data") => json(202, &job_body("waiting", "")),
+                "/dap/job/job-1" if done => json(200, &job_body("complete", COMPLETE)),
+                "/dap/job/job-1" => json(202, &job_body("running", "")),
+                _ => job_peer(0)(seen, req),
+            }
+        }),
+    );
     assert_eq!(h.done.iter().filter(|(_, r)| r.is_ok()).count(), jobs);
-    let polls: Vec<_> = h
-        .seen
-        .iter()
-        .filter(|s| s.path.starts_with("/dap/job/"))
-        .map(|s| s.at)
-        .collect();
+    let polls = h.sent_at(|s| s.path.starts_with("/dap/job/"));
     for (i, t) in polls.iter().enumerate() {
         let in_window = polls[i..]
             .iter()
@@ -804,38 +705,16 @@ fn polls_back_off_after_the_fast_phase() {
     let mut poll = PollPolicy::new(Duration::from_millis(500), Duration::from_secs(5));
     poll.fast_phase = Duration::from_secs(2);
     let mut h = Harness::new(config().poll(poll).build().unwrap());
-    h.start(Command::Query {
-        namespace: "canvas".into(),
-        table: "accounts".into(),
-        query: Query::snapshot(Format::Jsonl),
-    });
+    h.start(snapshot(Format::Jsonl));
     h.run(200, job_peer(7));
-    let polls: Vec<_> = h
-        .seen
-        .iter()
-        .filter(|s| s.path.starts_with("/dap/job/"))
-        .map(|s| s.at)
-        .collect();
-    let post = h
-        .seen
-        .iter()
-        .find(|s| s.path.ends_with("/data"))
-        .unwrap()
-        .at;
-    let mut intervals = vec![polls[0] - post];
-    intervals.extend(polls.windows(2).map(|w| w[1] - w[0]));
-    let ms: Vec<u128> = intervals.iter().map(Duration::as_millis).collect();
+    let ms = poll_intervals(&h);
     assert_eq!(ms, [500, 750, 750, 4000, 5000, 5000, 5000, 5000]);
 }
 
 #[test]
 fn duplicate_objects_in_a_job_are_fetched_once() {
     let mut h = Harness::new(config().build().unwrap());
-    let op = h.start(Command::Query {
-        namespace: "canvas".into(),
-        table: "accounts".into(),
-        query: Query::snapshot(Format::Jsonl),
-    });
+    let op = h.start(snapshot(Format::Jsonl));
     let mut peer = job_peer(0);
     h.run(50, |seen, req| {
         if seen.path.ends_with("/data") {
@@ -857,10 +736,6 @@ fn duplicate_objects_in_a_job_are_fetched_once() {
     );
 }
 
-fn broken() -> dap_proto::TransportFailure {
-    dap_proto::TransportFailure::new(dap_proto::FailureKind::Broken, "test")
-}
-
 #[test]
 fn a_call_without_an_answer_ends_at_its_deadline() {
     let mut h = Harness::new(
@@ -870,21 +745,18 @@ fn a_call_without_an_answer_ends_at_its_deadline() {
             .unwrap(),
     );
     let op = h.start(tables());
-    let Output::Send { id: login, .. } = h.session.poll_output(h.now) else {
+    let Output::Send { id: login, .. } = h.session.poll_output(h.clock.now) else {
         panic!()
     };
-    let Reply::Respond(r) = login_ok("tok", 3600) else {
+    h.answer(login, login_ok("tok", 3600));
+    let Output::Send { id: list, .. } = h.session.poll_output(h.clock.now) else {
         panic!()
     };
-    h.session.handle_response(login, r, h.now).unwrap();
-    let Output::Send { id: list, .. } = h.session.poll_output(h.now) else {
-        panic!()
-    };
-    let deadline = h.start + Duration::from_secs(60);
+    let deadline = h.clock.start() + Duration::from_secs(60);
     assert_eq!(h.session.request_deadline(list), Some(deadline));
-    assert!(matches!(h.session.poll_output(h.now), Output::Wait(Some(d)) if d == deadline));
-    h.now = deadline;
-    let Output::Done { op: done, result } = h.session.poll_output(h.now) else {
+    assert!(matches!(h.session.poll_output(h.clock.now), Output::Wait(Some(d)) if d == deadline));
+    h.clock.now = deadline;
+    let Output::Done { op: done, result } = h.session.poll_output(h.clock.now) else {
         panic!()
     };
     assert_eq!(done, op);
@@ -901,36 +773,28 @@ fn a_call_without_an_answer_ends_at_its_deadline() {
     );
     assert!(err.is_transient());
     // The answer that comes too late is accepted and dropped.
-    let Reply::Respond(late) = tables_ok() else {
-        panic!()
-    };
-    h.session.handle_response(list, late, h.now).unwrap();
-    assert!(matches!(h.session.poll_output(h.now), Output::Wait(None)));
+    h.answer(list, tables_ok());
+    assert!(matches!(
+        h.session.poll_output(h.clock.now),
+        Output::Wait(None)
+    ));
 }
 
 #[test]
 fn a_503_storm_on_job_status_ends_after_max_attempts_polls() {
     let mut h = Harness::new(config().build().unwrap());
-    let op = h.start(Command::Query {
-        namespace: "canvas".into(),
-        table: "accounts".into(),
-        query: Query::snapshot(Format::Jsonl),
-    });
-    let mut login = simple_peer(3600);
-    h.run(100, |seen, req| {
-        if seen.is_login() {
-            login(seen, req)
-        } else if seen.path.ends_with("/data") {
-            json(202, &job_body("waiting", ""))
-        } else {
-            dap_error(503, "ServiceUnavailable", "try later")
-        }
-    });
-    let polls = h
-        .seen
-        .iter()
-        .filter(|s| s.path.starts_with("/dap/job/"))
-        .count();
+    let op = h.start(snapshot(Format::Jsonl));
+    h.run(
+        100,
+        logged_in(3600, |seen, _| {
+            if seen.path.ends_with("/data") {
+                json(202, &job_body("waiting", ""))
+            } else {
+                dap_error(503, "ServiceUnavailable", "try later")
+            }
+        }),
+    );
+    let polls = h.count("/dap/job/");
     assert_eq!(
         polls, 3,
         "max_attempts is 3 for every call, job polls included"

@@ -5,9 +5,10 @@ use std::time::{Duration, Instant};
 
 use dap_proto::download::StorageError;
 use dap_proto::gzip::GzipError;
+use dap_proto::testing::{failure, origin};
 use dap_proto::{
     Config, Format, HeadAction, ObjectId, ObjectUrl, PresignedUrl, RetryPolicy, Transfer,
-    TransferError, TransferStep,
+    TransferError, TransferStep, TransferSummary,
 };
 use http::{HeaderMap, StatusCode};
 
@@ -46,9 +47,35 @@ fn headers(pairs: &[(&str, String)]) -> HeaderMap {
     h
 }
 
-#[allow(clippy::disallowed_methods)] // an arbitrary origin for the virtual clock
-fn origin() -> Instant {
-    Instant::now()
+/// A transfer of the object at `url` with the tests' configuration.
+fn transfer(url: &str, format: Format, decompress: bool) -> Transfer {
+    Transfer::new(&config(), object(url), format, decompress).unwrap()
+}
+
+/// Headers announcing `len` bytes.
+fn length(len: usize) -> HeaderMap {
+    headers(&[("content-length", len.to_string())])
+}
+
+/// Feeds `chunk` as body bytes, appending what comes out to `out`; the transfer must
+/// want more.
+fn feed(t: &mut Transfer, chunk: &[u8], now: Instant, out: &mut Vec<u8>) {
+    let flow = t.handle_body(chunk, now, |b| out.extend_from_slice(b));
+    assert!(flow.is_continue());
+}
+
+fn expect_done(t: &mut Transfer, now: Instant) -> TransferSummary {
+    match t.poll_output(now) {
+        TransferStep::Done(s) => s,
+        other => panic!("expected Done, got {other:?}"),
+    }
+}
+
+fn expect_wait(t: &mut Transfer, now: Instant) -> Instant {
+    match t.poll_output(now) {
+        TransferStep::Wait(t) => t,
+        other => panic!("expected Wait, got {other:?}"),
+    }
 }
 
 fn expect_send(t: &mut Transfer, now: Instant) -> http::Request<Vec<u8>> {
@@ -72,13 +99,11 @@ fn full_download_verified() {
     let data = b"{\"key\":{\"id\":1}}\n".repeat(1000);
     let body = gz(&data);
     let now = origin();
-    let mut t = Transfer::new(
-        &config(),
-        object("https://s/o/part-0.json.gz?X-Amz-Signature=S"),
+    let mut t = transfer(
+        "https://s/o/part-0.json.gz?X-Amz-Signature=S",
         Format::Jsonl,
         false,
-    )
-    .unwrap();
+    );
     let req = expect_send(&mut t, now);
     assert!(req.headers().get("authorization").is_none());
     assert!(req.headers().get("range").is_none());
@@ -89,15 +114,10 @@ fn full_download_verified() {
     );
     let mut file = Vec::new();
     for chunk in body.chunks(100) {
-        assert!(
-            t.handle_body(chunk, now, |b| file.extend_from_slice(b))
-                .is_continue()
-        );
+        feed(&mut t, chunk, now, &mut file);
     }
     t.handle_body_end(now);
-    let TransferStep::Done(s) = t.poll_output(now) else {
-        panic!()
-    };
+    let s = expect_done(&mut t, now);
     assert_eq!(file, body);
     assert_eq!(s.bytes, body.len() as u64);
     assert_eq!(s.decompressed_bytes, Some(data.len() as u64));
@@ -109,21 +129,12 @@ fn decompressed_output_and_name() {
     let data = b"a\tb\n".repeat(100);
     let body = gz(&data);
     let now = origin();
-    let mut t = Transfer::new(
-        &config(),
-        object("https://s/o/part-0.tsv.gz?sig"),
-        Format::Tsv,
-        true,
-    )
-    .unwrap();
+    let mut t = transfer("https://s/o/part-0.tsv.gz?sig", Format::Tsv, true);
     assert_eq!(t.file_name(), "part-0.tsv");
     expect_send(&mut t, now);
     t.handle_head(StatusCode::OK, &HeaderMap::new(), now);
     let mut out = Vec::new();
-    assert!(
-        t.handle_body(&body, now, |b| out.extend_from_slice(b))
-            .is_continue()
-    );
+    feed(&mut t, &body, now, &mut out);
     t.handle_body_end(now);
     assert!(matches!(t.poll_output(now), TransferStep::Done(_)));
     assert_eq!(out, data);
@@ -133,29 +144,14 @@ fn decompressed_output_and_name() {
 fn dropped_connection_resumes_with_range() {
     let body = gz(&b"x,y\n".repeat(5000));
     let now = origin();
-    let mut t = Transfer::new(
-        &config(),
-        object("https://s/o/p.csv.gz?sig"),
-        Format::Csv,
-        false,
-    )
-    .unwrap();
+    let mut t = transfer("https://s/o/p.csv.gz?sig", Format::Csv, false);
     expect_send(&mut t, now);
-    t.handle_head(
-        StatusCode::OK,
-        &headers(&[("content-length", body.len().to_string())]),
-        now,
-    );
+    t.handle_head(StatusCode::OK, &length(body.len()), now);
     let mut file = Vec::new();
     let cut = body.len() / 2;
-    assert!(
-        t.handle_body(&body[..cut], now, |b| file.extend_from_slice(b))
-            .is_continue()
-    );
-    t.handle_failure(common_failure(), now);
-    let TransferStep::Wait(later) = t.poll_output(now) else {
-        panic!()
-    };
+    feed(&mut t, &body[..cut], now, &mut file);
+    t.handle_failure(failure(), now);
+    let later = expect_wait(&mut t, now);
     let req = expect_send(&mut t, later);
     assert_eq!(req.headers()["range"], format!("bytes={cut}-"));
     let h = headers(&[
@@ -169,14 +165,9 @@ fn dropped_connection_resumes_with_range() {
         t.handle_head(StatusCode::PARTIAL_CONTENT, &h, later),
         HeadAction::ReadBody { truncate: false }
     );
-    assert!(
-        t.handle_body(&body[cut..], now, |b| file.extend_from_slice(b))
-            .is_continue()
-    );
+    feed(&mut t, &body[cut..], now, &mut file);
     t.handle_body_end(later);
-    let TransferStep::Done(s) = t.poll_output(later) else {
-        panic!()
-    };
+    let s = expect_done(&mut t, later);
     assert_eq!(s.resumes, 1);
     assert_eq!(file, body);
 }
@@ -185,42 +176,20 @@ fn dropped_connection_resumes_with_range() {
 fn short_body_resumes_and_ignored_range_restarts() {
     let body = gz(&b"0123456789\n".repeat(3000));
     let now = origin();
-    let mut t = Transfer::new(
-        &config(),
-        object("https://s/o/p.json.gz?sig"),
-        Format::Jsonl,
-        false,
-    )
-    .unwrap();
+    let mut t = transfer("https://s/o/p.json.gz?sig", Format::Jsonl, false);
     expect_send(&mut t, now);
-    t.handle_head(
-        StatusCode::OK,
-        &headers(&[("content-length", body.len().to_string())]),
-        now,
-    );
+    t.handle_head(StatusCode::OK, &length(body.len()), now);
     let mut file = Vec::new();
-    assert!(
-        t.handle_body(&body[..100], now, |b| file.extend_from_slice(b))
-            .is_continue()
-    );
+    feed(&mut t, &body[..100], now, &mut file);
     t.handle_body_end(now); // ended early without an error
-    let TransferStep::Wait(later) = t.poll_output(now) else {
-        panic!()
-    };
+    let later = expect_wait(&mut t, now);
     let req = expect_send(&mut t, later);
     assert_eq!(req.headers()["range"], "bytes=100-");
     // The server ignores Range and sends everything again.
-    let action = t.handle_head(
-        StatusCode::OK,
-        &headers(&[("content-length", body.len().to_string())]),
-        later,
-    );
+    let action = t.handle_head(StatusCode::OK, &length(body.len()), later);
     assert_eq!(action, HeadAction::ReadBody { truncate: true });
     file.clear();
-    assert!(
-        t.handle_body(&body, now, |b| file.extend_from_slice(b))
-            .is_continue()
-    );
+    feed(&mut t, &body, now, &mut file);
     t.handle_body_end(later);
     assert!(matches!(t.poll_output(later), TransferStep::Done(_)));
     assert_eq!(file, body);
@@ -230,13 +199,7 @@ fn short_body_resumes_and_ignored_range_restarts() {
 fn expired_url_asks_for_a_new_one() {
     let body = gz(b"hello\n");
     let now = origin();
-    let mut t = Transfer::new(
-        &config(),
-        object("https://s/o/p.json.gz?old"),
-        Format::Jsonl,
-        false,
-    )
-    .unwrap();
+    let mut t = transfer("https://s/o/p.json.gz?old", Format::Jsonl, false);
     expect_send(&mut t, now);
     assert_eq!(
         t.handle_head(StatusCode::FORBIDDEN, &HeaderMap::new(), now),
@@ -249,22 +212,14 @@ fn expired_url_asks_for_a_new_one() {
     t.handle_head(StatusCode::OK, &HeaderMap::new(), now);
     assert!(t.handle_body(&body, now, |_| {}).is_continue());
     t.handle_body_end(now);
-    let TransferStep::Done(s) = t.poll_output(now) else {
-        panic!()
-    };
+    let s = expect_done(&mut t, now);
     assert_eq!(s.url_refreshes, 1);
 }
 
 #[test]
 fn url_refresh_is_bounded() {
     let now = origin();
-    let mut t = Transfer::new(
-        &config(),
-        object("https://s/o/p.json.gz?x"),
-        Format::Jsonl,
-        false,
-    )
-    .unwrap();
+    let mut t = transfer("https://s/o/p.json.gz?x", Format::Jsonl, false);
     for _ in 0..10 {
         match t.poll_output(now) {
             TransferStep::Send(_) => {
@@ -286,20 +241,10 @@ fn corrupt_and_truncated_gzip_fail() {
     let mut body = gz(&b"abcdef\n".repeat(1000));
     let now = origin();
     // Truncated object, with a Content-Length that matches the truncated size.
-    let mut t = Transfer::new(
-        &config(),
-        object("https://s/o/p.json.gz?x"),
-        Format::Jsonl,
-        false,
-    )
-    .unwrap();
+    let mut t = transfer("https://s/o/p.json.gz?x", Format::Jsonl, false);
     expect_send(&mut t, now);
     let short = &body[..body.len() - 10];
-    t.handle_head(
-        StatusCode::OK,
-        &headers(&[("content-length", short.len().to_string())]),
-        now,
-    );
+    t.handle_head(StatusCode::OK, &length(short.len()), now);
     assert!(t.handle_body(short, now, |_| {}).is_continue());
     t.handle_body_end(now);
     assert!(matches!(
@@ -312,13 +257,7 @@ fn corrupt_and_truncated_gzip_fail() {
     // A flipped byte in the CRC trailer.
     let n = body.len();
     body[n - 6] ^= 0xff;
-    let mut t = Transfer::new(
-        &config(),
-        object("https://s/o/p.json.gz?x"),
-        Format::Jsonl,
-        false,
-    )
-    .unwrap();
+    let mut t = transfer("https://s/o/p.json.gz?x", Format::Jsonl, false);
     expect_send(&mut t, now);
     t.handle_head(StatusCode::OK, &HeaderMap::new(), now);
     let r = t.handle_body(&body, now, |_| {});
@@ -339,13 +278,7 @@ fn corrupt_and_truncated_gzip_fail() {
 #[test]
 fn longer_body_than_announced_fails() {
     let now = origin();
-    let mut t = Transfer::new(
-        &config(),
-        object("https://s/o/p.parquet?x"),
-        Format::Parquet,
-        false,
-    )
-    .unwrap();
+    let mut t = transfer("https://s/o/p.parquet?x", Format::Parquet, false);
     expect_send(&mut t, now);
     t.handle_head(
         StatusCode::OK,
@@ -362,13 +295,7 @@ fn longer_body_than_announced_fails() {
 #[test]
 fn server_errors_and_drops_are_bounded() {
     let now = origin();
-    let mut t = Transfer::new(
-        &config(),
-        object("https://s/o/p.json.gz?x"),
-        Format::Jsonl,
-        false,
-    )
-    .unwrap();
+    let mut t = transfer("https://s/o/p.json.gz?x", Format::Jsonl, false);
     let mut sends = 0;
     let mut clock = now;
     loop {
@@ -386,19 +313,13 @@ fn server_errors_and_drops_are_bounded() {
         }
     }
     assert_eq!(sends, 3);
-    let mut t = Transfer::new(
-        &config(),
-        object("https://s/o/p.json.gz?x"),
-        Format::Jsonl,
-        false,
-    )
-    .unwrap();
+    let mut t = transfer("https://s/o/p.json.gz?x", Format::Jsonl, false);
     let mut sends = 0;
     let step = loop {
         match t.poll_output(clock) {
             TransferStep::Send(_) => {
                 sends += 1;
-                t.handle_failure(common_failure(), clock);
+                t.handle_failure(failure(), clock);
             }
             TransferStep::Wait(until) => clock = until,
             other => break other,
@@ -415,13 +336,7 @@ fn server_errors_and_drops_are_bounded() {
 #[test]
 fn unusable_file_name_is_refused() {
     assert!(Transfer::new(&config(), object("https://s/o/..?x"), Format::Jsonl, false).is_err());
-    let t = Transfer::new(
-        &config(),
-        object("https://s/a/..%2F..%2Fevil.gz?x"),
-        Format::Jsonl,
-        false,
-    )
-    .unwrap();
+    let t = transfer("https://s/a/..%2F..%2Fevil.gz?x", Format::Jsonl, false);
     assert_eq!(t.file_name(), "evil.gz");
     assert!(!format!("{t:?}").contains("?x"));
 }
@@ -433,42 +348,19 @@ fn streaming_mode_never_hands_out_output_twice() {
         .collect();
     let body = gz(&data);
     let now = origin();
-    let mut t = Transfer::new(
-        &config(),
-        object("https://s/o/p.json.gz?x"),
-        Format::Jsonl,
-        true,
-    )
-    .unwrap()
-    .streaming();
+    let mut t = transfer("https://s/o/p.json.gz?x", Format::Jsonl, true).streaming();
     let mut out = Vec::new();
     expect_send(&mut t, now);
-    t.handle_head(
-        StatusCode::OK,
-        &headers(&[("content-length", body.len().to_string())]),
-        now,
-    );
-    assert!(
-        t.handle_body(&body[..body.len() / 2], now, |b| out.extend_from_slice(b))
-            .is_continue()
-    );
-    t.handle_failure(common_failure(), now);
-    let TransferStep::Wait(later) = t.poll_output(now) else {
-        panic!()
-    };
+    t.handle_head(StatusCode::OK, &length(body.len()), now);
+    feed(&mut t, &body[..body.len() / 2], now, &mut out);
+    t.handle_failure(failure(), now);
+    let later = expect_wait(&mut t, now);
     expect_send(&mut t, later);
     // The server ignores Range: the whole object again, and nothing to truncate.
-    let action = t.handle_head(
-        StatusCode::OK,
-        &headers(&[("content-length", body.len().to_string())]),
-        later,
-    );
+    let action = t.handle_head(StatusCode::OK, &length(body.len()), later);
     assert_eq!(action, HeadAction::ReadBody { truncate: false });
     for chunk in body.chunks(777) {
-        assert!(
-            t.handle_body(chunk, now, |b| out.extend_from_slice(b))
-                .is_continue()
-        );
+        feed(&mut t, chunk, now, &mut out);
     }
     t.handle_body_end(later);
     assert!(matches!(t.poll_output(later), TransferStep::Done(_)));
@@ -514,9 +406,4 @@ fn downloads_refuse_shared_file_names() {
         err.to_string().contains("share the file name p.json.gz"),
         "{err}"
     );
-}
-
-/// The transport failure the tests report.
-fn common_failure() -> dap_proto::TransportFailure {
-    dap_proto::TransportFailure::new(dap_proto::FailureKind::Broken, "test")
 }

@@ -1,7 +1,4 @@
-//! Fuzz target `gzip`: see `harness::gzip`.
+//! Fuzz target `gzip`: see [`dap_proto_fuzz::gzip`].
 #![no_main]
 
-#[path = "../harness.rs"]
-mod harness;
-
-libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::gzip(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| dap_proto_fuzz::gzip::run(data));

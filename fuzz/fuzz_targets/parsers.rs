@@ -1,7 +1,4 @@
-//! Fuzz target `parsers`: see `harness::parsers`.
+//! Fuzz target `parsers`: see [`dap_proto_fuzz::parsers`].
 #![no_main]
 
-#[path = "../harness.rs"]
-mod harness;
-
-libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::parsers(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| dap_proto_fuzz::parsers::run(data));

@@ -1,7 +1,4 @@
-//! Fuzz target `records`: see `harness::records`.
+//! Fuzz target `records`: see [`dap_proto_fuzz::records`].
 #![no_main]
 
-#[path = "../harness.rs"]
-mod harness;
-
-libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::records(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| dap_proto_fuzz::records::run(data));

@@ -1,7 +1,4 @@
-//! Fuzz target `session`: see `harness::session`.
+//! Fuzz target `session`: see [`dap_proto_fuzz::session`].
 #![no_main]
 
-#[path = "../harness.rs"]
-mod harness;
-
-libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::session(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| dap_proto_fuzz::session::run(data));

@@ -1,7 +1,4 @@
-//! Fuzz target `transfer`: see `harness::transfer`.
+//! Fuzz target `transfer`: see [`dap_proto_fuzz::transfer`].
 #![no_main]
 
-#[path = "../harness.rs"]
-mod harness;
-
-libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::transfer(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| dap_proto_fuzz::transfer::run(data));

@@ -1,7 +1,4 @@
-//! Fuzz target `wire`: see `harness::wire`.
+//! Fuzz target `wire`: see [`dap_proto_fuzz::wire`].
 #![no_main]
 
-#[path = "../harness.rs"]
-mod harness;
-
-libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::wire(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| dap_proto_fuzz::wire::run(data));

@@ -50,6 +50,7 @@ impl fmt::Display for RequestId {
 
 /// What an operation should do.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[non_exhaustive]
 pub enum Command {
     /// List the tables of a namespace.

@@ -1,14 +1,15 @@
 //! Replays every checked-in fuzz corpus and regression file through the same harness
 //! functions the cargo-fuzz targets use, so a regression fails CI on stable without a
-//! fuzzer. `generate_seeds` (ignored) rewrites the seed part of the corpora.
-
-#[path = "../../fuzz/harness.rs"]
-mod harness;
+//! fuzzer. The `seeds_*` tests check that the seed part of each corpus is what its
+//! generator makes; `DAP_REGENERATE_SEEDS=1` rewrites them instead.
 
 use std::path::{Path, PathBuf};
 
+use dap_proto_fuzz as harness;
+use dap_proto_fuzz::parsers::ParserInput;
+
 fn fuzz_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 fn files(dir: &Path) -> Vec<PathBuf> {
@@ -114,13 +115,15 @@ fn gz(data: &[u8], level: u32) -> Vec<u8> {
     e.finish().unwrap()
 }
 
-/// The checked-in seed files are exactly what the generators make from the recorded
-/// vectors and flate2; rewrite them with
-/// `DAP_REGENERATE_SEEDS=1 cargo test -p dap-proto --test fuzz_corpus generate_seeds`.
+// The checked-in seed files are exactly what the generators below make from the
+// recorded vectors and flate2; rewrite them with
+// `DAP_REGENERATE_SEEDS=1 cargo test --manifest-path fuzz/Cargo.toml --test corpus seeds`.
+
+/// parsers: every recorded response vector, with and without the body marker, and
+/// storage answers.
 #[test]
-fn generate_seeds() {
-    // parsers: every recorded response vector, with and without the body marker.
-    let vectors = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors");
+fn seeds_parsers() {
+    let vectors = fuzz_dir().join("../core/tests/vectors");
     for path in files(&vectors) {
         let name = path.file_stem().unwrap().to_string_lossy().into_owned();
         let v: serde_json::Value =
@@ -152,7 +155,7 @@ fn generate_seeds() {
         let body = v["body"].as_str().unwrap().as_bytes();
         let status = v["status"].as_u64().unwrap() as u16 - 100;
         for (suffix, flags) in [("", json), ("-marked", json | 0x04)] {
-            let input = harness::ParserInput {
+            let input = ParserInput {
                 selector: 4,
                 status,
                 flags,
@@ -190,7 +193,7 @@ fn generate_seeds() {
         ),
     ];
     for (name, status, headers) in storage {
-        let input = harness::ParserInput {
+        let input = ParserInput {
             selector: 0,
             status: status - 100,
             flags: 1,
@@ -204,8 +207,11 @@ fn generate_seeds() {
         };
         write_seed("parsers", name, &input.encode());
     }
+}
 
-    // gzip: valid streams (single, multi-member, empty), raw mode, and corrupt mode.
+/// gzip: valid streams (single, multi-member, empty), raw mode, and corrupt mode.
+#[test]
+fn seeds_gzip() {
     let text = b"{\"key\": {\"id\": 1}, \"value\": {\"name\": \"a\"}}\n".repeat(20);
     let mut multi = gz(&text[..300], 1);
     multi.extend_from_slice(&gz(b"", 6));
@@ -223,8 +229,11 @@ fn generate_seeds() {
         data.extend_from_slice(&payload);
         write_seed("gzip", name, &data);
     }
+}
 
-    // records: JSON Lines, CSV with quoted newlines, CRLF.
+/// records: JSON Lines, CSV with quoted newlines, CRLF.
+#[test]
+fn seeds_records() {
     for (name, flags, input) in [
         ("lines", 0x0cu8, &b"{\"a\":1}\n{\"a\":2}\r\n{\"a\":3}"[..]),
         (
@@ -244,8 +253,12 @@ fn generate_seeds() {
         data.extend_from_slice(input);
         write_seed("records", name, &data);
     }
+}
 
-    // wire: responses (content-length, chunked, close-delimited, interim), split.
+/// wire: responses (content-length, chunked, close-delimited, interim), split, and
+/// round trips.
+#[test]
+fn seeds_wire() {
     for (name, flags, stream) in [
         ("content-length", 0x18u8, &b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 13\r\n\r\n{\"tables\":[]}"[..]),
         ("chunked", 0x18, &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n3;ext=1\r\nefg\r\n0\r\nTrailer: x\r\n\r\n"[..]),
@@ -277,9 +290,12 @@ fn generate_seeds() {
     rq.extend_from_slice(b"application/json");
     rq.extend_from_slice(b"[{\"id\":\"a\"}]");
     write_seed("wire", "request-round-trip", &rq);
+}
 
-    // session and transfer: inputs found by a small deterministic search that reach
-    // distinct outcomes (the fuzzer grows the rest).
+/// session and transfer: inputs found by a small deterministic search that reach
+/// distinct outcomes (the fuzzer grows the rest).
+#[test]
+fn seeds_session_and_transfer() {
     let mut seen = std::collections::HashSet::new();
     let mut state = 0x2545_f491_4f6c_dd1du64;
     let mut next = move || {
@@ -292,7 +308,7 @@ fn generate_seeds() {
     for _ in 0..20_000 {
         let len = 40 + (next() % 400) as usize;
         let data: Vec<u8> = (0..len).map(|_| next() as u8).collect();
-        if let Some(stats) = harness::session_run(&data) {
+        if let Some(stats) = harness::session::session_run(&data) {
             let mut key = stats.ok.clone();
             key.sort_unstable();
             key.dedup();
@@ -312,7 +328,7 @@ fn generate_seeds() {
     for kept in 0..20 {
         let len = 60 + (next() % 300) as usize;
         let data: Vec<u8> = (0..len).map(|_| next() as u8).collect();
-        harness::transfer(&data);
+        harness::transfer::run(&data);
         write_seed("transfer", &format!("random-{kept:02}"), &data);
     }
 }
