@@ -85,6 +85,18 @@ impl Run {
         self
     }
 
+    /// Stderr contains each of `texts`.
+    pub(crate) fn assert_stderr_has(&self, texts: &[&str]) -> &Self {
+        for text in texts {
+            assert!(
+                self.stderr.contains(text),
+                "{text:?} not in stderr:\n{}",
+                self.stderr
+            );
+        }
+        self
+    }
+
     /// Neither stream contains the client secret.
     pub(crate) fn assert_no_secret(&self) -> &Self {
         assert!(!self.stdout.contains(SECRET_MARKER), "secret in stdout");
@@ -117,6 +129,16 @@ pub(crate) fn run_in<S: AsRef<std::ffi::OsStr>>(
     args: impl IntoIterator<Item = S>,
 ) -> Run {
     run(dap(emu).args(args).arg("--output-directory").arg(dir))
+}
+
+/// [`run_in`] a new temporary directory, returned with the run so that it lives as long
+/// as the test looks at it.
+pub(crate) fn run_in_temp<S: AsRef<std::ffi::OsStr>>(
+    emu: &Emulator,
+    args: impl IntoIterator<Item = S>,
+) -> (Run, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    (run_in(emu, dir.path(), args), dir)
 }
 
 /// `COMMAND --namespace canvas --table TABLES MORE...`.
