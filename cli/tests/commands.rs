@@ -237,15 +237,15 @@ fn unknown_table_in_a_comma_list_does_not_stop_the_others() {
 #[test]
 fn server_errors_get_a_message_and_exit_5() {
     let emu = emulator();
-    emu.set_faults(Faults {
-        rules: vec![FaultRule::status(
+    set_rules(
+        &emu,
+        vec![FaultRule::status(
             Endpoint::Schema,
             100,
             503,
             FaultBody::Html,
         )],
-        ..Faults::default()
-    });
+    );
     let (r, out) = run_in_temp(&emu, on("schema", "accounts", &[]));
     r.assert_code(5)
         .assert_stderr_has(&["schema of table 'accounts'", "503"]);
@@ -408,14 +408,8 @@ fn interrupt_exits_125_and_leaves_no_partial_file_under_a_final_name() {
         ..EmulatorConfig::default()
     });
     // Storage answers slowly, so the download is in flight when the signal arrives.
-    emu.set_faults(Faults {
-        rules: vec![FaultRule::new(
-            Endpoint::Storage,
-            100,
-            dap_emulator::FaultAction::Delay { millis: 4000 },
-        )],
-        ..Faults::default()
-    });
+    let delay = dap_emulator::FaultAction::Delay { millis: 4000 };
+    set_rules(&emu, vec![FaultRule::new(Endpoint::Storage, 100, delay)]);
     let out = tempfile::tempdir().unwrap();
     let child = spawn(
         dap(&emu)

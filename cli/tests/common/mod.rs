@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use dap_emulator::{Emulator, EmulatorConfig};
+use dap_emulator::{Emulator, EmulatorConfig, FaultRule, Faults};
 use serde_json::Value;
 
 pub(crate) const SECRET_MARKER: &str = "s3cr3t-Value-that-must-never-leak";
@@ -25,6 +25,14 @@ pub(crate) fn emulator_with(config: EmulatorConfig) -> Emulator {
         ..config
     })
     .expect("emulator starts")
+}
+
+/// Makes `rules` the only faults of `emu`.
+pub(crate) fn set_rules(emu: &Emulator, rules: Vec<FaultRule>) {
+    emu.set_faults(Faults {
+        rules,
+        ..Faults::default()
+    });
 }
 
 /// The `dap` binary with no DAP_* variables inherited and fast poll/retry timings.
@@ -87,13 +95,13 @@ impl Run {
 
     /// Stderr contains each of `texts`.
     pub(crate) fn assert_stderr_has(&self, texts: &[&str]) -> &Self {
-        for text in texts {
-            assert!(
-                self.stderr.contains(text),
-                "{text:?} not in stderr:\n{}",
-                self.stderr
-            );
-        }
+        assert_has("stderr", &self.stderr, texts);
+        self
+    }
+
+    /// Stdout contains each of `texts`.
+    pub(crate) fn assert_stdout_has(&self, texts: &[&str]) -> &Self {
+        assert_has("stdout", &self.stdout, texts);
         self
     }
 
@@ -102,6 +110,13 @@ impl Run {
         assert!(!self.stdout.contains(SECRET_MARKER), "secret in stdout");
         assert!(!self.stderr.contains(SECRET_MARKER), "secret in stderr");
         self
+    }
+}
+
+/// `stream`, named `name`, contains each of `texts`.
+fn assert_has(name: &str, stream: &str, texts: &[&str]) {
+    for text in texts {
+        assert!(stream.contains(text), "{text:?} not in {name}:\n{stream}");
     }
 }
 
