@@ -13,8 +13,8 @@ pub use crate::speed::{LowSpeed, SpeedMeter};
 ///
 /// Two forms, which can follow each other in one `impl` block:
 /// - `setters!(Owner: name(field: Type), …)`: each setter stores its argument in the
-///   public field of the same name, is `#[must_use]` and is documented "Sets
-///   [`Owner::field`]."
+///   public field of the same name, is `#[must_use]` and is documented
+///   ``Sets [`Owner::field`].``
 /// - `setters! { /// docs
 ///   fn name(arg: Type, …) { path.to.field = expression, … } … }`: each setter assigns
 ///   the expressions (of its arguments) to the fields of `self` named, and carries the
