@@ -27,29 +27,21 @@ pub(crate) struct Cli {
     pub(crate) command: Command,
 }
 
-/// Options that apply to every command.
+/// Options that apply to every command, before or after it (`global`). Each option's
+/// first `#[arg]` names it (flag, environment variable, value name); a second one, where
+/// there is one, says how its value is read, defaulted or shown.
 #[derive(Debug, Args)]
 pub(crate) struct GlobalArgs {
     /// Base URL of the DAP API.
-    #[arg(
-        long,
-        env = "DAP_API_URL",
-        value_name = "URL",
-        default_value = dap_proto::config::DEFAULT_BASE_URL,
-        global = true
-    )]
+    #[arg(long, env = "DAP_API_URL", value_name = "URL", global = true)]
+    #[arg(default_value = dap_proto::config::DEFAULT_BASE_URL)]
     pub(crate) base_url: String,
     /// OAuth client ID obtained from the Identity Service.
     #[arg(long, env = "DAP_CLIENT_ID", value_name = "CLIENTID", global = true)]
     pub(crate) client_id: Option<String>,
     /// OAuth client secret obtained from the Identity Service (never printed).
-    #[arg(
-        long,
-        env = "DAP_CLIENT_SECRET",
-        hide_env_values = true,
-        value_name = "CLIENTSECRET",
-        global = true
-    )]
+    #[arg(long, env = "DAP_CLIENT_SECRET", value_name = "CLIENTSECRET")]
+    #[arg(hide_env_values = true, global = true)]
     pub(crate) client_secret: Option<String>,
     /// Extra trusted CA certificates (PEM), e.g. for a TLS-inspecting proxy; the built-in
     /// roots stay trusted.
@@ -58,54 +50,34 @@ pub(crate) struct GlobalArgs {
     /// Also trust the operating system's certificate store (where IT departments install
     /// corporate CAs); the built-in roots stay trusted. DAP_USE_SYSTEM_CA takes
     /// true/false, yes/no, on/off or 1/0.
-    #[arg(
-        long,
-        env = "DAP_USE_SYSTEM_CA",
-        action = clap::ArgAction::SetTrue,
-        value_parser = clap::builder::BoolishValueParser::new(),
-        global = true
-    )]
+    #[arg(long, env = "DAP_USE_SYSTEM_CA", global = true)]
+    #[arg(action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
     pub(crate) use_system_ca: bool,
     /// The low-speed rule: a request or download that receives fewer than BYTES in any
     /// --low-speed-time window is abandoned (an API call is retried, a download resumes
     /// where it stopped). 0 keeps only the window as the longest wait for any data.
-    #[arg(
-        long,
-        env = "DAP_LOW_SPEED_LIMIT",
-        value_name = "BYTES",
-        default_value_t = dap_proto::LowSpeed::default().min_bytes,
-        global = true
-    )]
+    #[arg(long, env = "DAP_LOW_SPEED_LIMIT", value_name = "BYTES", global = true)]
+    #[arg(default_value_t = dap_proto::LowSpeed::default().min_bytes)]
     pub(crate) low_speed_limit: u64,
     /// The window of the low-speed rule, in seconds (decimals allowed).
     #[arg(
         long,
         env = "DAP_LOW_SPEED_TIME",
         value_name = "SECONDS",
-        default_value_t = Seconds(dap_proto::LowSpeed::default().window),
         global = true
     )]
+    #[arg(default_value_t = Seconds(dap_proto::LowSpeed::default().window))]
     pub(crate) low_speed_time: Seconds,
     /// The longest one API call may take, in seconds (decimals allowed): a login, a
     /// listing, a schema, or the requests of a query (not the time its job spends
     /// running on the server), retries included; then it fails as a timeout.
-    #[arg(
-        long,
-        env = "DAP_CALL_TIMEOUT",
-        value_name = "SECONDS",
-        default_value_t = Seconds(dap_proto::config::DEFAULT_CALL_TIMEOUT),
-        global = true
-    )]
+    #[arg(long, env = "DAP_CALL_TIMEOUT", value_name = "SECONDS", global = true)]
+    #[arg(default_value_t = Seconds(dap_proto::config::DEFAULT_CALL_TIMEOUT))]
     pub(crate) call_timeout: Seconds,
     /// How long to wait, in seconds, for another dap run writing the same table of the
     /// output directory before giving up (0: give up at once).
-    #[arg(
-        long,
-        env = "DAP_LOCK_TIMEOUT",
-        value_name = "SECONDS",
-        default_value_t = 600,
-        global = true
-    )]
+    #[arg(long, env = "DAP_LOCK_TIMEOUT", value_name = "SECONDS", global = true)]
+    #[arg(default_value_t = 600)]
     pub(crate) lock_timeout: u64,
     /// Log verbosity [default: info; warning for `demo`].
     #[arg(long, value_enum, value_name = "LEVEL", global = true)]
@@ -135,22 +107,12 @@ pub(crate) struct GlobalArgs {
     #[arg(long, value_name = "THEME", hide = true, global = true)]
     pub(crate) console_theme: Option<String>,
     /// Job poll interval in milliseconds (for tests and emulators).
-    #[arg(
-        long,
-        env = "DAP_CLI_POLL_INTERVAL_MS",
-        hide = true,
-        hide_env = true,
-        global = true
-    )]
+    #[arg(long, env = "DAP_CLI_POLL_INTERVAL_MS", global = true)]
+    #[arg(hide = true, hide_env = true)]
     pub(crate) poll_interval_ms: Option<u64>,
     /// Initial retry backoff in milliseconds (for tests and emulators).
-    #[arg(
-        long,
-        env = "DAP_CLI_RETRY_BACKOFF_MS",
-        hide = true,
-        hide_env = true,
-        global = true
-    )]
+    #[arg(long, env = "DAP_CLI_RETRY_BACKOFF_MS", global = true)]
+    #[arg(hide = true, hide_env = true)]
     pub(crate) retry_backoff_ms: Option<u64>,
 }
 
@@ -200,6 +162,11 @@ impl std::fmt::Display for Seconds {
             write!(f, "{}", self.0.as_secs_f64())
         }
     }
+}
+
+/// The parser of a `--concurrency`: how many things at once, from 1 to `max`.
+fn at_once(max: i64) -> clap::builder::RangedI64ValueParser<u16> {
+    clap::value_parser!(u16).range(1..=max)
 }
 
 /// Log verbosity, as the official CLI names it.
@@ -305,11 +272,11 @@ impl Command {
     /// The namespace the command works on, if it has one.
     pub(crate) fn namespace(&self) -> Option<&str> {
         match self {
-            Self::Snapshot(a) => Some(&a.namespace),
-            Self::Incremental(a) => Some(&a.query.namespace),
+            Self::Snapshot(a) => Some(&a.tables.namespace),
+            Self::Incremental(a) => Some(&a.query.tables.namespace),
             Self::List(a) => Some(&a.namespace),
-            Self::Schema(a) => Some(&a.namespace),
-            Self::Sync(a) => Some(&a.query.namespace),
+            Self::Schema(a) => Some(&a.tables.namespace),
+            Self::Sync(a) => Some(&a.query.tables.namespace),
             Self::Initdb(a) | Self::Syncdb(a) | Self::Dropdb(a) => Some(&a.target.namespace),
             Self::Listdb(a) => Some(&a.target.namespace),
             Self::Demo(_) => None,
@@ -325,9 +292,9 @@ pub(crate) struct ListArgs {
     pub(crate) namespace: String,
 }
 
-/// `--namespace --table --output-directory`.
+/// `--namespace --table`: the tables a command works on.
 #[derive(Debug, Args)]
-pub(crate) struct SchemaArgs {
+pub(crate) struct Tables {
     /// Identifies the data source.
     #[arg(long, value_name = "NAMESPACE")]
     pub(crate) namespace: String,
@@ -335,6 +302,13 @@ pub(crate) struct SchemaArgs {
     /// the namespace.
     #[arg(long, value_name = "TABLE")]
     pub(crate) table: String,
+}
+
+/// `--namespace --table --output-directory`.
+#[derive(Debug, Args)]
+pub(crate) struct SchemaArgs {
+    #[command(flatten)]
+    pub(crate) tables: Tables,
     /// Directory where the result is written; absolute or relative.
     #[arg(long, value_name = "DIR", default_value = "downloads")]
     pub(crate) output_directory: PathBuf,
@@ -343,13 +317,8 @@ pub(crate) struct SchemaArgs {
 /// Options shared by the commands that download data.
 #[derive(Debug, Args)]
 pub(crate) struct QueryArgs {
-    /// Identifies the data source.
-    #[arg(long, value_name = "NAMESPACE")]
-    pub(crate) namespace: String,
-    /// Table name or comma separated list of table names. Use 'all' for every table in
-    /// the namespace.
-    #[arg(long, value_name = "TABLE")]
-    pub(crate) table: String,
+    #[command(flatten)]
+    pub(crate) tables: Tables,
     /// Data output format.
     #[arg(long, value_enum, default_value = "jsonl")]
     pub(crate) format: FormatArg,
@@ -360,8 +329,7 @@ pub(crate) struct QueryArgs {
     #[arg(long)]
     pub(crate) decompress: bool,
     /// How many objects download at once.
-    #[arg(long, value_name = "N", default_value_t = 4,
-          value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = at_once(64))]
     pub(crate) concurrency: u16,
 }
 
@@ -428,8 +396,7 @@ pub(crate) struct DbArgs {
     #[arg(long, value_name = "TABLE")]
     pub(crate) table: String,
     /// How many tables are replicated at once (their queries paced to DAP's limit).
-    #[arg(long, value_name = "N", default_value_t = 4,
-          value_parser = clap::value_parser!(u16).range(1..=32))]
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = at_once(32))]
     pub(crate) concurrency: u16,
 }
 

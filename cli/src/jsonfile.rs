@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
-use serde_json::ser::{Formatter, PrettyFormatter};
+use serde_json::ser::PrettyFormatter;
 
 /// Raw JSON text that serialises token by token (keys in their original order) through
 /// whatever serializer it is given.
@@ -26,70 +26,29 @@ impl Serialize for Verbatim<'_> {
     }
 }
 
-/// A pretty formatter that escapes like Python's `ensure_ascii=True`.
-struct AsciiPretty<'a>(PrettyFormatter<'a>);
-
-impl Formatter for AsciiPretty<'_> {
-    fn write_string_fragment<W: ?Sized + Write>(
-        &mut self,
-        writer: &mut W,
-        fragment: &str,
-    ) -> io::Result<()> {
-        let mut start = 0;
-        for (i, c) in fragment.char_indices() {
-            if (' '..='~').contains(&c) {
-                continue;
-            }
-            writer.write_all(&fragment.as_bytes()[start..i])?;
-            let mut units = [0u16; 2];
-            for unit in c.encode_utf16(&mut units) {
-                write!(writer, "\\u{unit:04x}")?;
-            }
-            start = i + c.len_utf8();
-        }
-        writer.write_all(&fragment.as_bytes()[start..])
-    }
-
-    fn begin_array<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.0.begin_array(w)
-    }
-    fn end_array<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.0.end_array(w)
-    }
-    fn begin_array_value<W: ?Sized + Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
-        self.0.begin_array_value(w, first)
-    }
-    fn end_array_value<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.0.end_array_value(w)
-    }
-    fn begin_object<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.0.begin_object(w)
-    }
-    fn end_object<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.0.end_object(w)
-    }
-    fn begin_object_key<W: ?Sized + Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
-        self.0.begin_object_key(w, first)
-    }
-    fn end_object_key<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.0.end_object_key(w)
-    }
-    fn begin_object_value<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.0.begin_object_value(w)
-    }
-    fn end_object_value<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.0.end_object_value(w)
-    }
-}
-
-/// Serialises `value` the way Python's `json.dump(value, f, indent=4)` does.
+/// Serialises `value` the way Python's `json.dump(value, f, indent=4)` does:
+/// serde_json's pretty output with a four-space indent, then every character outside
+/// printable ASCII written as `\uXXXX` (UTF-16 units), as `ensure_ascii=True` does.
+/// serde_json escapes quotes, backslashes and control characters itself and puts line
+/// breaks only between tokens, so every character this escapes stands in a string.
 pub(crate) fn to_python_json<T: Serialize + ?Sized>(value: &T) -> serde_json::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut ser = serde_json::Serializer::with_formatter(
-        &mut out,
-        AsciiPretty(PrettyFormatter::with_indent(b"    ")),
-    );
-    value.serialize(&mut ser)?;
+    let mut pretty = Vec::new();
+    let formatter = PrettyFormatter::with_indent(b"    ");
+    value.serialize(&mut serde_json::Serializer::with_formatter(
+        &mut pretty,
+        formatter,
+    ))?;
+    let text = String::from_utf8(pretty).map_err(serde::ser::Error::custom)?;
+    let mut out = Vec::with_capacity(text.len());
+    for c in text.chars() {
+        if c == '\n' || (' '..='~').contains(&c) {
+            out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+            continue;
+        }
+        for unit in c.encode_utf16(&mut [0u16; 2]) {
+            out.extend_from_slice(format!("\\u{unit:04x}").as_bytes());
+        }
+    }
     Ok(out)
 }
 

@@ -4,6 +4,7 @@ use std::path::Path;
 
 use dap_hyper::DownloadedFile;
 use dap_proto::{DataRange, Query, QueryRange, QueryResult};
+use serde::ser::SerializeMap as _;
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::errors::{CliError, HintContext};
@@ -47,11 +48,13 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
-fn serialize_files<S: Serializer>(
-    files: &Option<Vec<DownloadedFile>>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    s.collect_seq(files.iter().flatten().map(FileView::of))
+/// A table's files, as `--json` shows them.
+struct Files<'a>(&'a [DownloadedFile]);
+
+impl Serialize for Files<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(FileView::of))
+    }
 }
 
 /// An error, for scripts.
@@ -153,58 +156,84 @@ pub(crate) fn describe_range(range: &DataRange) -> String {
     }
 }
 
-/// What happened to one table.
-#[derive(Debug, Clone, Default, Serialize)]
+/// What happened to one table. In JSON: `table`, `status`, then each field that is set,
+/// in this order (see its `Serialize`).
+#[derive(Debug, Clone, Default)]
 pub(crate) struct TableReport {
     /// The table.
     pub(crate) table: String,
     /// How it ended.
     pub(crate) status: TableStatus,
     /// What the data covers (data commands).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) query: Option<QueryKind>,
     /// Why `sync` chose its query.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) reason: Option<String>,
     /// The job id.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) job_id: Option<String>,
     /// A snapshot's instant.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) at: Option<String>,
     /// An incremental's start.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) since: Option<String>,
     /// An incremental's end.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) until: Option<String>,
     /// The schema version of the data or of the schema file.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) schema_version: Option<u64>,
     /// A schema version change (`sync`).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) schema_changed: Option<SchemaChange>,
     /// The schema file written, if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) schema_file: Option<String>,
     /// The job directory.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) directory: Option<String>,
     /// The files written.
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "serialize_files"
-    )]
     pub(crate) files: Option<Vec<DownloadedFile>>,
     /// Total bytes written.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) bytes: Option<u64>,
     /// Wall time spent on the table.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) elapsed_ms: Option<u64>,
     /// Why it failed.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) error: Option<ErrorReport>,
+}
+
+impl Serialize for TableReport {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // Every field named, so that a new one cannot be left out of the JSON unnoticed.
+        let Self {
+            table,
+            status,
+            query,
+            reason,
+            job_id,
+            at,
+            since,
+            until,
+            schema_version,
+            schema_changed,
+            schema_file,
+            directory,
+            files,
+            bytes,
+            elapsed_ms,
+            error,
+        } = self;
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("table", table)?;
+        map.serialize_entry("status", status)?;
+        // The optional fields that are set, under their own names.
+        macro_rules! set {
+            ($($field:ident),+) => {$(
+                if let Some(value) = $field {
+                    map.serialize_entry(stringify!($field), value)?;
+                }
+            )+};
+        }
+        set!(query, reason, job_id, at, since, until, schema_version);
+        set!(schema_changed, schema_file, directory);
+        if let Some(files) = files {
+            map.serialize_entry("files", &Files(files))?;
+        }
+        set!(bytes, elapsed_ms, error);
+        map.end()
+    }
 }
 
 impl TableReport {
@@ -264,4 +293,36 @@ impl TableReport {
 /// A path as text.
 pub(crate) fn display_path(p: &Path) -> String {
     p.display().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_fields_set_are_written_in_declaration_order() {
+        let ok = serde_json::to_string(&TableReport::ok("users")).unwrap();
+        assert_eq!(ok, r#"{"table":"users","status":"ok"}"#);
+        let error = ErrorReport {
+            category: "server",
+            message: "m".to_owned(),
+            hint: None,
+            transient: true,
+        };
+        let report = TableReport {
+            query: Some(QueryKind::Incremental),
+            since: Some("s".to_owned()),
+            until: Some("u".to_owned()),
+            schema_changed: Some(SchemaChange { from: 1, to: 2 }),
+            files: Some(Vec::new()),
+            bytes: Some(0),
+            ..TableReport::failed("t", error)
+        };
+        let want = concat!(
+            r#"{"table":"t","status":"failed","query":"incremental","since":"s","until":"u","#,
+            r#""schema_changed":{"from":1,"to":2},"files":[],"bytes":0,"#,
+            r#""error":{"category":"server","message":"m","hint":null,"transient":true}}"#
+        );
+        assert_eq!(serde_json::to_string(&report).unwrap(), want);
+    }
 }

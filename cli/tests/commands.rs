@@ -59,8 +59,7 @@ fn official_options_are_accepted_and_ignored() {
 #[test]
 fn schema_files_match_the_official_layout() {
     let emu = emulator();
-    let out = tempfile::tempdir().unwrap();
-    let r = run_in(&emu, out.path(), on("schema", "accounts,users", &[]));
+    let (r, out) = run_in_temp(&emu, on("schema", "accounts,users", &[]));
     r.assert_code(0);
     assert_eq!(
         tree(out.path()),
@@ -84,8 +83,7 @@ fn schema_files_match_the_official_layout() {
 #[test]
 fn snapshot_writes_job_directory_with_exact_records() {
     let emu = emulator();
-    let out = tempfile::tempdir().unwrap();
-    let r = run_in(&emu, out.path(), on("snapshot", "accounts", &["--json"]));
+    let (r, out) = run_in_temp(&emu, on("snapshot", "accounts", &["--json"]));
     r.assert_code(0).assert_no_secret();
     let v = r.json();
     let t = &v["tables"][0];
@@ -96,25 +94,17 @@ fn snapshot_writes_job_directory_with_exact_records() {
     assert!(files[0].ends_with(".json.gz"), "{files:?}");
     assert!(assert_exact(&emu, t) > 0);
     // The official CLI's log lines.
-    assert!(
-        r.stderr.contains("Starting snapshot of table 'accounts'"),
-        "{}",
-        r.stderr
-    );
-    assert!(
-        r.stderr.contains("Files from server downloaded to folder:"),
-        "{}",
-        r.stderr
-    );
+    r.assert_stderr_has(&[
+        "Starting snapshot of table 'accounts'",
+        "Files from server downloaded to folder:",
+    ]);
 }
 
 #[test]
 fn json_result_shape() {
     let emu = emulator();
-    let out = tempfile::tempdir().unwrap();
-    let r = run_in(
+    let (r, _out) = run_in_temp(
         &emu,
-        out.path(),
         on("snapshot", "users", &["--json", "--format", "csv"]),
     );
     r.assert_code(0);
@@ -146,12 +136,10 @@ fn json_result_shape() {
 #[test]
 fn incremental_with_since_and_until_returns_exactly_the_window() {
     let emu = emulator();
-    let out = tempfile::tempdir().unwrap();
     let until = jiff::Timestamp::from_second(emu.now().as_second() - 60).unwrap();
     let since = until - jiff::SignedDuration::from_hours(2);
-    let r = run_in(
+    let (r, _out) = run_in_temp(
         &emu,
-        out.path(),
         on(
             "incremental",
             "courses",
@@ -176,13 +164,11 @@ fn incremental_with_since_and_until_returns_exactly_the_window() {
 #[test]
 fn offsets_are_accepted_as_instants() {
     let emu = emulator();
-    let out = tempfile::tempdir().unwrap();
     let since = emu.now().round(jiff::Unit::Second).unwrap() - jiff::SignedDuration::from_hours(1);
     let with_offset = since.display_with_offset(jiff::tz::offset(2)).to_string();
     assert!(with_offset.ends_with("+02:00"), "{with_offset}");
-    let r = run_in(
+    let (r, _out) = run_in_temp(
         &emu,
-        out.path(),
         on(
             "incremental",
             "accounts",
@@ -200,13 +186,11 @@ fn table_all_with_one_failing_table_continues_and_names_it() {
         snapshot_required_tables: vec!["canvas.users".to_owned()],
         ..Faults::default()
     });
-    let out = tempfile::tempdir().unwrap();
     let since = (emu.now() - jiff::SignedDuration::from_hours(1))
         .round(jiff::Unit::Second)
         .unwrap();
-    let r = run_in(
+    let (r, out) = run_in_temp(
         &emu,
-        out.path(),
         on(
             "incremental",
             "all",
@@ -235,63 +219,36 @@ fn table_all_with_one_failing_table_continues_and_names_it() {
         all.len() - 1,
         "one job directory per successful table"
     );
-    assert!(
-        r.stderr.contains("completed with issues: 1 failed out of") && r.stderr.contains(": users"),
-        "{}",
-        r.stderr
-    );
+    r.assert_stderr_has(&["completed with issues: 1 failed out of", ": users"]);
 }
 
 #[test]
 fn unknown_table_in_a_comma_list_does_not_stop_the_others() {
     let emu = emulator();
-    let out = tempfile::tempdir().unwrap();
-    let r = run_in(
-        &emu,
-        out.path(),
-        on("snapshot", "accounts, nosuch ,courses", &[]),
-    );
-    r.assert_code(5);
+    let (r, out) = run_in_temp(&emu, on("snapshot", "accounts, nosuch ,courses", &[]));
+    r.assert_code(5).assert_stderr_has(&[
+        "failed for table 'nosuch' (2 of 3)",
+        "dap list --namespace canvas", // the hint
+        "Finished snapshot of table 'courses' (3 of 3)",
+    ]);
     assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 2);
-    assert!(
-        r.stderr.contains("failed for table 'nosuch' (2 of 3)"),
-        "{}",
-        r.stderr
-    );
-    assert!(
-        r.stderr.contains("dap list --namespace canvas"),
-        "hint: {}",
-        r.stderr
-    );
-    assert!(
-        r.stderr
-            .contains("Finished snapshot of table 'courses' (3 of 3)"),
-        "{}",
-        r.stderr
-    );
 }
 
 #[test]
 fn server_errors_get_a_message_and_exit_5() {
     let emu = emulator();
-    emu.set_faults(Faults {
-        rules: vec![FaultRule::status(
+    set_rules(
+        &emu,
+        vec![FaultRule::status(
             Endpoint::Schema,
             100,
             503,
             FaultBody::Html,
         )],
-        ..Faults::default()
-    });
-    let out = tempfile::tempdir().unwrap();
-    let r = run_in(&emu, out.path(), on("schema", "accounts", &[]));
-    r.assert_code(5);
-    assert!(
-        r.stderr.contains("schema of table 'accounts'"),
-        "{}",
-        r.stderr
     );
-    assert!(r.stderr.contains("503"), "{}", r.stderr);
+    let (r, out) = run_in_temp(&emu, on("schema", "accounts", &[]));
+    r.assert_code(5)
+        .assert_stderr_has(&["schema of table 'accounts'", "503"]);
     assert!(tree(out.path()).is_empty());
 }
 
@@ -302,21 +259,13 @@ fn missing_credentials_name_the_variable_and_flag() {
         .env("DAP_API_URL", emu.base_url())
         .env("DAP_CLIENT_SECRET", "x")
         .args(["list", "--namespace", "canvas"]));
-    r.assert_code(5);
-    assert!(
-        r.stderr.contains("DAP_CLIENT_ID") && r.stderr.contains("--client-id"),
-        "{}",
-        r.stderr
-    );
+    r.assert_code(5)
+        .assert_stderr_has(&["DAP_CLIENT_ID", "--client-id"]);
     assert!(!r.stderr.contains("DAP_CLIENT_SECRET"), "{}", r.stderr);
 
     let r = run(bare_dap().args(on("snapshot", "a", &["--json"])));
-    r.assert_code(5);
-    assert!(
-        r.stderr.contains("DAP_CLIENT_ID") && r.stderr.contains("DAP_CLIENT_SECRET"),
-        "{}",
-        r.stderr
-    );
+    r.assert_code(5)
+        .assert_stderr_has(&["DAP_CLIENT_ID", "DAP_CLIENT_SECRET"]);
     assert_eq!(r.json()["error"]["category"], "missing_credentials");
     assert_eq!(emu.stats().requests.login, 0);
 }
@@ -358,11 +307,7 @@ fn wrong_credentials_fail_fatally_without_printing_the_secret() {
         .arg(out.path().join("data")));
     r.assert_code(5).assert_no_secret();
     assert!(!r.stderr.contains(&wrong) && !r.stdout.contains(&wrong));
-    assert!(
-        r.stderr.contains("DAP_CLIENT_SECRET"),
-        "hint names the variable: {}",
-        r.stderr
-    );
+    r.assert_stderr_has(&["DAP_CLIENT_SECRET"]); // the hint names the variable
     let v = r.json();
     assert_eq!(v["tables"][0]["error"]["category"], "authentication");
     assert_eq!(v["tables"][1]["status"], "skipped");
@@ -407,10 +352,8 @@ fn log_file_has_no_secrets_or_signatures_and_json_format_parses() {
 #[test]
 fn decompress_writes_plain_files() {
     let emu = emulator();
-    let out = tempfile::tempdir().unwrap();
-    let r = run_in(
+    let (r, _out) = run_in_temp(
         &emu,
-        out.path(),
         on("snapshot", "accounts", &["--json", "--decompress"]),
     );
     r.assert_code(0);
@@ -428,10 +371,8 @@ fn concurrency_downloads_every_object() {
         objects_per_job: 5,
         ..EmulatorConfig::default()
     });
-    let out = tempfile::tempdir().unwrap();
-    let r = run_in(
+    let (r, _out) = run_in_temp(
         &emu,
-        out.path(),
         on("snapshot", "submissions", &["--json", "--concurrency", "3"]),
     );
     r.assert_code(0);
@@ -467,14 +408,8 @@ fn interrupt_exits_125_and_leaves_no_partial_file_under_a_final_name() {
         ..EmulatorConfig::default()
     });
     // Storage answers slowly, so the download is in flight when the signal arrives.
-    emu.set_faults(Faults {
-        rules: vec![FaultRule::new(
-            Endpoint::Storage,
-            100,
-            dap_emulator::FaultAction::Delay { millis: 4000 },
-        )],
-        ..Faults::default()
-    });
+    let delay = dap_emulator::FaultAction::Delay { millis: 4000 };
+    set_rules(&emu, vec![FaultRule::new(Endpoint::Storage, 100, delay)]);
     let out = tempfile::tempdir().unwrap();
     let child = spawn(
         dap(&emu)
@@ -488,8 +423,7 @@ fn interrupt_exits_125_and_leaves_no_partial_file_under_a_final_name() {
     std::thread::sleep(Duration::from_millis(100));
     interrupt(&child);
     let r = wait(child);
-    r.assert_code(125);
-    assert!(r.stderr.contains("Interrupted"), "{}", r.stderr);
+    r.assert_code(125).assert_stderr_has(&["Interrupted"]);
     let files = tree(out.path());
     assert!(files.is_empty(), "no file of any kind is left: {files:?}");
 }
@@ -532,8 +466,7 @@ fn jobs_that_wait_and_run_are_polled_to_completion() {
         job_running: Duration::from_millis(150),
         ..EmulatorConfig::default()
     });
-    let out = tempfile::tempdir().unwrap();
-    let r = run_in(&emu, out.path(), on("snapshot", "accounts", &["--json"]));
+    let (r, _out) = run_in_temp(&emu, on("snapshot", "accounts", &["--json"]));
     r.assert_code(0);
     assert!(
         emu.stats().requests.job >= 2,
@@ -552,13 +485,11 @@ fn unwritable_output_directory_is_a_clear_error() {
     let r = run(dap(&emu)
         .args(on("schema", "accounts", &["--output-directory"]))
         .arg(&file));
-    r.assert_code(5);
-    assert!(r.stderr.contains("a-file"), "{}", r.stderr);
+    r.assert_code(5).assert_stderr_has(&["a-file"]);
     let r = run(dap(&emu).arg("--logfile").arg(file.join("x.log")).args([
         "list",
         "--namespace",
         "canvas",
     ]));
-    r.assert_code(5);
-    assert!(r.stderr.contains("log file"), "{}", r.stderr);
+    r.assert_code(5).assert_stderr_has(&["log file"]);
 }

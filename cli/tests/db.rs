@@ -84,8 +84,8 @@ fn sqlite_initdb_syncdb_listdb_dropdb() {
     let r = run(bare_dap().args(db_args("dropdb", &conn, "all")));
     r.assert_code(0);
     let r = run(bare_dap().args(db_args("dropdb", &conn, "users")));
-    r.assert_code(5);
-    assert!(r.stderr.contains("Table not initialized"), "{}", r.stderr);
+    r.assert_code(5)
+        .assert_stderr_has(&["Table not initialized"]);
 }
 
 #[test]
@@ -97,7 +97,7 @@ fn the_database_password_never_appears() {
         for c in [&conn, &mysql] {
             let r = run(dap(&emu).args(&extra).args(db_args("syncdb", c, "users")));
             r.assert_code(5).assert_no_secret();
-            assert!(r.stderr.contains("someone:***@127.0.0.1:1"), "{}", r.stderr);
+            r.assert_stderr_has(&["someone:***@127.0.0.1:1"]);
         }
     }
     let r = run(dap(&emu).env("DAP_CONNECTION_STRING", &conn).args([
@@ -123,13 +123,8 @@ fn a_missing_or_bad_connection_string_is_explained() {
         "--table",
         "users",
     ]));
-    r.assert_code(5);
-    assert!(
-        r.stderr.contains("Missing database connection string"),
-        "{}",
-        r.stderr
-    );
+    r.assert_code(5)
+        .assert_stderr_has(&["Missing database connection string"]);
     let r = run(dap(&emu).args(db_args("initdb", "mssql://root@127.0.0.1/test", "users")));
-    r.assert_code(5);
-    assert!(r.stderr.contains("mssql"), "{}", r.stderr);
+    r.assert_code(5).assert_stderr_has(&["mssql"]);
 }

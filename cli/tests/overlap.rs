@@ -13,14 +13,8 @@ const STATE: &str = "dap-sync-state.json";
 /// Storage answers the next `count` downloads `millis` late, so a run holds its table
 /// long enough for another to start.
 fn slow_storage(emu: &dap_emulator::Emulator, count: u32, millis: u64) {
-    emu.set_faults(Faults {
-        rules: vec![FaultRule::new(
-            Endpoint::Storage,
-            count,
-            FaultAction::Delay { millis },
-        )],
-        ..Faults::default()
-    });
+    let delay = FaultAction::Delay { millis };
+    set_rules(emu, vec![FaultRule::new(Endpoint::Storage, count, delay)]);
 }
 
 fn sync_args(table: &str) -> Vec<&str> {
@@ -140,11 +134,7 @@ fn sync_refuses_a_deduplicated_snapshot_older_than_its_position() {
         r.assert_code(5);
         let error = &r.json()["tables"][0]["error"];
         assert_eq!(error["category"], "stale_snapshot", "{error}");
-        assert!(
-            r.stderr.contains("older than the stored position"),
-            "{}",
-            r.stderr
-        );
+        r.assert_stderr_has(&["older than the stored position"]);
         assert!(!r.stderr.contains("is synced"), "{}", r.stderr);
         assert_eq!(std::fs::read(out.path().join(STATE)).unwrap(), saved);
     }
@@ -179,6 +169,6 @@ fn a_table_is_reported_synced_only_once_its_state_is_saved() {
     let r = run_in(&emu, out.path(), sync_args("accounts"));
     r.assert_code(5);
     assert!(!r.stderr.contains("is synced"), "{}", r.stderr);
-    assert!(r.stderr.contains(".dap-lock.sync-state"), "{}", r.stderr);
+    r.assert_stderr_has(&[".dap-lock.sync-state"]);
     assert!(!out.path().join(STATE).exists());
 }

@@ -189,15 +189,10 @@ fn ca_file_from_the_option_or_the_environment_reaches_the_transport() {
         .arg(&missing)
         .args(["list", "--namespace", "canvas"]));
     r.assert_code(5).assert_no_secret();
-    assert!(
-        r.stderr.contains("--ca-file") && r.stderr.contains("missing.pem"),
-        "{}",
-        r.stderr
-    );
+    r.assert_stderr_has(&["--ca-file", "missing.pem"]);
     let r = run(dap(&emu)
         .env("DAP_CA_FILE", &not_pem)
         .args(["list", "--namespace", "canvas"]));
-    r.assert_code(5);
-    assert!(r.stderr.contains("no PEM certificate"), "{}", r.stderr);
+    r.assert_code(5).assert_stderr_has(&["no PEM certificate"]);
     assert_eq!(emu.stats().requests.login, 0);
 }

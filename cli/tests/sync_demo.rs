@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use dap_emulator::{EmulatedRange, Faults};
+use dap_emulator::Faults;
 
 fn sync(emu: &dap_emulator::Emulator, dir: &std::path::Path, tables: &str) -> Run {
     run(dap(emu)
@@ -26,15 +26,7 @@ fn sync_twice_chains_an_incremental_with_exactly_the_changed_records() {
         assert_eq!(t["query"], "snapshot", "{t}");
         assert_eq!(t["reason"], "first sync of the table");
         let table = t["table"].as_str().unwrap();
-        let want = expected(
-            &emu,
-            "canvas",
-            table,
-            EmulatedRange::Snapshot {
-                at_ms: ms(&t["at"]),
-            },
-        );
-        assert_eq!(read_records(&files_of(t)), want);
+        assert_exact(&emu, t); // the records of the snapshot at `at`
         assert!(
             dir.path()
                 .join(format!("{table}_schema_version_2.json"))
@@ -59,22 +51,9 @@ fn sync_twice_chains_an_incremental_with_exactly_the_changed_records() {
     for (t, at) in v["tables"].as_array().unwrap().iter().zip(&ats) {
         assert_eq!(t["query"], "incremental", "{t}");
         assert_eq!(&t["since"], at, "chained from the stored snapshot `at`");
-        let table = t["table"].as_str().unwrap();
-        let want = expected(
-            &emu,
-            "canvas",
-            table,
-            EmulatedRange::Incremental {
-                since_ms: ms(&t["since"]),
-                until_ms: ms(&t["until"]),
-            },
-        );
-        assert!(!want.is_empty(), "an hour of changes");
-        assert_eq!(
-            read_records(&files_of(t)),
-            want,
-            "exactly the changed records of {table}"
-        );
+        // Exactly the records changed between `since` and `until`.
+        let changed = assert_exact(&emu, t);
+        assert!(changed > 0, "an hour of changes in {t}");
     }
     let s = sync_state(dir.path());
     let users = &s["namespaces"]["canvas"]["users"];
@@ -105,16 +84,9 @@ fn sync_takes_a_fresh_snapshot_when_the_server_requires_one() {
         t["reason"].as_str().unwrap().contains("SnapshotRequired"),
         "{t}"
     );
-    assert!(r.stderr.contains("fresh snapshot"), "{}", r.stderr);
-    let want = expected(
-        &emu,
-        "canvas",
-        "courses",
-        EmulatedRange::Snapshot {
-            at_ms: ms(&t["at"]),
-        },
-    );
-    assert_eq!(read_records(&files_of(t)), want);
+    r.assert_stderr_has(&["fresh snapshot"]);
+    assert_eq!(t["table"], "courses");
+    assert_exact(&emu, t); // the records of the snapshot at `at`
     assert_eq!(
         sync_state(dir.path())["namespaces"]["canvas"]["courses"]["next_since"],
         t["at"]
@@ -133,8 +105,7 @@ fn sync_refuses_a_format_change_and_force_snapshot_restarts() {
             &["--format", "csv", "--output-directory"],
         ))
         .arg(dir.path()));
-    r.assert_code(5);
-    assert!(r.stderr.contains("--force-snapshot"), "{}", r.stderr);
+    r.assert_code(5).assert_stderr_has(&["--force-snapshot"]);
     let r = run(dap(&emu)
         .args(on(
             "sync",
@@ -179,25 +150,21 @@ fn sync_rejects_a_corrupt_state_file() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("dap-sync-state.json"), b"{not json").unwrap();
     let r = sync(&emu, dir.path(), "accounts");
-    r.assert_code(5);
-    assert!(r.stderr.contains("dap-sync-state.json"), "{}", r.stderr);
+    r.assert_code(5).assert_stderr_has(&["dap-sync-state.json"]);
     assert_eq!(emu.stats().requests.query, 0);
 }
 
 #[test]
 fn demo_runs_the_whole_workflow_without_credentials() {
     let r = run(bare_dap().arg("demo"));
-    r.assert_code(0);
-    for step in [
+    r.assert_code(0).assert_stdout_has(&[
         "list",
         "schema",
         "snapshot",
         "incremental",
         "verify",
         "match the emulator exactly",
-    ] {
-        assert!(r.stdout.contains(step), "{step}: {}", r.stdout);
-    }
+    ]);
     assert!(
         !r.stderr.contains("ERROR") && !r.stderr.contains("WARNING"),
         "{}",

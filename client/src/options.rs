@@ -43,46 +43,19 @@ impl Default for Options {
 }
 
 impl Options {
-    /// Sets [`Options::connect_timeout`].
-    #[must_use]
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
-
-    /// Sets [`Options::read_timeout`].
-    #[must_use]
-    pub fn read_timeout(mut self, timeout: Duration) -> Self {
-        self.read_timeout = timeout;
-        self
-    }
-
-    /// Sets [`Options::extra_ca_file`].
-    #[must_use]
-    pub fn extra_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
-        self.extra_ca_file = Some(path.into());
-        self
-    }
-
-    /// Sets [`Options::system_roots`].
-    #[must_use]
-    pub fn system_roots(mut self, enabled: bool) -> Self {
-        self.system_roots = enabled;
-        self
-    }
-
-    /// Sets [`Options::proxy`].
-    #[must_use]
-    pub fn proxy(mut self, url: impl Into<String>) -> Self {
-        self.proxy = Some(url.into());
-        self
-    }
-
-    /// Sets [`Options::proxy_from_env`].
-    #[must_use]
-    pub fn proxy_from_env(mut self, enabled: bool) -> Self {
-        self.proxy_from_env = enabled;
-        self
+    dap_proto::setters!(Options:
+        connect_timeout(connect_timeout: Duration),
+        read_timeout(read_timeout: Duration),
+        system_roots(system_roots: bool),
+        proxy_from_env(proxy_from_env: bool),
+    );
+    dap_proto::setters! {
+        /// Sets [`Options::extra_ca_file`].
+        #[must_use]
+        fn extra_ca_file(path: impl Into<PathBuf>) { extra_ca_file = Some(path.into()) }
+        /// Sets [`Options::proxy`].
+        #[must_use]
+        fn proxy(url: impl Into<String>) { proxy = Some(url.into()) }
     }
 }
 
@@ -107,18 +80,11 @@ impl Default for DownloadOptions {
 }
 
 impl DownloadOptions {
-    /// Sets [`DownloadOptions::decompress`].
-    #[must_use]
-    pub fn decompress(mut self, decompress: bool) -> Self {
-        self.decompress = decompress;
-        self
-    }
-
-    /// Sets [`DownloadOptions::concurrency`] (0 counts as 1).
-    #[must_use]
-    pub fn concurrency(mut self, concurrency: usize) -> Self {
-        self.concurrency = concurrency;
-        self
+    dap_proto::setters!(DownloadOptions: decompress(decompress: bool));
+    dap_proto::setters! {
+        /// Sets [`DownloadOptions::concurrency`] (0 counts as 1).
+        #[must_use]
+        fn concurrency(concurrency: usize);
     }
 
     /// The core's download spec for these options, with a fresh random nonce for the

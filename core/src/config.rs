@@ -8,6 +8,77 @@ use http::Uri;
 use crate::secret::ClientSecret;
 pub use crate::speed::{LowSpeed, SpeedMeter};
 
+/// Writes chainable setters, `pub fn name(mut self, …) -> Self`, one line each, for the
+/// workspace's builders (here and in `dap-client`); not a stable interface.
+///
+/// Two forms, which can follow each other in one `impl` block:
+/// - `setters!(Owner: name(field: Type), …)`: each setter stores its argument in the
+///   public field of the same name, is `#[must_use]` and is documented
+///   ``Sets [`Owner::field`].``
+/// - `setters! { /// docs
+///   fn name(arg: Type, …) { path.to.field = expression, … } … }`: each setter assigns
+///   the expressions (of its arguments) to the fields of `self` named, and carries the
+///   attributes written before it (its docs, `#[must_use]`) and no others;
+///   `fn name(field: Type, …);` stores each argument in the field of the same name.
+///
+/// ```
+/// struct Knobs {
+///     /// How many.
+///     pub count: u32,
+///     name: String,
+///     size: (u8, u8),
+/// }
+///
+/// impl Knobs {
+///     dap_proto::setters!(Knobs: with_count(count: u32));
+///     dap_proto::setters! {
+///         /// Sets the name.
+///         #[must_use]
+///         fn named(name: impl Into<String>) { name = name.into() }
+///         /// Sets the size.
+///         #[must_use]
+///         fn sized(width: u8, height: u8) { size.0 = width, size.1 = height }
+///         /// Sets the count and the size.
+///         #[must_use]
+///         fn with(count: u32, size: (u8, u8));
+///     }
+/// }
+///
+/// let knobs = Knobs { count: 0, name: String::new(), size: (0, 0) };
+/// let knobs = knobs.with_count(3).named("x").sized(1, 2);
+/// assert_eq!((knobs.count, knobs.name.as_str(), knobs.size), (3, "x", (1, 2)));
+/// assert_eq!(knobs.with(4, (5, 6)).size, (5, 6));
+/// ```
+#[doc(hidden)]
+#[macro_export]
+macro_rules! setters {
+    () => {};
+    ($(#[$attr:meta])* fn $name:ident($($arg:ident: $ty:ty),+ $(,)?); $($rest:tt)*) => {
+        $crate::setters! {
+            $(#[$attr])* fn $name($($arg: $ty),+) { $($arg = $arg),+ }
+            $($rest)*
+        }
+    };
+    ($(#[$attr:meta])* fn $name:ident($($arg:ident: $ty:ty),+ $(,)?) {
+        $($($field:tt).+ = $value:expr),+ $(,)?
+    } $($rest:tt)*) => {
+        $(#[$attr])*
+        pub fn $name(mut self, $($arg: $ty),+) -> Self {
+            $(self.$($field).+ = $value;)+
+            self
+        }
+        $crate::setters! { $($rest)* }
+    };
+    ($owner:ident: $($name:ident($field:ident: $ty:ty)),+ $(,)?) => {$(
+        #[doc = concat!("Sets [`", stringify!($owner), "::", stringify!($field), "`].")]
+        #[must_use]
+        pub fn $name(mut self, $field: $ty) -> Self {
+            self.$field = $field;
+            self
+        }
+    )+};
+}
+
 /// The gateway every DAP customer uses unless told otherwise.
 pub const DEFAULT_BASE_URL: &str = "https://api-gateway.instructure.com";
 /// Path of the login (token) endpoint, relative to the base URL.
@@ -132,54 +203,32 @@ impl RetryPolicy {
         }
     }
 
-    /// Sets [`RetryPolicy::max_attempts`].
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use dap_proto::{Config, RetryPolicy};
-    ///
-    /// let retry = RetryPolicy::default()
-    ///     .with_max_attempts(3)
-    ///     .with_backoff(Duration::from_millis(200), Duration::from_secs(10))
-    ///     .with_max_retry_after(Duration::from_secs(60));
-    /// let config = Config::builder("id", "secret").retry(retry).build()?;
-    /// assert_eq!(config.retry().max_attempts, 3);
-    /// # Ok::<(), dap_proto::ConfigError>(())
-    /// ```
-    #[must_use]
-    pub fn with_max_attempts(mut self, attempts: u32) -> Self {
-        self.max_attempts = attempts;
-        self
+    crate::setters! {
+        /// Sets [`RetryPolicy::max_attempts`].
+        ///
+        /// ```
+        /// use std::time::Duration;
+        /// use dap_proto::{Config, RetryPolicy};
+        ///
+        /// let retry = RetryPolicy::default()
+        ///     .with_max_attempts(3)
+        ///     .with_backoff(Duration::from_millis(200), Duration::from_secs(10))
+        ///     .with_max_retry_after(Duration::from_secs(60));
+        /// let config = Config::builder("id", "secret").retry(retry).build()?;
+        /// assert_eq!(config.retry().max_attempts, 3);
+        /// # Ok::<(), dap_proto::ConfigError>(())
+        /// ```
+        #[must_use]
+        fn with_max_attempts(max_attempts: u32);
+        /// Sets [`RetryPolicy::initial_backoff`] and [`RetryPolicy::max_backoff`].
+        #[must_use]
+        fn with_backoff(initial_backoff: Duration, max_backoff: Duration);
     }
-
-    /// Sets [`RetryPolicy::initial_backoff`] and [`RetryPolicy::max_backoff`].
-    #[must_use]
-    pub fn with_backoff(mut self, initial: Duration, max: Duration) -> Self {
-        self.initial_backoff = initial;
-        self.max_backoff = max;
-        self
-    }
-
-    /// Sets [`RetryPolicy::max_retry_after`].
-    #[must_use]
-    pub fn with_max_retry_after(mut self, max: Duration) -> Self {
-        self.max_retry_after = max;
-        self
-    }
-
-    /// Sets [`RetryPolicy::default_retry_after`].
-    #[must_use]
-    pub fn with_default_retry_after(mut self, wait: Duration) -> Self {
-        self.default_retry_after = wait;
-        self
-    }
-
-    /// Sets [`RetryPolicy::jitter_seed`].
-    #[must_use]
-    pub fn with_jitter_seed(mut self, seed: u64) -> Self {
-        self.jitter_seed = seed;
-        self
-    }
+    crate::setters!(RetryPolicy:
+        with_max_retry_after(max_retry_after: Duration),
+        with_default_retry_after(default_retry_after: Duration),
+        with_jitter_seed(jitter_seed: u64),
+    );
 }
 
 /// How jobs are polled until they end.
@@ -230,73 +279,50 @@ impl PollPolicy {
         }
     }
 
-    /// Sets [`PollPolicy::initial_interval`] and [`PollPolicy::max_interval`].
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use dap_proto::{Config, PollPolicy};
-    ///
-    /// let poll = PollPolicy::default()
-    ///     .with_intervals(Duration::from_secs(1), Duration::from_secs(10))
-    ///     .with_max_duration(Duration::from_secs(2 * 3600));
-    /// let config = Config::builder("id", "secret").poll(poll).build()?;
-    /// assert_eq!(config.poll().max_interval, Duration::from_secs(10));
-    /// # Ok::<(), dap_proto::ConfigError>(())
-    /// ```
-    #[must_use]
-    pub fn with_intervals(mut self, initial: Duration, max: Duration) -> Self {
-        self.initial_interval = initial;
-        self.max_interval = max;
-        self
-    }
-
-    /// Sets [`PollPolicy::fast_phase`] and [`PollPolicy::fast_interval`].
-    #[must_use]
-    pub fn with_fast_phase(mut self, phase: Duration, interval: Duration) -> Self {
-        self.fast_phase = phase;
-        self.fast_interval = interval;
-        self
-    }
-
-    /// Sets [`PollPolicy::max_status_calls_per_minute`].
-    #[must_use]
-    pub fn with_max_status_calls_per_minute(mut self, calls: u32) -> Self {
-        self.max_status_calls_per_minute = calls;
-        self
-    }
-
-    /// Sets [`PollPolicy::max_duration`].
-    #[must_use]
-    pub fn with_max_duration(mut self, duration: Duration) -> Self {
-        self.max_duration = duration;
-        self
-    }
-
-    /// Sets [`PollPolicy::expiry_margin`].
-    #[must_use]
-    pub fn with_expiry_margin(mut self, margin: Duration) -> Self {
-        self.expiry_margin = margin;
-        self
+    crate::setters!(PollPolicy:
+        with_max_status_calls_per_minute(max_status_calls_per_minute: u32),
+        with_max_duration(max_duration: Duration),
+        with_expiry_margin(expiry_margin: Duration),
+    );
+    crate::setters! {
+        /// Sets [`PollPolicy::initial_interval`] and [`PollPolicy::max_interval`].
+        ///
+        /// ```
+        /// use std::time::Duration;
+        /// use dap_proto::{Config, PollPolicy};
+        ///
+        /// let poll = PollPolicy::default()
+        ///     .with_intervals(Duration::from_secs(1), Duration::from_secs(10))
+        ///     .with_max_duration(Duration::from_secs(2 * 3600));
+        /// let config = Config::builder("id", "secret").poll(poll).build()?;
+        /// assert_eq!(config.poll().max_interval, Duration::from_secs(10));
+        /// # Ok::<(), dap_proto::ConfigError>(())
+        /// ```
+        #[must_use]
+        fn with_intervals(initial_interval: Duration, max_interval: Duration);
+        /// Sets [`PollPolicy::fast_phase`] and [`PollPolicy::fast_interval`].
+        #[must_use]
+        fn with_fast_phase(fast_phase: Duration, fast_interval: Duration);
     }
 }
 
 /// A validated configuration. Build one with [`Config::builder`].
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub(crate) base: String,
-    pub(crate) credentials: Credentials,
-    pub(crate) user_agent: http::HeaderValue,
-    pub(crate) token_path: String,
-    pub(crate) token_header: TokenHeader,
-    pub(crate) refresh_margin: Duration,
-    pub(crate) retry: RetryPolicy,
-    pub(crate) poll: PollPolicy,
-    pub(crate) scope: Option<String>,
-    pub(crate) max_body_bytes: usize,
-    pub(crate) url_batch_size: usize,
-    pub(crate) call_timeout: Duration,
-    pub(crate) low_speed: LowSpeed,
-    pub(crate) url_lifetime: Duration,
+    base: String,
+    credentials: Credentials,
+    user_agent: http::HeaderValue,
+    token_path: String,
+    token_header: TokenHeader,
+    refresh_margin: Duration,
+    retry: RetryPolicy,
+    poll: PollPolicy,
+    scope: Option<String>,
+    max_body_bytes: usize,
+    url_batch_size: usize,
+    call_timeout: Duration,
+    low_speed: LowSpeed,
+    url_lifetime: Duration,
 }
 
 /// How long a pre-signed URL is trusted when it does not say (`X-Amz-Expires`): DAP
@@ -312,22 +338,24 @@ impl Config {
     /// Starts a builder with the two things no default can supply.
     pub fn builder(client_id: impl Into<String>, secret: impl Into<String>) -> ConfigBuilder {
         ConfigBuilder {
-            client_id: client_id.into(),
-            secret: ClientSecret::new(secret),
-            base_url: DEFAULT_BASE_URL.to_owned(),
-            allow_plain_http: false,
+            draft: Self {
+                base: DEFAULT_BASE_URL.to_owned(),
+                credentials: Credentials::new(client_id, ClientSecret::new(secret)),
+                user_agent: http::HeaderValue::from_static(DEFAULT_USER_AGENT),
+                token_path: DEFAULT_TOKEN_PATH.to_owned(),
+                token_header: TokenHeader::Bearer,
+                refresh_margin: Duration::from_secs(300),
+                retry: RetryPolicy::default(),
+                poll: PollPolicy::default(),
+                scope: None,
+                max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+                url_batch_size: 100,
+                call_timeout: DEFAULT_CALL_TIMEOUT,
+                low_speed: LowSpeed::default(),
+                url_lifetime: DEFAULT_URL_LIFETIME,
+            },
             user_agent: DEFAULT_USER_AGENT.to_owned(),
-            token_path: DEFAULT_TOKEN_PATH.to_owned(),
-            token_header: TokenHeader::Bearer,
-            refresh_margin: Duration::from_secs(300),
-            retry: RetryPolicy::default(),
-            poll: PollPolicy::default(),
-            scope: None,
-            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
-            url_batch_size: 100,
-            call_timeout: DEFAULT_CALL_TIMEOUT,
-            low_speed: LowSpeed::default(),
-            url_lifetime: DEFAULT_URL_LIFETIME,
+            allow_plain_http: false,
         }
     }
 
@@ -430,204 +458,12 @@ impl Config {
     pub(crate) fn token_url(&self) -> String {
         self.url(&self.token_path)
     }
-}
-
-/// Builder for [`Config`]; [`ConfigBuilder::build`] validates everything.
-#[derive(Debug, Clone)]
-#[must_use]
-pub struct ConfigBuilder {
-    client_id: String,
-    secret: ClientSecret,
-    base_url: String,
-    allow_plain_http: bool,
-    user_agent: String,
-    token_path: String,
-    token_header: TokenHeader,
-    refresh_margin: Duration,
-    retry: RetryPolicy,
-    poll: PollPolicy,
-    scope: Option<String>,
-    max_body_bytes: usize,
-    url_batch_size: usize,
-    call_timeout: Duration,
-    low_speed: LowSpeed,
-    url_lifetime: Duration,
-}
-
-impl ConfigBuilder {
-    /// The API base URL (default [`DEFAULT_BASE_URL`]). Plain `http://` is accepted only
-    /// for loopback hosts unless [`ConfigBuilder::dangerous_allow_plain_http`] is set.
-    pub fn base_url(mut self, url: impl Into<String>) -> Self {
-        self.base_url = url.into();
-        self
-    }
-
-    /// Accepts a plain `http://` base URL on a non-loopback host. The client secret and
-    /// token then cross the network unencrypted.
-    pub fn dangerous_allow_plain_http(mut self, allow: bool) -> Self {
-        self.allow_plain_http = allow;
-        self
-    }
-
-    /// The `User-Agent` header (default [`DEFAULT_USER_AGENT`]); never empty.
-    pub fn user_agent(mut self, agent: impl Into<String>) -> Self {
-        self.user_agent = agent.into();
-        self
-    }
-
-    /// The token endpoint path (default [`DEFAULT_TOKEN_PATH`]).
-    pub fn token_path(mut self, path: impl Into<String>) -> Self {
-        self.token_path = path.into();
-        self
-    }
-
-    /// The header that carries the token.
-    pub fn token_header(mut self, header: TokenHeader) -> Self {
-        self.token_header = header;
-        self
-    }
-
-    /// How long before expiry a token is refreshed (default 5 minutes).
-    pub fn refresh_margin(mut self, margin: Duration) -> Self {
-        self.refresh_margin = margin;
-        self
-    }
-
-    /// The retry policy.
-    pub fn retry(mut self, retry: RetryPolicy) -> Self {
-        self.retry = retry;
-        self
-    }
-
-    /// The job-poll policy.
-    pub fn poll(mut self, poll: PollPolicy) -> Self {
-        self.poll = poll;
-        self
-    }
-
-    /// The root-account `scope` query parameter for list, schema and data calls.
-    pub fn scope(mut self, scope: impl Into<String>) -> Self {
-        self.scope = Some(scope.into());
-        self
-    }
-
-    /// Cap on any JSON body parsed (default 32 MiB).
-    pub fn max_body_bytes(mut self, bytes: usize) -> Self {
-        self.max_body_bytes = bytes;
-        self
-    }
-
-    /// Object ids per object-URL request (default 100).
-    pub fn url_batch_size(mut self, size: usize) -> Self {
-        self.url_batch_size = size;
-        self
-    }
-
-    /// The per-call deadline (default [`DEFAULT_CALL_TIMEOUT`]); see
-    /// [`Config::call_timeout`].
-    pub fn call_timeout(mut self, timeout: Duration) -> Self {
-        self.call_timeout = timeout;
-        self
-    }
-
-    /// The low-speed rule (default 1 KiB in 30 s); see [`LowSpeed`].
-    pub fn low_speed(mut self, rule: LowSpeed) -> Self {
-        self.low_speed = rule;
-        self
-    }
-
-    /// How long a pre-signed URL is trusted when it does not carry `X-Amz-Expires`
-    /// (default [`DEFAULT_URL_LIFETIME`]).
-    pub fn url_lifetime(mut self, lifetime: Duration) -> Self {
-        self.url_lifetime = lifetime;
-        self
-    }
-
-    /// Validates and builds the configuration. The client ID and secret are used
-    /// without surrounding whitespace.
-    pub fn build(self) -> Result<Config, ConfigError> {
-        use ConfigError as E;
-        let client_id = self.client_id.trim().to_owned();
-        if client_id.is_empty() {
-            return Err(E::EmptyClientId);
-        }
-        if client_id.contains(':') || client_id.chars().any(char::is_control) {
-            return Err(E::InvalidClientId);
-        }
-        let secret = ClientSecret::new(self.secret.secret().trim());
-        if secret.secret().is_empty() {
-            return Err(E::EmptySecret);
-        }
-        self.validate_durations()?;
-        let base = validate_base(&self.base_url, self.allow_plain_http)?;
-        if self.user_agent.trim().is_empty() {
-            return Err(E::EmptyUserAgent);
-        }
-        let user_agent =
-            http::HeaderValue::from_str(&self.user_agent).map_err(|_| E::InvalidUserAgent)?;
-        if !self.token_path.starts_with('/') || self.token_path.parse::<Uri>().is_err() {
-            return Err(E::InvalidTokenPath);
-        }
-        if self.retry.max_attempts == 0 {
-            return Err(E::ZeroAttempts);
-        }
-        if self.retry.initial_backoff > self.retry.max_backoff {
-            return Err(E::Invalid("retry initial_backoff exceeds max_backoff"));
-        }
-        if self.poll.initial_interval.is_zero()
-            || self.poll.initial_interval > self.poll.max_interval
-        {
-            return Err(E::Invalid(
-                "poll initial_interval must be non-zero and at most max_interval",
-            ));
-        }
-        if self.poll.max_status_calls_per_minute == 0 {
-            return Err(E::Invalid(
-                "poll max_status_calls_per_minute must be at least 1",
-            ));
-        }
-        if self.poll.max_duration.is_zero() {
-            return Err(E::Invalid("poll max_duration must be non-zero"));
-        }
-        if let Some(scope) = &self.scope {
-            if scope.is_empty()
-                || !scope
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.~".contains(c))
-            {
-                return Err(E::Invalid("scope must be a non-empty unreserved URL word"));
-            }
-        }
-        if self.max_body_bytes < 1024 {
-            return Err(E::Invalid("max_body_bytes must be at least 1024"));
-        }
-        if self.url_batch_size == 0 {
-            return Err(E::Invalid("url_batch_size must be at least 1"));
-        }
-        Ok(Config {
-            base,
-            credentials: Credentials::new(client_id, secret),
-            user_agent,
-            token_path: self.token_path,
-            token_header: self.token_header,
-            refresh_margin: self.refresh_margin,
-            retry: self.retry,
-            poll: self.poll,
-            scope: self.scope,
-            max_body_bytes: self.max_body_bytes,
-            url_batch_size: self.url_batch_size,
-            call_timeout: self.call_timeout,
-            low_speed: self.low_speed,
-            url_lifetime: self.url_lifetime,
-        })
-    }
 
     /// Refuses durations and counts so large that a wait would overflow the clock or
     /// last for ever.
-    fn validate_durations(&self) -> Result<(), ConfigError> {
+    fn check_durations(&self) -> Result<(), ConfigError> {
         use ConfigError as E;
-        let r = &self.retry;
-        let p = &self.poll;
+        let (r, p) = (&self.retry, &self.poll);
         let long = [
             ("retry max_backoff", r.max_backoff),
             ("retry max_retry_after", r.max_retry_after),
@@ -645,18 +481,148 @@ impl ConfigBuilder {
         if let Some((name, _)) = long.iter().find(|(_, d)| *d > MAX_CONFIG_DURATION) {
             return Err(E::TooLong(name));
         }
-        if r.max_attempts > 100 {
-            return Err(E::Invalid("retry max_attempts must be at most 100"));
+        first_refusal([
+            (
+                r.max_attempts > 100,
+                E::Invalid("retry max_attempts must be at most 100"),
+            ),
+            (
+                self.call_timeout.is_zero() || self.low_speed.window.is_zero(),
+                E::Invalid("call_timeout and the low-speed window must be non-zero"),
+            ),
+            (
+                self.url_lifetime < Duration::from_secs(1),
+                E::Invalid("url_lifetime must be at least a second"),
+            ),
+        ])
+    }
+
+    /// Refuses the settings out of range that [`Config::check_durations`] leaves.
+    fn check_ranges(&self) -> Result<(), ConfigError> {
+        use ConfigError as E;
+        let (r, p) = (&self.retry, &self.poll);
+        let unreserved = |c: char| c.is_ascii_alphanumeric() || "-_.~".contains(c);
+        let scope_ok = |s: &String| !s.is_empty() && s.chars().all(unreserved);
+        first_refusal([
+            (
+                !self.token_path.starts_with('/') || self.token_path.parse::<Uri>().is_err(),
+                E::InvalidTokenPath,
+            ),
+            (r.max_attempts == 0, E::ZeroAttempts),
+            (
+                r.initial_backoff > r.max_backoff,
+                E::Invalid("retry initial_backoff exceeds max_backoff"),
+            ),
+            (
+                p.initial_interval.is_zero() || p.initial_interval > p.max_interval,
+                E::Invalid("poll initial_interval must be non-zero and at most max_interval"),
+            ),
+            (
+                p.max_status_calls_per_minute == 0,
+                E::Invalid("poll max_status_calls_per_minute must be at least 1"),
+            ),
+            (
+                p.max_duration.is_zero(),
+                E::Invalid("poll max_duration must be non-zero"),
+            ),
+            (
+                !self.scope.as_ref().is_none_or(scope_ok),
+                E::Invalid("scope must be a non-empty unreserved URL word"),
+            ),
+            (
+                self.max_body_bytes < 1024,
+                E::Invalid("max_body_bytes must be at least 1024"),
+            ),
+            (
+                self.url_batch_size == 0,
+                E::Invalid("url_batch_size must be at least 1"),
+            ),
+        ])
+    }
+}
+
+/// The error of the first check that holds, in order: each rule of a configuration is
+/// one `(broken, error)` row.
+fn first_refusal<const N: usize>(checks: [(bool, ConfigError); N]) -> Result<(), ConfigError> {
+    match checks.into_iter().find(|(broken, _)| *broken) {
+        Some((_, error)) => Err(error),
+        None => Ok(()),
+    }
+}
+
+/// Builder for [`Config`]; [`ConfigBuilder::build`] validates everything.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ConfigBuilder {
+    /// The configuration [`ConfigBuilder::build`] returns once checked: its base URL and
+    /// credentials as given (checked, trimmed, made canonical by `build`), its
+    /// `user_agent` a placeholder for [`ConfigBuilder::user_agent`].
+    draft: Config,
+    user_agent: String,
+    allow_plain_http: bool,
+}
+
+impl ConfigBuilder {
+    crate::setters! {
+        /// The API base URL (default [`DEFAULT_BASE_URL`]). Plain `http://` is accepted only
+        /// for loopback hosts unless [`ConfigBuilder::dangerous_allow_plain_http`] is set.
+        fn base_url(url: impl Into<String>) { draft.base = url.into() }
+        /// Accepts a plain `http://` base URL on a non-loopback host. The client secret and
+        /// token then cross the network unencrypted.
+        fn dangerous_allow_plain_http(allow_plain_http: bool);
+        /// The `User-Agent` header (default [`DEFAULT_USER_AGENT`]); never empty.
+        fn user_agent(agent: impl Into<String>) { user_agent = agent.into() }
+        /// The token endpoint path (default [`DEFAULT_TOKEN_PATH`]).
+        fn token_path(path: impl Into<String>) { draft.token_path = path.into() }
+        /// The header that carries the token.
+        fn token_header(header: TokenHeader) { draft.token_header = header }
+        /// How long before expiry a token is refreshed (default 5 minutes).
+        fn refresh_margin(margin: Duration) { draft.refresh_margin = margin }
+        /// The retry policy.
+        fn retry(retry: RetryPolicy) { draft.retry = retry }
+        /// The job-poll policy.
+        fn poll(poll: PollPolicy) { draft.poll = poll }
+        /// The root-account `scope` query parameter for list, schema and data calls.
+        fn scope(scope: impl Into<String>) { draft.scope = Some(scope.into()) }
+        /// Cap on any JSON body parsed (default 32 MiB).
+        fn max_body_bytes(bytes: usize) { draft.max_body_bytes = bytes }
+        /// Object ids per object-URL request (default 100).
+        fn url_batch_size(size: usize) { draft.url_batch_size = size }
+        /// The per-call deadline (default [`DEFAULT_CALL_TIMEOUT`]); see
+        /// [`Config::call_timeout`].
+        fn call_timeout(timeout: Duration) { draft.call_timeout = timeout }
+        /// The low-speed rule (default 1 KiB in 30 s); see [`LowSpeed`].
+        fn low_speed(rule: LowSpeed) { draft.low_speed = rule }
+        /// How long a pre-signed URL is trusted when it does not carry `X-Amz-Expires`
+        /// (default [`DEFAULT_URL_LIFETIME`]).
+        fn url_lifetime(lifetime: Duration) { draft.url_lifetime = lifetime }
+    }
+
+    /// Validates and builds the configuration. The client ID and secret are used
+    /// without surrounding whitespace.
+    pub fn build(self) -> Result<Config, ConfigError> {
+        use ConfigError as E;
+        let mut config = self.draft;
+        let client_id = config.credentials.client_id.trim().to_owned();
+        let secret = ClientSecret::new(config.credentials.secret.secret().trim());
+        first_refusal([
+            (client_id.is_empty(), E::EmptyClientId),
+            (
+                client_id.contains(':') || client_id.chars().any(char::is_control),
+                E::InvalidClientId,
+            ),
+            (secret.secret().is_empty(), E::EmptySecret),
+        ])?;
+        config.check_durations()?;
+        config.base = validate_base(&config.base, self.allow_plain_http)?;
+        if self.user_agent.trim().is_empty() {
+            return Err(E::EmptyUserAgent);
         }
-        if self.call_timeout.is_zero() || self.low_speed.window.is_zero() {
-            return Err(E::Invalid(
-                "call_timeout and the low-speed window must be non-zero",
-            ));
-        }
-        if self.url_lifetime < Duration::from_secs(1) {
-            return Err(E::Invalid("url_lifetime must be at least a second"));
-        }
-        Ok(())
+        config.user_agent =
+            http::HeaderValue::from_str(&self.user_agent).map_err(|_| E::InvalidUserAgent)?;
+        config.check_ranges()?;
+        config.credentials = Credentials::new(client_id, secret);
+        Ok(config)
     }
 }
 
@@ -800,6 +766,36 @@ mod tests {
                     ..RetryPolicy::default()
                 }),
                 E::ZeroAttempts,
+            ),
+            (
+                ok().retry(
+                    RetryPolicy::default().with_backoff(Duration::from_secs(2), Duration::ZERO),
+                ),
+                E::Invalid("retry initial_backoff exceeds max_backoff"),
+            ),
+            (
+                ok().poll(PollPolicy::default().with_intervals(Duration::ZERO, Duration::ZERO)),
+                E::Invalid("poll initial_interval must be non-zero and at most max_interval"),
+            ),
+            (
+                ok().poll(PollPolicy::default().with_max_status_calls_per_minute(0)),
+                E::Invalid("poll max_status_calls_per_minute must be at least 1"),
+            ),
+            (
+                ok().scope("a b"),
+                E::Invalid("scope must be a non-empty unreserved URL word"),
+            ),
+            (
+                ok().max_body_bytes(1023),
+                E::Invalid("max_body_bytes must be at least 1024"),
+            ),
+            (
+                ok().url_batch_size(0),
+                E::Invalid("url_batch_size must be at least 1"),
+            ),
+            (
+                ok().url_lifetime(Duration::ZERO),
+                E::Invalid("url_lifetime must be at least a second"),
             ),
         ];
         for (builder, expected) in cases {

@@ -38,8 +38,8 @@ pub(crate) async fn run(
     query: Query,
 ) -> Result<Outcome, CliError> {
     let client = ctx.client()?;
-    let (namespace, dir) = (args.namespace.as_str(), &args.output_directory);
-    let tables = resolve_tables(&client, namespace, &args.table).await?;
+    let (namespace, dir) = (args.tables.namespace.as_str(), &args.output_directory);
+    let tables = resolve_tables(&client, namespace, &args.tables.table).await?;
     let options = download_options(args);
     let op = QueryKind::of_query(&query).as_str();
     let mut batch = Batch::new(op, &tables, ctx.hints);

@@ -65,12 +65,17 @@ pub(crate) async fn save_schema(
 /// `dap schema`.
 pub(crate) async fn run(ctx: &Context<'_>, args: &SchemaArgs) -> Result<Outcome, CliError> {
     let client = ctx.client()?;
-    let tables = resolve_tables(&client, &args.namespace, &args.table).await?;
+    let tables = resolve_tables(&client, &args.tables.namespace, &args.tables.table).await?;
     let mut batch = Batch::new("schema", &tables, ctx.hints);
     batch
         .run_each(async |table: &str| {
-            let (schema, path) =
-                save_schema(&client, &args.namespace, table, &args.output_directory).await?;
+            let (schema, path) = save_schema(
+                &client,
+                &args.tables.namespace,
+                table,
+                &args.output_directory,
+            )
+            .await?;
             let mut report = TableReport::ok(table);
             report.schema_version = Some(schema.version);
             report.schema_file = Some(display_path(&path));
@@ -79,7 +84,7 @@ pub(crate) async fn run(ctx: &Context<'_>, args: &SchemaArgs) -> Result<Outcome,
         .await;
     Ok(batch.outcome(json!({
         "command": "schema",
-        "namespace": args.namespace,
+        "namespace": args.tables.namespace,
         "output_directory": display_path(&args.output_directory),
     })))
 }

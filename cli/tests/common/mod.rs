@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use dap_emulator::{Emulator, EmulatorConfig};
+use dap_emulator::{Emulator, EmulatorConfig, FaultRule, Faults};
 use serde_json::Value;
 
 pub(crate) const SECRET_MARKER: &str = "s3cr3t-Value-that-must-never-leak";
@@ -25,6 +25,14 @@ pub(crate) fn emulator_with(config: EmulatorConfig) -> Emulator {
         ..config
     })
     .expect("emulator starts")
+}
+
+/// Makes `rules` the only faults of `emu`.
+pub(crate) fn set_rules(emu: &Emulator, rules: Vec<FaultRule>) {
+    emu.set_faults(Faults {
+        rules,
+        ..Faults::default()
+    });
 }
 
 /// The `dap` binary with no DAP_* variables inherited and fast poll/retry timings.
@@ -85,11 +93,30 @@ impl Run {
         self
     }
 
+    /// Stderr contains each of `texts`.
+    pub(crate) fn assert_stderr_has(&self, texts: &[&str]) -> &Self {
+        assert_has("stderr", &self.stderr, texts);
+        self
+    }
+
+    /// Stdout contains each of `texts`.
+    pub(crate) fn assert_stdout_has(&self, texts: &[&str]) -> &Self {
+        assert_has("stdout", &self.stdout, texts);
+        self
+    }
+
     /// Neither stream contains the client secret.
     pub(crate) fn assert_no_secret(&self) -> &Self {
         assert!(!self.stdout.contains(SECRET_MARKER), "secret in stdout");
         assert!(!self.stderr.contains(SECRET_MARKER), "secret in stderr");
         self
+    }
+}
+
+/// `stream`, named `name`, contains each of `texts`.
+fn assert_has(name: &str, stream: &str, texts: &[&str]) {
+    for text in texts {
+        assert!(stream.contains(text), "{text:?} not in {name}:\n{stream}");
     }
 }
 
@@ -117,6 +144,16 @@ pub(crate) fn run_in<S: AsRef<std::ffi::OsStr>>(
     args: impl IntoIterator<Item = S>,
 ) -> Run {
     run(dap(emu).args(args).arg("--output-directory").arg(dir))
+}
+
+/// [`run_in`] a new temporary directory, returned with the run so that it lives as long
+/// as the test looks at it.
+pub(crate) fn run_in_temp<S: AsRef<std::ffi::OsStr>>(
+    emu: &Emulator,
+    args: impl IntoIterator<Item = S>,
+) -> (Run, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    (run_in(emu, dir.path(), args), dir)
 }
 
 /// `COMMAND --namespace canvas --table TABLES MORE...`.

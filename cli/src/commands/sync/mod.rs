@@ -47,7 +47,7 @@ pub(crate) async fn run(ctx: &Context<'_>, args: &SyncArgs) -> Result<Outcome, C
     // A state file that cannot be read stops the run before anything is queried.
     SyncState::load(dir)?;
     let client = ctx.client()?;
-    let tables = resolve_tables(&client, &q.namespace, &q.table).await?;
+    let tables = resolve_tables(&client, &q.tables.namespace, &q.tables.table).await?;
     let sync = TableSync {
         ctx,
         client: &client,
@@ -61,7 +61,7 @@ pub(crate) async fn run(ctx: &Context<'_>, args: &SyncArgs) -> Result<Outcome, C
         .await;
     Ok(batch.outcome(json!({
         "command": "sync",
-        "namespace": q.namespace,
+        "namespace": q.tables.namespace,
         "format": sync.format.as_str(),
         "output_directory": display_path(dir),
         "state_file": display_path(&dir.join(STATE_FILE)),
@@ -79,7 +79,7 @@ struct TableSync<'a> {
 
 impl TableSync<'_> {
     fn namespace(&self) -> &str {
-        &self.args.query.namespace
+        &self.args.query.tables.namespace
     }
 
     fn dir(&self) -> &Path {
