@@ -7,7 +7,6 @@
 //! `DAP_BENCH_DIR=/dev/shm` to write to memory instead of the disk).
 //! CPU time is the process's, minus the emulator's own threads; peak RSS is the whole
 //! process (emulator included).
-#![allow(clippy::result_large_err)]
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -5,7 +5,6 @@
 //!     cargo run -p dap-ureq --example ureq_snapshot -- [table] [output dir]
 //! ```
 //! Try it offline against the emulator: `cargo run -p dap-emulator` prints the variables.
-#![allow(clippy::result_large_err)]
 
 use dap_ureq::{Client, DownloadOptions, Error, Format};
 
