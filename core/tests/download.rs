@@ -47,6 +47,7 @@ fn result(objects: usize, issued: Instant) -> QueryResult {
                 url: url(i, 1),
             })
             .collect(),
+        pending: Vec::new(),
         urls_issued_at: issued,
     }
 }
