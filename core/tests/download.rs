@@ -89,6 +89,24 @@ impl Store {
         }
     }
 
+    /// The answer to an object-URL call for `objects` from generation `generation`.
+    fn urls(&self, objects: &[ObjectId], generation: u32, now: Instant) -> UrlSet {
+        let urls = objects
+            .iter()
+            .map(|id| {
+                let i = id.as_str().trim_start_matches("j/").parse().unwrap();
+                ObjectUrl {
+                    id: id.clone(),
+                    url: self.url(i, generation),
+                }
+            })
+            .collect();
+        UrlSet {
+            urls,
+            issued_at: now,
+        }
+    }
+
     fn serve(&mut self, fetch: &mut Fetch, now: Instant) {
         let request = fetch.take_request();
         let query = request.uri().query().unwrap_or("");
@@ -163,24 +181,11 @@ fn drive(
                 }
                 DownloadOutput::Session(Command::ObjectUrls { objects }) => {
                     generation += 1;
-                    let urls = objects
-                        .iter()
-                        .map(|id| {
-                            let i = id.as_str().trim_start_matches("j/").parse().unwrap();
-                            ObjectUrl {
-                                id: id.clone(),
-                                url: store.url(i, generation),
-                            }
-                        })
-                        .collect();
+                    let set = store.urls(&objects, generation, *now);
                     run.started_at_call.push(started.len());
                     signed.extend(objects.iter().cloned());
                     run.most_spare = run.most_spare.max(signed.difference(&started).count());
                     run.url_calls.push(objects);
-                    let set = UrlSet {
-                        urls,
-                        issued_at: *now,
-                    };
                     download.handle_session_result(Ok(Outcome::Urls(set)), *now);
                 }
                 DownloadOutput::Commit(c) => run.commits.push(c.target),
@@ -355,22 +360,26 @@ fn a_url_refresh_that_omits_an_object_is_an_internal_error() {
     }
 }
 
-/// Downloads a result of `objects` objects without URLs, `window` at a time, fetching
-/// URLs in batches of `batch`, from `store`; each round of fetches takes 10 ms.
-fn lazy_scenario(
-    mut store: Store,
-    window: usize,
-    objects: usize,
-    batch: usize,
-) -> (Result<Vec<String>, DownloadError>, Run, Store) {
-    let config = Config::builder("id", "secret")
+/// A configuration asking for URLs `batch` at a time.
+fn batched(batch: usize) -> Config {
+    Config::builder("id", "secret")
         .url_batch_size(batch)
         .build()
-        .unwrap();
-    let t0 = origin();
-    let mut now = t0;
-    let spec = DownloadSpec::files(window, false, 7);
-    let mut download = Download::from_result(&config, lazy_result(objects, t0), spec).unwrap();
+        .unwrap()
+}
+
+/// Downloads `result` with `spec` from `store`, fetching URLs `batch` at a time; the
+/// URLs it carries were issued at the origin, where the download starts, and each round
+/// of fetches takes 10 ms.
+fn run_batched(
+    mut store: Store,
+    spec: DownloadSpec,
+    result: QueryResult,
+    batch: usize,
+) -> (Result<Vec<String>, DownloadError>, Run, Store) {
+    let objects = result.object_count();
+    let mut now = origin();
+    let mut download = Download::from_result(&batched(batch), result, spec).unwrap();
     assert_eq!(download.objects(), objects);
     let (done, run) = drive(
         &mut download,
@@ -379,6 +388,17 @@ fn lazy_scenario(
         Duration::from_millis(10),
     );
     (done, run, store)
+}
+
+/// [`run_batched`] of `objects` objects without URLs into files, `window` at a time.
+fn lazy_scenario(
+    store: Store,
+    window: usize,
+    objects: usize,
+    batch: usize,
+) -> (Result<Vec<String>, DownloadError>, Run, Store) {
+    let spec = DownloadSpec::files(window, false, 7);
+    run_batched(store, spec, lazy_result(objects, origin()), batch)
 }
 
 #[test]
@@ -419,21 +439,8 @@ fn urls_on_demand_come_a_batch_at_a_time_as_the_window_reaches_them() {
 #[test]
 fn urls_on_demand_keep_at_most_a_batch_unused_for_streamed_records() {
     // Records go one object at a time: each batch is asked for when the last is used.
-    let config = Config::builder("id", "secret")
-        .url_batch_size(10)
-        .build()
-        .unwrap();
-    let t0 = origin();
-    let mut now = t0;
     let spec = DownloadSpec::records(Format::Jsonl).unwrap();
-    let mut download = Download::from_result(&config, lazy_result(25, t0), spec).unwrap();
-    let mut store = Store::default();
-    let (done, run) = drive(
-        &mut download,
-        &mut store,
-        &mut now,
-        Duration::from_millis(10),
-    );
+    let (done, run, _) = run_batched(Store::default(), spec, lazy_result(25, origin()), 10);
     assert_eq!(done.unwrap().len(), 25);
     let sizes: Vec<usize> = run.url_calls.iter().map(Vec::len).collect();
     assert_eq!(sizes, [10, 10, 5]);
@@ -500,24 +507,11 @@ fn a_refused_url_fetched_on_demand_is_fetched_again() {
 
 #[test]
 fn a_result_with_urls_and_pending_objects_downloads_both_in_order() {
-    let config = Config::builder("id", "secret")
-        .url_batch_size(3)
-        .build()
-        .unwrap();
-    let t0 = origin();
-    let mut now = t0;
-    let mut mixed = result(7, t0);
+    let mut mixed = result(7, origin());
     mixed.pending = mixed.objects.drain(4..).map(|o| o.id).collect();
     assert_eq!(mixed.object_count(), 7);
     let spec = DownloadSpec::files(2, false, 7);
-    let mut download = Download::new(&config, &mixed, spec).unwrap();
-    let mut store = Store::default();
-    let (done, run) = drive(
-        &mut download,
-        &mut store,
-        &mut now,
-        Duration::from_millis(10),
-    );
+    let (done, run, _) = run_batched(Store::default(), spec, mixed, 3);
     let order: Vec<String> = (0..7).map(|i| format!("job_j/part-{i}.json.gz")).collect();
     assert_eq!(done.unwrap(), order);
     let asked: Vec<Vec<String>> = run
@@ -532,13 +526,9 @@ fn a_result_with_urls_and_pending_objects_downloads_both_in_order() {
 fn the_next_batch_of_urls_is_asked_for_before_the_window_runs_dry() {
     // Fetches come back one at a time: the next batch goes out while three URLs of the
     // first are still unused, so the window never waits for it.
-    let config = Config::builder("id", "secret")
-        .url_batch_size(10)
-        .build()
-        .unwrap();
     let now = origin();
     let spec = DownloadSpec::files(4, false, 7);
-    let mut download = Download::from_result(&config, lazy_result(20, now), spec).unwrap();
+    let mut download = Download::from_result(&batched(10), lazy_result(20, now), spec).unwrap();
     let mut store = Store::default();
     let mut lent = std::collections::VecDeque::new();
     let (mut started, mut calls, mut done) = (0, Vec::new(), None);
@@ -551,20 +541,7 @@ fn the_next_batch_of_urls_is_asked_for_before_the_window_runs_dry() {
                 }
                 DownloadOutput::Session(Command::ObjectUrls { objects }) => {
                     calls.push((started, objects.len()));
-                    let urls = objects
-                        .iter()
-                        .map(|id| {
-                            let i = id.as_str().trim_start_matches("j/").parse().unwrap();
-                            ObjectUrl {
-                                id: id.clone(),
-                                url: store.url(i, 2),
-                            }
-                        })
-                        .collect();
-                    let set = UrlSet {
-                        urls,
-                        issued_at: now,
-                    };
+                    let set = store.urls(&objects, 2, now);
                     download.handle_session_result(Ok(Outcome::Urls(set)), now);
                 }
                 DownloadOutput::Commit(_) => {}

@@ -711,12 +711,10 @@ fn polls_back_off_after_the_fast_phase() {
     assert_eq!(ms, [500, 750, 750, 4000, 5000, 5000, 5000, 5000]);
 }
 
-#[test]
-fn duplicate_objects_in_a_job_are_fetched_once() {
-    let mut h = Harness::new(config().build().unwrap());
-    let op = h.start(snapshot(Format::Jsonl));
+/// [`job_peer`] for a job complete at once that lists `job-1/a.json.gz` twice.
+fn twice_listed_peer() -> impl FnMut(&Seen, &http::Request<Vec<u8>>) -> Reply {
     let mut peer = job_peer(0);
-    h.run(50, |seen, req| {
+    move |seen, req| {
         if seen.path.ends_with("/data") {
             let dup = COMPLETE.replace(
                 r#"{"id":"job-1/c.json.gz"}"#,
@@ -725,7 +723,14 @@ fn duplicate_objects_in_a_job_are_fetched_once() {
             return json(200, &job_body("complete", &dup));
         }
         peer(seen, req)
-    });
+    }
+}
+
+#[test]
+fn duplicate_objects_in_a_job_are_fetched_once() {
+    let mut h = Harness::new(config().build().unwrap());
+    let op = h.start(snapshot(Format::Jsonl));
+    h.run(50, twice_listed_peer());
     let Ok(Outcome::Query(result)) = h.result(op) else {
         panic!()
     };
@@ -842,18 +847,7 @@ fn urls_on_demand_end_the_query_without_urls_and_post_the_same_body() {
                 table: "accounts".into(),
                 query: q,
             });
-            let mut peer = job_peer(1);
-            h.run(50, |seen, req| {
-                if seen.path.ends_with("/data") {
-                    // A job that lists an object twice.
-                    let dup = COMPLETE.replace(
-                        r#"{"id":"job-1/c.json.gz"}"#,
-                        r#"{"id":"job-1/c.json.gz"},{"id":"job-1/a.json.gz"}"#,
-                    );
-                    return json(200, &job_body("complete", &dup));
-                }
-                peer(seen, req)
-            });
+            h.run(50, twice_listed_peer());
             let Ok(Outcome::Query(result)) = h.result(op) else {
                 panic!("{q:?}: {:?}", h.result(op))
             };
