@@ -168,8 +168,8 @@ enum Slot {
     NeedsUrl(Box<Parked>),
     /// Lent out as a [`Fetch`].
     Lent,
-    /// Verified and committed.
-    Done(Box<TransferSummary>),
+    /// Verified and committed; its summary waits in [`Download`]'s `summaries`.
+    Done,
     /// Cancelled or failed; nothing more happens to it.
     Dropped,
 }
@@ -221,6 +221,8 @@ pub struct Download {
     format: Format,
     spec: DownloadSpec,
     slots: Vec<Slot>,
+    /// What each object that is done came to, in the order of the objects.
+    summaries: Vec<Option<TransferSummary>>,
     /// When each object's URL was issued.
     issued: Vec<Instant>,
     /// The next object never started.
@@ -291,12 +293,14 @@ impl Download {
             )
             .collect();
         let issued = vec![result.urls_issued_at; slots.len()];
+        let summaries = std::iter::repeat_with(|| None).take(slots.len()).collect();
         Ok(Self {
             config: config.clone(),
             job_dir: super::job_dir(&result.job),
             format: result.format,
             spec,
             slots,
+            summaries,
             issued,
             next: 0,
             active: BTreeSet::new(),
@@ -394,7 +398,8 @@ impl Download {
                         len: summary.output_bytes,
                     }));
                 }
-                self.slots[index] = Slot::Done(Box::new(summary));
+                self.summaries[index] = Some(summary);
+                self.slots[index] = Slot::Done;
             }
             Some(Err(error)) => {
                 let error = DownloadError::Transfer(error.clone());
@@ -711,16 +716,18 @@ impl Download {
 
     fn finish(&mut self) -> DownloadOutput {
         self.finished = true;
-        let mut done = Vec::with_capacity(self.slots.len());
-        for slot in std::mem::take(&mut self.slots) {
-            match slot {
-                Slot::Done(summary) => done.push(*summary),
-                _ => {
-                    let e = "a download ended with an unfinished object".to_owned();
-                    return DownloadOutput::Done(Err(DownloadError::Internal(e)));
-                }
+        let all_done = std::mem::take(&mut self.slots)
+            .iter()
+            .all(|s| matches!(s, Slot::Done));
+        // Collected in place: the summaries are not copied into a second list.
+        let done: Option<Vec<TransferSummary>> =
+            std::mem::take(&mut self.summaries).into_iter().collect();
+        match done {
+            Some(done) if all_done => DownloadOutput::Done(Ok(done)),
+            _ => {
+                let e = "a download ended with an unfinished object".to_owned();
+                DownloadOutput::Done(Err(DownloadError::Internal(e)))
             }
         }
-        DownloadOutput::Done(Ok(done))
     }
 }
