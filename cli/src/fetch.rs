@@ -65,7 +65,9 @@ pub(crate) struct Downloaded {
     pub(crate) download_ms: u64,
 }
 
-/// Runs `query` on `namespace.table` and waits for the job to complete.
+/// Runs `query` on `namespace.table` and waits for the job to complete. The objects'
+/// URLs are left to [`download`], which fetches them a batch at a time as it reaches
+/// the objects: a job of many thousands of objects never holds all its URLs at once.
 pub(crate) async fn query(
     client: &Client,
     namespace: &str,
@@ -76,14 +78,14 @@ pub(crate) async fn query(
     let result = {
         let _spinner = JobSpinner::start(format!("{namespace}.{table}: {kind} job running"));
         client
-            .query(namespace, table, query)
+            .query(namespace, table, query.urls_on_demand())
             .await
             .map_err(|e| CliError::api(format!("{kind} query of table '{table}'"), e))?
     };
     info!(
         "Query job {} for table '{table}' is complete: {} object(s), schema version {}, {}",
         result.job,
-        result.objects.len(),
+        result.object_count(),
         result.schema_version,
         describe_range(&result.range)
     );
@@ -91,9 +93,9 @@ pub(crate) async fn query(
 }
 
 /// Downloads the objects of `result` (a job of `namespace.table`) into
-/// `out_dir/job_<id>/`. The objects and their pre-signed URLs are taken out of `result`
-/// and each URL is freed once its object is done: memory stays flat on jobs of many
-/// thousands of objects.
+/// `out_dir/job_<id>/`. The objects (and any pre-signed URLs) are taken out of `result`;
+/// URLs are fetched as the download reaches their objects and each is freed once its
+/// object is done: memory stays flat on jobs of many thousands of objects.
 pub(crate) async fn download(
     client: &Client,
     (namespace, table): (&str, &str),
@@ -110,7 +112,7 @@ pub(crate) async fn download(
     if !progress::enabled() {
         info!(
             "Downloading {} object(s) of job {} to {}",
-            result.objects.len(),
+            result.object_count(),
             result.job,
             dir.display()
         );
@@ -119,10 +121,13 @@ pub(crate) async fn download(
         let _watch = DownloadWatch::start(
             format!("{namespace}.{table}:"),
             dir.clone(),
-            result.objects.len(),
+            result.object_count(),
         );
-        let mut given = QueryResult::clone(result);
-        given.objects = std::mem::take(&mut result.objects);
+        let given = QueryResult {
+            objects: std::mem::take(&mut result.objects),
+            pending: std::mem::take(&mut result.pending),
+            ..QueryResult::clone(result)
+        };
         client
             .download(given, out_dir, options)
             .await

@@ -138,6 +138,7 @@ impl Error {
         match error {
             DownloadError::Transfer(t) => Self::Transfer(t),
             DownloadError::Urls(e) => Self::Dap(e),
+            DownloadError::Argument(e) => Self::Dap(dap_proto::Error::Argument(e)),
             DownloadError::Records { object, error } => {
                 records_error(ProtocolErrorKind::InvalidShape {
                     detail: format!("{object}: {error}"),

@@ -32,7 +32,10 @@ macro_rules! facade {
         }
 
         /// Runs a query to completion: starts the job, polls it until it ends, fetches
-        /// the URLs of its objects.
+        /// the URLs of its objects. With [`Query::urls_on_demand`] it leaves the URLs
+        /// out (the result lists the objects in `pending`) for `download`, `records`
+        /// and `json_records` to fetch as they reach each object: the way to download
+        /// a job of many objects.
         pub $($asyncness)? fn query(&self, namespace: &str, table: &str, query: $crate::reexport::Query) -> Result<$crate::reexport::QueryResult, $crate::Error> {
             $crate::facade::result(self.run($crate::facade::query(namespace, table, query)) $($await)*)
         }

@@ -1,4 +1,5 @@
-//! What both transports decide alike about the network: trust roots and proxies.
+//! What both transports decide alike about the network: trust roots and proxies,
+//! failures, and how much room a response body gets.
 
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
@@ -103,9 +104,32 @@ pub fn target(uri: &http::Uri) -> String {
     )
 }
 
+/// How many bytes to reserve for an API response body read up to `cap` bytes: its
+/// `Content-Length` when it says (no more than `cap`, which bounds the body anyway), so
+/// a large body (a job of 20,000 objects is megabytes) is not grown by doubling into a
+/// buffer nearly twice its size; otherwise nothing.
+pub fn body_capacity(headers: &http::HeaderMap, cap: usize) -> usize {
+    headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .map_or(0, |len| len.min(cap))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn body_capacities() {
+        let mut headers = http::HeaderMap::new();
+        assert_eq!(body_capacity(&headers, 100), 0);
+        headers.insert(http::header::CONTENT_LENGTH, "42".parse().unwrap());
+        assert_eq!(body_capacity(&headers, 100), 42);
+        assert_eq!(body_capacity(&headers, 10), 10, "never beyond the cap");
+        headers.insert(http::header::CONTENT_LENGTH, "lots".parse().unwrap());
+        assert_eq!(body_capacity(&headers, 100), 0);
+    }
 
     #[test]
     fn loopback_hosts() {

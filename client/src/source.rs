@@ -12,7 +12,9 @@ mod sealed {
 ///
 /// Lent, its pre-signed URLs stay shared with the caller's copy until the caller drops
 /// it. Given, each object's URL is freed as soon as the object is done, so memory stays
-/// flat however many objects the job has (pre-signed URLs run to a kilobyte each).
+/// flat however many objects the job has (pre-signed URLs run to a kilobyte each). A
+/// result of a query run with [`dap_proto::Query::urls_on_demand`] carries no URLs at
+/// all: lent or given, the download fetches them a batch at a time as it reaches them.
 pub trait IntoDownload: sealed::Sealed {
     /// The format of the result's objects.
     fn format(&self) -> Format;

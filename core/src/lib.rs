@@ -124,6 +124,8 @@
 //!              GET /dap/job/{id} … ─► complete (expiring in < 30 s? post again)
 //!                     ▼
 //!        POST /dap/object/url (batches) ─► Done(QueryResult { objects + URLs })
+//!        (with Query::urls_on_demand: no URLs here, Done(QueryResult { pending });
+//!         a Download fetches them a batch at a time as it reaches the objects)
 //!
 //!  any call: 401 ─► drop token, log in once, replay (a second 401 ends the op)
 //!            429 ─► wait Retry-After (capped)   5xx / failure ─► backoff with jitter

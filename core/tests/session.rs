@@ -711,12 +711,10 @@ fn polls_back_off_after_the_fast_phase() {
     assert_eq!(ms, [500, 750, 750, 4000, 5000, 5000, 5000, 5000]);
 }
 
-#[test]
-fn duplicate_objects_in_a_job_are_fetched_once() {
-    let mut h = Harness::new(config().build().unwrap());
-    let op = h.start(snapshot(Format::Jsonl));
+/// [`job_peer`] for a job complete at once that lists `job-1/a.json.gz` twice.
+fn twice_listed_peer() -> impl FnMut(&Seen, &http::Request<Vec<u8>>) -> Reply {
     let mut peer = job_peer(0);
-    h.run(50, |seen, req| {
+    move |seen, req| {
         if seen.path.ends_with("/data") {
             let dup = COMPLETE.replace(
                 r#"{"id":"job-1/c.json.gz"}"#,
@@ -725,7 +723,14 @@ fn duplicate_objects_in_a_job_are_fetched_once() {
             return json(200, &job_body("complete", &dup));
         }
         peer(seen, req)
-    });
+    }
+}
+
+#[test]
+fn duplicate_objects_in_a_job_are_fetched_once() {
+    let mut h = Harness::new(config().build().unwrap());
+    let op = h.start(snapshot(Format::Jsonl));
+    h.run(50, twice_listed_peer());
     let Ok(Outcome::Query(result)) = h.result(op) else {
         panic!()
     };
@@ -813,4 +818,69 @@ fn huge_waits_never_overflow_the_clock() {
         .build()
         .unwrap_err();
     assert!(matches!(err, dap_proto::ConfigError::TooLong(_)), "{err}");
+}
+
+#[test]
+fn urls_on_demand_end_the_query_without_urls_and_post_the_same_body() {
+    let since: jiff::Timestamp = "2026-11-29T00:00:00Z".parse().unwrap();
+    let until: jiff::Timestamp = "2026-11-29T01:00:00Z".parse().unwrap();
+    let queries = [
+        Query::snapshot(Format::Jsonl),
+        Query::snapshot(Format::Csv)
+            .mode(dap_proto::Mode::Condensed)
+            .unwrap(),
+        Query::incremental(Format::Tsv, since).until(until).unwrap(),
+    ];
+    for query in queries {
+        let lazy = query.urls_on_demand();
+        assert!(lazy.has_urls_on_demand() && !query.has_urls_on_demand());
+        assert_eq!(
+            dap_proto::api::query::body(&lazy),
+            dap_proto::api::query::body(&query),
+            "{query:?}: the flag never reaches the server"
+        );
+        let mut bodies = Vec::new();
+        for q in [query, lazy] {
+            let mut h = Harness::new(config().url_batch_size(2).build().unwrap());
+            let op = h.start(Command::Query {
+                namespace: "canvas".into(),
+                table: "accounts".into(),
+                query: q,
+            });
+            h.run(50, twice_listed_peer());
+            let Ok(Outcome::Query(result)) = h.result(op) else {
+                panic!("{q:?}: {:?}", h.result(op))
+            };
+            let ids: Vec<_> = result.object_ids().map(ObjectId::as_str).collect();
+            assert_eq!(
+                ids,
+                ["job-1/a.json.gz", "job-1/b.json.gz", "job-1/c.json.gz"],
+                "{q:?}: once each, in the job's order"
+            );
+            assert_eq!(result.object_count(), 3, "{q:?}");
+            let url_calls = h.count("/dap/object/url");
+            if q.has_urls_on_demand() {
+                assert!(result.objects.is_empty(), "{q:?}");
+                assert_eq!(result.pending.len(), 3, "{q:?}");
+                assert_eq!(url_calls, 0, "{q:?}: no URL fetched");
+                let Command::ObjectUrls { objects } = Command::refresh_urls(result) else {
+                    panic!()
+                };
+                assert_eq!(objects.len(), 3, "{q:?}: a refresh names pending objects");
+            } else {
+                assert!(result.pending.is_empty(), "{q:?}");
+                assert_eq!(result.objects.len(), 3, "{q:?}");
+                assert_eq!(url_calls, 2, "{q:?}: three ids in batches of two");
+            }
+            let posted: Vec<String> = h
+                .seen
+                .iter()
+                .filter(|s| s.path.ends_with("/data"))
+                .map(|s| s.body.clone())
+                .collect();
+            bodies.push(posted);
+        }
+        assert_eq!(bodies[0], bodies[1], "{query:?}: byte-identical posts");
+        assert_eq!(bodies[0].len(), 1, "{query:?}");
+    }
 }

@@ -387,6 +387,7 @@ fn downloads_refuse_shared_file_names() {
                 url: PresignedUrl::new(*u),
             })
             .collect(),
+        pending: Vec::new(),
         urls_issued_at: origin(),
     };
     let spec = dap_proto::DownloadSpec::files(2, false, 1);

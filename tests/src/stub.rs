@@ -168,6 +168,7 @@ pub fn result_for(urls: &[String]) -> QueryResult {
             at: jiff::Timestamp::UNIX_EPOCH,
         },
         objects,
+        pending: Vec::new(),
         urls_issued_at: Instant::now(),
     }
 }

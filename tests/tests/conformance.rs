@@ -1370,6 +1370,61 @@ fn base64_standard(bytes: &[u8]) -> String {
     out
 }
 
+// ------------------------------------------------------------------ URLs on demand
+
+/// A result whose URLs are left to the download ([`Query::urls_on_demand`]) posts the
+/// same query (the job is reused), and downloads and streams like one that carries
+/// them: the same files and records, its URLs fetched a batch at a time.
+fn urls_on_demand(t: Transport) {
+    let h = Harness::with_config(t, objects_emulator(5), |b| b.url_batch_size(2));
+    let (emu, d) = (&h.emu, &*h.driver);
+    let eager = snapshot(d, "users", Format::Jsonl);
+    let query = Query::snapshot(Format::Jsonl).urls_on_demand();
+    let lazy = d
+        .query("canvas", "users", query)
+        .expect("snapshot, URLs on demand");
+    assert_eq!(
+        lazy.job, eager.job,
+        "the same query was posted: its job is reused"
+    );
+    assert!(lazy.objects.is_empty());
+    assert_eq!(lazy.pending, ids(&eager));
+    assert_eq!(lazy.object_count(), 5);
+    counts!(emu.stats(); jobs_created = 1, requests.query = 2, requests.object_urls = 3);
+
+    let (_eager_dir, eager_files) = download_jsonl(d, &eager, "download with URLs");
+    let dir = fresh_dir();
+    let files = d
+        .download(&lazy, dir.path(), spec(false, 2))
+        .expect("download, URLs on demand");
+    let view = |files: &[Downloaded]| -> Vec<_> {
+        files
+            .iter()
+            .map(|f| {
+                (
+                    f.object.clone(),
+                    f.path.file_name().map(|n| n.to_owned()),
+                    f.bytes,
+                )
+            })
+            .collect()
+    };
+    assert_eq!(view(&files), view(&eager_files));
+    for (a, b) in files.iter().zip(&eager_files) {
+        assert_eq!(
+            std::fs::read(&a.path).unwrap(),
+            std::fs::read(&b.path).unwrap()
+        );
+    }
+    counts!(emu.stats(); requests.object_urls = 6, requests.storage = 10);
+
+    let records = d.json_records(&lazy).expect("records, URLs on demand");
+    assert_eq!(records, expected_json(emu, "canvas", "users", &lazy.range));
+    let s = emu.stats();
+    counts!(s; requests.object_urls = 9, requests.storage = 15);
+    no_storage_credentials(&s);
+}
+
 // ------------------------------------------------------------------ the list
 
 every_transport!(
@@ -1409,4 +1464,5 @@ every_transport!(
     unreachable_api_is_transport_error,
     fifty_concurrent_operations_through_login_errors,
     fifty_concurrent_operations_after_revocation,
+    urls_on_demand,
 );

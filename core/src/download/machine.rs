@@ -1,6 +1,6 @@
 //! [`Download`]: the machine that owns a job's downloads.
 
-use std::collections::{BTreeSet, HashSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -9,10 +9,12 @@ use crate::config::Config;
 use crate::error::{ArgumentError, Error};
 use crate::model::{Format, ObjectId, ObjectUrl};
 use crate::records::{RecordError, RecordKind, RecordSplitter};
+use crate::secret::PresignedUrl;
 use crate::session::{Command, Outcome, QueryResult};
 use crate::transfer::{Transfer, TransferError, TransferStep, TransferSummary};
 
 use super::Fetch;
+use super::names::Names;
 
 /// How a job is downloaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +107,12 @@ pub enum DownloadError {
     /// Fresh URLs could not be had.
     #[error("refreshing object URLs failed: {0}")]
     Urls(Error),
+    /// The job cannot be downloaded as asked: two of its objects would be saved under
+    /// one name, or one has no usable name. [`Download::new`] refuses this up front for
+    /// the URLs a result carries; for URLs fetched on demand it is found as they
+    /// arrive, before any object of theirs starts.
+    #[error(transparent)]
+    Argument(ArgumentError),
     /// An object's records could not be split.
     #[error("{object}: {error}")]
     Records {
@@ -148,16 +156,20 @@ pub enum DownloadOutput {
 /// Where one object stands.
 #[derive(Debug)]
 enum Slot {
-    /// Not started: no transfer, no decoder, no buffer.
-    Pending { url: ObjectUrl },
+    /// Not started: no transfer, no decoder, no buffer; and no URL yet when the result
+    /// left it to be fetched on demand.
+    Pending {
+        id: ObjectId,
+        url: Option<PresignedUrl>,
+    },
     /// Started and with the machine (ready to send, or sleeping before a retry).
     Active(Box<Parked>),
     /// Waiting for a fresh URL (expiring, or refused with a 403).
     NeedsUrl(Box<Parked>),
     /// Lent out as a [`Fetch`].
     Lent,
-    /// Verified and committed.
-    Done(Box<TransferSummary>),
+    /// Verified and committed; its summary waits in [`Download`]'s `summaries`.
+    Done,
     /// Cancelled or failed; nothing more happens to it.
     Dropped,
 }
@@ -182,6 +194,13 @@ enum Urls {
 /// verification) and the names of the temporary and final files. The caller only moves
 /// bytes and files.
 ///
+/// The URLs of a result's [`pending`](QueryResult::pending) objects (a query run with
+/// [`crate::Query::urls_on_demand`]) are fetched just in time, one batch of
+/// [`Config::url_batch_size`] at a time: the next batch is asked for when fewer than a
+/// window's worth of fetched URLs are left unstarted, so at most a batch plus a window
+/// of URLs wait unused, whatever the job's size. Their file names are checked as they
+/// arrive ([`DownloadError::Argument`] on a second object of one name).
+///
 /// ```text
 ///              ┌──── URL expires within the margin ───► NeedsUrl ◄── 403 ──┐
 ///              │                                          │ Session(ObjectUrls) batch
@@ -202,6 +221,8 @@ pub struct Download {
     format: Format,
     spec: DownloadSpec,
     slots: Vec<Slot>,
+    /// What each object that is done came to, in the order of the objects.
+    summaries: Vec<Option<TransferSummary>>,
     /// When each object's URL was issued.
     issued: Vec<Instant>,
     /// The next object never started.
@@ -210,6 +231,11 @@ pub struct Download {
     active: BTreeSet<usize>,
     /// Objects waiting for a fresh URL.
     wants_url: BTreeSet<usize>,
+    /// The first object whose URL was never asked for (the number of objects when
+    /// every URL was); every object from it on is pending without a URL.
+    unsigned_from: usize,
+    /// The file names given out so far.
+    names: Names,
     urls: Urls,
     outputs: VecDeque<DownloadOutput>,
     cancel: Arc<AtomicBool>,
@@ -224,7 +250,8 @@ impl Download {
     /// [`Download::from_result`] to let each go once its object is done.
     pub fn new(config: &Config, result: &QueryResult, spec: DownloadSpec) -> Result<Self, Error> {
         let objects = result.objects.clone();
-        Self::build(config, result, objects, spec)
+        let pending = result.pending.clone();
+        Self::build(config, result, objects, pending, spec)
     }
 
     /// Like [`Download::new`], taking the result: each object's pre-signed URL is freed
@@ -236,49 +263,50 @@ impl Download {
         spec: DownloadSpec,
     ) -> Result<Self, Error> {
         let objects = std::mem::take(&mut result.objects);
-        Self::build(config, &result, objects, spec)
+        let pending = std::mem::take(&mut result.pending);
+        Self::build(config, &result, objects, pending, spec)
     }
 
     fn build(
         config: &Config,
         result: &QueryResult,
         objects: Vec<ObjectUrl>,
+        pending: Vec<ObjectId>,
         spec: DownloadSpec,
     ) -> Result<Self, Error> {
-        let decompress = spec.decompress && result.format.is_gzip();
-        if spec.records.is_none() {
-            let mut seen = HashSet::new();
-            for object in &objects {
-                let mut name = super::file_name(&object.url)?;
-                if decompress {
-                    if let Some(stem) = name.strip_suffix(".gz").filter(|s| !s.is_empty()) {
-                        name = stem.to_owned();
-                    }
-                }
-                if seen.contains(&name) {
-                    return Err(Error::Argument(ArgumentError::new(format!(
-                        "two objects of job {} share the file name {name}",
-                        result.job
-                    ))));
-                }
-                seen.insert(name);
-            }
+        let strip_gz = spec.decompress && result.format.is_gzip();
+        let mut names = Names::new(result.job.clone(), spec.records.is_none(), strip_gz);
+        for object in &objects {
+            names.admit(&object.url)?;
         }
-        let issued = vec![result.urls_issued_at; objects.len()];
-        let slots = objects
+        let unsigned_from = objects.len();
+        let slots: Vec<Slot> = objects
             .into_iter()
-            .map(|url| Slot::Pending { url })
+            .map(|o| Slot::Pending {
+                id: o.id,
+                url: Some(o.url),
+            })
+            .chain(
+                pending
+                    .into_iter()
+                    .map(|id| Slot::Pending { id, url: None }),
+            )
             .collect();
+        let issued = vec![result.urls_issued_at; slots.len()];
+        let summaries = std::iter::repeat_with(|| None).take(slots.len()).collect();
         Ok(Self {
             config: config.clone(),
             job_dir: super::job_dir(&result.job),
             format: result.format,
             spec,
             slots,
+            summaries,
             issued,
             next: 0,
             active: BTreeSet::new(),
             wants_url: BTreeSet::new(),
+            unsigned_from,
+            names,
             urls: Urls::Idle,
             outputs: VecDeque::new(),
             cancel: Arc::new(AtomicBool::new(false)),
@@ -322,6 +350,7 @@ impl Download {
         if let Some(output) = self.start_next(now) {
             return output;
         }
+        self.want_unsigned();
         if let Some(output) = self.request_urls() {
             return output;
         }
@@ -369,7 +398,8 @@ impl Download {
                         len: summary.output_bytes,
                     }));
                 }
-                self.slots[index] = Slot::Done(Box::new(summary));
+                self.summaries[index] = Some(summary);
+                self.slots[index] = Slot::Done;
             }
             Some(Err(error)) => {
                 let error = DownloadError::Transfer(error.clone());
@@ -390,7 +420,8 @@ impl Download {
         self.wants_url.insert(index);
         let issued = self.issued[index];
         let batch = self.config.url_batch_size();
-        let older: Vec<usize> = (self.next..self.slots.len())
+        let older: Vec<usize> = (self.next..self.unsigned_from)
+            .filter(|&j| matches!(self.slots[j], Slot::Pending { url: Some(_), .. }))
             .filter(|&j| self.issued[j] <= issued)
             .take(batch.saturating_sub(self.wants_url.len()))
             .collect();
@@ -421,11 +452,13 @@ impl Download {
             };
             self.issued[index] = now;
             let url = fresh.url.clone();
-            self.slots[index] = match std::mem::replace(&mut self.slots[index], Slot::Dropped) {
-                Slot::Pending { url: mut object } => {
-                    object.url = url;
-                    Slot::Pending { url: object }
+            if matches!(self.slots[index], Slot::Pending { url: None, .. }) {
+                if let Err(e) = self.names.admit(&url) {
+                    return self.fail(DownloadError::Argument(e));
                 }
+            }
+            self.slots[index] = match std::mem::replace(&mut self.slots[index], Slot::Dropped) {
+                Slot::Pending { id, .. } => Slot::Pending { id, url: Some(url) },
                 Slot::NeedsUrl(mut parked) => {
                     parked.transfer.handle_url(url);
                     Slot::Active(parked)
@@ -446,7 +479,7 @@ impl Download {
 
     fn id_of(&self, index: usize) -> Option<&ObjectId> {
         match self.slots.get(index)? {
-            Slot::Pending { url } => Some(&url.id),
+            Slot::Pending { id, .. } => Some(id),
             Slot::Active(p) | Slot::NeedsUrl(p) => Some(p.transfer.object()),
             _ => None,
         }
@@ -468,7 +501,7 @@ impl Download {
     }
 
     /// Whether the URL issued at `issued` for `url` must be refreshed before use.
-    fn is_stale(&self, index: usize, url: &crate::secret::PresignedUrl, now: Instant) -> bool {
+    fn is_stale(&self, index: usize, url: &PresignedUrl, now: Instant) -> bool {
         let lifetime = super::url_lifetime(url, self.config.url_lifetime());
         let margin = Duration::from_secs(30).min(lifetime / 2);
         now.saturating_duration_since(self.issued[index]) + margin >= lifetime
@@ -519,36 +552,47 @@ impl Download {
         }
     }
 
-    /// Starts the next object when the window has room and its URL is fresh.
-    fn start_next(&mut self, now: Instant) -> Option<DownloadOutput> {
-        let window = match self.spec.records {
+    /// How many objects may be started and unfinished at once.
+    fn window(&self) -> usize {
+        match self.spec.records {
             Some(_) => 1,
             None => self.spec.concurrency.max(1),
-        };
-        if self.active.len() >= window || self.next >= self.slots.len() {
+        }
+    }
+
+    /// Starts the next object when the window has room and its URL is fresh.
+    fn start_next(&mut self, now: Instant) -> Option<DownloadOutput> {
+        if self.active.len() >= self.window() || self.next >= self.slots.len() {
             return None;
         }
         let i = self.next;
-        let Slot::Pending { url } = &self.slots[i] else {
+        let Slot::Pending { url, .. } = &self.slots[i] else {
             return None;
         };
         let refreshing = matches!(&self.urls, Urls::Out(asked) if asked.contains(&i));
         if refreshing || self.wants_url.contains(&i) {
             return None;
         }
-        if self.is_stale(i, &url.url, now) {
+        let Some(url) = url else {
+            // Its URL is yet to be asked for ([`Download::want_unsigned`] does).
+            return None;
+        };
+        if self.is_stale(i, url, now) {
             // Refresh this URL and the next ones in one batch, before any is used.
             let batch = self.config.url_batch_size();
-            let stale: Vec<usize> = (i..self.slots.len())
-                .filter(|&j| matches!(&self.slots[j], Slot::Pending { url } if self.is_stale(j, &url.url, now)))
+            let stale: Vec<usize> = (i..self.unsigned_from)
+                .filter(|&j| matches!(&self.slots[j], Slot::Pending { url: Some(u), .. } if self.is_stale(j, u, now)))
                 .take(batch)
                 .collect();
             self.wants_url.extend(stale);
             return None;
         }
-        let Slot::Pending { url } = std::mem::replace(&mut self.slots[i], Slot::Lent) else {
+        let Slot::Pending { id, url: Some(url) } =
+            std::mem::replace(&mut self.slots[i], Slot::Lent)
+        else {
             return None;
         };
+        let url = ObjectUrl { id, url };
         let decompress = self.spec.decompress || self.spec.records.is_some();
         let transfer = match Transfer::new(&self.config, url, self.format, decompress) {
             Ok(t) if self.spec.records.is_some() => t.streaming(),
@@ -567,6 +611,21 @@ impl Download {
         }));
         let mut ignored = None;
         self.step_active(i, now, &mut ignored)
+    }
+
+    /// Wants the URLs of the next batch of objects that never had one once fewer than a
+    /// window's worth of URLs are left (fetched or being fetched) for the objects not yet
+    /// started: the next batch arrives before the window runs dry, and at most a batch
+    /// and a window of URLs ever wait unused.
+    fn want_unsigned(&mut self) {
+        let left = self.unsigned_from.saturating_sub(self.next);
+        if self.unsigned_from >= self.slots.len() || left >= self.window() {
+            return;
+        }
+        let batch = self.config.url_batch_size().max(1);
+        let end = self.slots.len().min(self.unsigned_from + batch);
+        self.wants_url.extend(self.unsigned_from..end);
+        self.unsigned_from = end;
     }
 
     /// Asks for fresh URLs when some are wanted and none are being fetched.
@@ -657,16 +716,18 @@ impl Download {
 
     fn finish(&mut self) -> DownloadOutput {
         self.finished = true;
-        let mut done = Vec::with_capacity(self.slots.len());
-        for slot in std::mem::take(&mut self.slots) {
-            match slot {
-                Slot::Done(summary) => done.push(*summary),
-                _ => {
-                    let e = "a download ended with an unfinished object".to_owned();
-                    return DownloadOutput::Done(Err(DownloadError::Internal(e)));
-                }
+        let all_done = std::mem::take(&mut self.slots)
+            .iter()
+            .all(|s| matches!(s, Slot::Done));
+        // Collected in place: the summaries are not copied into a second list.
+        let done: Option<Vec<TransferSummary>> =
+            std::mem::take(&mut self.summaries).into_iter().collect();
+        match done {
+            Some(done) if all_done => DownloadOutput::Done(Ok(done)),
+            _ => {
+                let e = "a download ended with an unfinished object".to_owned();
+                DownloadOutput::Done(Err(DownloadError::Internal(e)))
             }
         }
-        DownloadOutput::Done(Ok(done))
     }
 }

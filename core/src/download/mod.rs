@@ -7,6 +7,7 @@
 
 mod fetch;
 mod machine;
+mod names;
 
 pub use fetch::Fetch;
 pub use machine::{Commit, Download, DownloadError, DownloadOutput, DownloadSpec};

@@ -88,10 +88,11 @@ pub enum Command {
 }
 
 impl Command {
-    /// A command that fetches fresh URLs for every object of a query result.
+    /// A command that fetches fresh URLs for every object of a query result (those in
+    /// [`QueryResult::pending`] included).
     pub fn refresh_urls(result: &QueryResult) -> Self {
         Self::ObjectUrls {
-            objects: result.objects.iter().map(|o| o.id.clone()).collect(),
+            objects: result.object_ids().cloned().collect(),
         }
     }
 
@@ -132,11 +133,34 @@ pub struct QueryResult {
     pub schema_version: u64,
     /// What the data covers: `at` for a snapshot, `since`/`until` for an incremental.
     pub range: DataRange,
-    /// The objects with their pre-signed URLs.
+    /// The objects with their pre-signed URLs: every object of the job, unless the query
+    /// was run with [`Query::urls_on_demand`], in which case it is empty and the objects
+    /// are in [`QueryResult::pending`].
     pub objects: Vec<ObjectUrl>,
+    /// The objects whose URLs were not fetched (a query run with
+    /// [`Query::urls_on_demand`]), in the job's order, after those of `objects`. A
+    /// [`crate::Download`] fetches their URLs as it reaches them; anyone else can with
+    /// [`Command::ObjectUrls`] (or [`Command::refresh_urls`], for every object).
+    pub pending: Vec<ObjectId>,
     /// When the first batch of URLs was received (the oldest URL's issue): a
-    /// [`crate::Download`] refreshes them before they expire.
+    /// [`crate::Download`] refreshes them before they expire. With no URLs, when the
+    /// job was found complete.
     pub urls_issued_at: Instant,
+}
+
+impl QueryResult {
+    /// How many objects the job has: those with a URL and those [`pending`] one.
+    ///
+    /// [`pending`]: QueryResult::pending
+    pub fn object_count(&self) -> usize {
+        self.objects.len() + self.pending.len()
+    }
+
+    /// Every object of the job, in download order: those of `objects`, then those of
+    /// `pending`.
+    pub fn object_ids(&self) -> impl Iterator<Item = &ObjectId> {
+        self.objects.iter().map(|o| &o.id).chain(&self.pending)
+    }
 }
 
 /// What a finished operation produced.

@@ -6,7 +6,7 @@
 //!  Query ─► Posting ─ job ─┬─ waiting/running ─► Polling ─ sleep, poll … ─┐
 //!              ▲           ├─ failed ───────────────────────────────────► Done(JobFailed)
 //!              │           └─ complete ─┬─ expires soon (≤ 3 times) ────┘ (post again)
-//!              └───────────────────────┘├─ no objects ───────────────────► Done(QueryResult)
+//!              └───────────────────────┘├─ no objects, or URLs on demand ► Done(QueryResult)
 //!                                        └─► FetchingUrls ─ batch … ──────► Done(QueryResult)
 //! ```
 
@@ -19,7 +19,7 @@ use jiff::Timestamp;
 use crate::api;
 use crate::config::Config;
 use crate::error::Error;
-use crate::model::{CompleteJob, Job, JobId, JobState, ObjectId, ObjectUrl, Query};
+use crate::model::{DataRange, Job, JobId, JobState, ObjectId, ObjectUrl, Query};
 use crate::secret::AccessToken;
 
 use super::{Command, Outcome, QueryResult, UrlSet};
@@ -74,7 +74,8 @@ enum QueryPhase {
 struct Finished {
     id: JobId,
     expires_at: Option<Timestamp>,
-    complete: CompleteJob,
+    schema_version: u64,
+    range: DataRange,
 }
 
 /// What the session does after a successful call.
@@ -272,7 +273,7 @@ impl QueryWork {
         ) {
             (QueryPhase::FetchingUrls { job, mut urls }, Outcome::Urls(set)) => {
                 match urls.take(set.urls, cx.config.url_batch_size(), cx.now) {
-                    Some(all) => Next::Done(self.result(job, all.urls, all.issued_at)),
+                    Some(all) => Next::Done(self.result(job, all.urls, Vec::new(), all.issued_at)),
                     None => {
                         self.phase = QueryPhase::FetchingUrls { job, urls };
                         Next::Send
@@ -311,29 +312,25 @@ impl QueryWork {
                     self.reposts += 1;
                     return Next::Send;
                 }
-                if complete.objects.is_empty() {
-                    let job = Finished {
-                        id: job.id.clone(),
-                        expires_at: job.expires_at,
-                        complete: complete.clone(),
-                    };
-                    return Next::Done(self.result(job, Vec::new(), cx.now));
-                }
                 // A job that lists an object twice still yields one URL (and one file)
                 // per object.
                 let mut seen = HashSet::new();
-                let objects = complete
+                let objects: Vec<ObjectId> = complete
                     .objects
                     .iter()
                     .filter(|o| seen.insert(o.as_str()))
                     .cloned()
                     .collect();
-                let urls = Batches::new(objects, cx.config.url_batch_size());
                 let job = Finished {
                     id: job.id.clone(),
                     expires_at: job.expires_at,
-                    complete: complete.clone(),
+                    schema_version: complete.schema_version,
+                    range: complete.range,
                 };
+                if objects.is_empty() || self.query.has_urls_on_demand() {
+                    return Next::Done(self.result(job, Vec::new(), objects, cx.now));
+                }
+                let urls = Batches::new(objects, cx.config.url_batch_size());
                 self.phase = QueryPhase::FetchingUrls { job, urls };
                 Next::SendBy(cx.now + cx.config.call_timeout())
             }
@@ -367,6 +364,7 @@ impl QueryWork {
         &self,
         job: Finished,
         objects: Vec<ObjectUrl>,
+        pending: Vec<ObjectId>,
         issued: Instant,
     ) -> Result<Outcome, Error> {
         Ok(Outcome::Query(QueryResult {
@@ -375,9 +373,10 @@ impl QueryWork {
             job: job.id,
             format: self.query.format(),
             expires_at: job.expires_at,
-            schema_version: job.complete.schema_version,
-            range: job.complete.range,
+            schema_version: job.schema_version,
+            range: job.range,
             objects,
+            pending,
             urls_issued_at: issued,
         }))
     }

@@ -481,6 +481,7 @@ impl dap_db::source::Source for StaticSource {
                         url: dap_proto::PresignedUrl::new(format!("http://127.0.0.1:1/o{i}")),
                     })
                     .collect(),
+                pending: Vec::new(),
                 urls_issued_at: std::time::Instant::now(),
             })
         })

@@ -5,8 +5,8 @@
 //!     cargo run -p dap-hyper --example hyper_snapshot -- canvas ./out
 //! ```
 
-use dap_hyper::Format;
 use dap_hyper::{Client, DownloadOptions};
+use dap_hyper::{Format, Query};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -25,10 +25,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     };
 
-    let result = client.snapshot(&namespace, table, Format::Jsonl).await?;
-    println!("job {}: {} objects", result.job, result.objects.len());
+    // URLs on demand: the download fetches them a batch at a time, and taking the
+    // result by value frees each once its object is done, however many objects the job has.
+    let query = Query::snapshot(Format::Jsonl).urls_on_demand();
+    let result = client.query(&namespace, table, query).await?;
+    println!("job {}: {} objects", result.job, result.object_count());
     let files = client
-        .download(&result, &out, &DownloadOptions::default())
+        .download(result, &out, &DownloadOptions::default())
         .await?;
     for file in files {
         println!("{} ({} bytes)", file.path.display(), file.bytes);

@@ -152,8 +152,14 @@ impl Client {
     /// written under a unique temporary name, verified (length, gzip CRC and size),
     /// fsync'ed and renamed only then. Expiring URLs are refreshed, dropped or stalled
     /// connections resume with `Range`; the first failed object cancels the others and
-    /// no failed object leaves a file. Returns the files in the order of
-    /// `result.objects`.
+    /// no failed object leaves a file. Returns the files in the order of the result's
+    /// objects (`objects`, then `pending`).
+    ///
+    /// For a job of many objects, run the query with [`Query::urls_on_demand`] and give
+    /// the result by value: it then carries no URLs, and the download fetches them a
+    /// batch at a time as it reaches the objects, so memory stays flat however many
+    /// objects the job has (pre-signed URLs run to a kilobyte each). [`Client::records`]
+    /// and [`Client::json_records`] take such results too.
     pub async fn download(
         &self,
         result: impl IntoDownload,

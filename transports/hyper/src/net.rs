@@ -151,7 +151,7 @@ pub(crate) async fn exchange(
     let cap = config.max_body_bytes().saturating_add(1);
     let mut meter = config.low_speed().meter();
     let wait = meter.read_timeout().min(net.options.read_timeout);
-    let mut buf = BytesMut::new();
+    let mut buf = BytesMut::with_capacity(dap_client::net::body_capacity(&parts.headers, cap));
     while buf.len() < cap {
         match next_chunk(&mut body, wait).await? {
             Some(chunk) => {

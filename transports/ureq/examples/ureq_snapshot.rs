@@ -6,7 +6,7 @@
 //! ```
 //! Try it offline against the emulator: `cargo run -p dap-emulator` prints the variables.
 
-use dap_ureq::{Client, DownloadOptions, Error, Format};
+use dap_ureq::{Client, DownloadOptions, Error, Format, Query};
 
 fn main() -> Result<(), Error> {
     let mut args = std::env::args().skip(1);
@@ -17,17 +17,21 @@ fn main() -> Result<(), Error> {
     let tables = client.list_tables("canvas")?;
     println!("{} tables in canvas: {}", tables.len(), tables.join(", "));
 
-    let result = client.snapshot("canvas", &table, Format::Jsonl)?;
+    // URLs on demand: the download fetches them a batch at a time, and taking the
+    // result by value frees each once its object is done, however many objects the job has.
+    let query = Query::snapshot(Format::Jsonl).urls_on_demand();
+    let result = client.query("canvas", &table, query)?;
     println!(
         "job {} complete: {} objects, data as of {:?}",
         result.job,
-        result.objects.len(),
+        result.object_count(),
         result.range
     );
-    let files = client.download(&result, &dir, &DownloadOptions::default())?;
+    let next_since = result.range.next_since();
+    let files = client.download(result, &dir, &DownloadOptions::default())?;
     for file in &files {
         println!("{} ({} bytes, verified)", file.path.display(), file.bytes);
     }
-    println!("next incremental since {}", result.range.next_since());
+    println!("next incremental since {next_since}");
     Ok(())
 }

@@ -116,7 +116,7 @@ pub(crate) fn exchange(
     let (parts, body) = send(agent, request, deadline)?.into_parts();
     let mut reader = body.into_with_config().limit(u64::MAX).reader();
     let mut meter = config.low_speed().meter();
-    let mut buf = Vec::new();
+    let mut buf = Vec::with_capacity(dap_client::net::body_capacity(&parts.headers, limit));
     let mut chunk = vec![0u8; 16 << 10];
     while buf.len() < limit {
         match reader.read(&mut chunk) {
