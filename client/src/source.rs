@@ -1,5 +1,7 @@
 //! [`IntoDownload`]: what a download or a record stream starts from.
 
+use std::borrow::Borrow;
+
 use dap_proto::{Config, Download, DownloadSpec, Format, QueryResult};
 
 mod sealed {
@@ -15,9 +17,12 @@ mod sealed {
 /// flat however many objects the job has (pre-signed URLs run to a kilobyte each). A
 /// result of a query run with [`dap_proto::Query::urls_on_demand`] carries no URLs at
 /// all: lent or given, the download fetches them a batch at a time as it reaches them.
-pub trait IntoDownload: sealed::Sealed {
+pub trait IntoDownload: sealed::Sealed + Borrow<QueryResult> {
     /// The format of the result's objects.
-    fn format(&self) -> Format;
+    fn format(&self) -> Format {
+        self.borrow().format
+    }
+
     /// The core's download machine for the result.
     fn into_download(
         self,
@@ -27,10 +32,6 @@ pub trait IntoDownload: sealed::Sealed {
 }
 
 impl IntoDownload for &QueryResult {
-    fn format(&self) -> Format {
-        self.format
-    }
-
     fn into_download(
         self,
         config: &Config,
@@ -41,10 +42,6 @@ impl IntoDownload for &QueryResult {
 }
 
 impl IntoDownload for QueryResult {
-    fn format(&self) -> Format {
-        self.format
-    }
-
     fn into_download(
         self,
         config: &Config,
