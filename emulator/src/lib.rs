@@ -64,6 +64,7 @@ mod faults;
 pub mod heart;
 mod job;
 mod jwt;
+pub mod measure;
 mod member;
 mod objects;
 mod pump;

@@ -50,18 +50,6 @@ fn cpu_seconds() -> (f64, f64) {
     (client as f64 / TICKS, emulator as f64 / TICKS)
 }
 
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 fn client_for(emu: &Emulator) -> Client {
     let config = Config::builder(emu.client_id(), emu.client_secret())
         .base_url(emu.base_url())
@@ -122,7 +110,7 @@ async fn bench_download(scale: u32) {
             (c1 - c0) / gb,
             (c1 - c0) / (inflated as f64 / 1e9),
             e1 - e0,
-            peak_rss_mib(),
+            dap_emulator::measure::peak_rss_mib(),
         );
     }
 }

@@ -55,18 +55,6 @@ fn cpu() -> (f64, f64) {
     (own - emulator_cpu(), children)
 }
 
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 /// A temporary directory, under `DAP_BENCH_DIR` when set (e.g. `/dev/shm` to leave the
 /// disk and its fsync out of the figures).
 fn tempdir() -> tempfile::TempDir {
@@ -199,7 +187,7 @@ fn main() {
     }
     println!(
         "peak RSS (process, emulator included): {:.1} MiB",
-        peak_rss_mib()
+        dap_emulator::measure::peak_rss_mib()
     );
     println!("logins: {}", client.logins());
 }
