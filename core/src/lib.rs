@@ -72,25 +72,30 @@
 //! use std::time::Instant;
 //! use dap_proto::{Download, DownloadOutput, DownloadSpec, QueryResult, Session};
 //!
-//! fn download(session: &mut Session, result: &QueryResult) -> Result<(), Box<dyn std::error::Error>> {
+//! // `now` is the runtime's clock: the core never reads one.
+//! fn download(
+//!     session: &mut Session,
+//!     result: &QueryResult,
+//!     now: impl Fn() -> Instant,
+//! ) -> Result<(), Box<dyn std::error::Error>> {
 //!     let spec = DownloadSpec::files(4, false, /* a random nonce */ 0x5eed);
 //!     let mut download = Download::new(session.config(), result, spec)?;
 //!     loop {
-//!         match download.poll_output(Instant::now()) {
+//!         match download.poll_output(now()) {
 //!             DownloadOutput::Fetch(mut fetch) => {
 //!                 // Send fetch.take_request(); report the head with fetch.handle_head,
 //!                 // stream the body through fetch.handle_body into the file named by
 //!                 // fetch.temp_file() (created with create_new), end with
 //!                 // fetch.handle_body_end or fetch.handle_failure. Then give it back
 //!                 // (several fetches may be out at once):
-//!                 download.handle_fetch(fetch, Instant::now());
+//!                 download.handle_fetch(fetch, now());
 //!             }
 //!             DownloadOutput::Session(command) => {
 //!                 // Fresh URLs: run the command on the session (its own run loop) and
 //!                 // hand the result back.
-//!                 let op = session.start(command, Instant::now());
+//!                 let op = session.start(command, now());
 //!                 # let result = Err(dap_proto::Error::Internal(format!("{op}")));
-//!                 download.handle_session_result(result, Instant::now());
+//!                 download.handle_session_result(result, now());
 //!             }
 //!             DownloadOutput::Commit(commit) => {
 //!                 // Check the length, fsync, rename commit.temp to commit.target,
@@ -168,7 +173,7 @@ pub mod records;
 pub mod secret;
 pub mod session;
 mod speed;
-#[cfg(feature = "testing")]
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod transfer;
 pub mod wire;

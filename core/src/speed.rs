@@ -126,10 +126,7 @@ fn slot(slice: u64) -> usize {
 mod tests {
     use super::*;
 
-    #[allow(clippy::disallowed_methods)] // an arbitrary origin for the virtual clock
-    fn origin() -> Instant {
-        Instant::now()
-    }
+    use crate::testing::origin;
 
     const KIB_IN_30S: LowSpeed = LowSpeed {
         min_bytes: 1024,
