@@ -249,9 +249,7 @@ impl Download {
     /// shared with `result` for as long as the caller keeps it; see
     /// [`Download::from_result`] to let each go once its object is done.
     pub fn new(config: &Config, result: &QueryResult, spec: DownloadSpec) -> Result<Self, Error> {
-        let objects = result.objects.clone();
-        let pending = result.pending.clone();
-        Self::build(config, result, objects, pending, spec)
+        Self::from_result(config, result.clone(), spec)
     }
 
     /// Like [`Download::new`], taking the result: each object's pre-signed URL is freed
@@ -264,16 +262,6 @@ impl Download {
     ) -> Result<Self, Error> {
         let objects = std::mem::take(&mut result.objects);
         let pending = std::mem::take(&mut result.pending);
-        Self::build(config, &result, objects, pending, spec)
-    }
-
-    fn build(
-        config: &Config,
-        result: &QueryResult,
-        objects: Vec<ObjectUrl>,
-        pending: Vec<ObjectId>,
-        spec: DownloadSpec,
-    ) -> Result<Self, Error> {
         let strip_gz = spec.decompress && result.format.is_gzip();
         let mut names = Names::new(result.job.clone(), spec.records.is_none(), strip_gz);
         for object in &objects {
